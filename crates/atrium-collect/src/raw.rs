@@ -1,0 +1,86 @@
+//! Borrowed JSON objects: the top-level keys of an object with their values left as raw text.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A JSON object as an ordered list of (key, raw value) pairs, borrowing from the input.
+pub(crate) struct RawObject<'a> {
+    pub(crate) fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawObject<'a> {
+    pub(crate) fn parse(json: &'a str) -> Result<RawObject<'a>, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
+        // Last occurrence wins, like serde_json's own maps.
+        self.fields
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| *value)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a json object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push((key, value));
+                }
+                Ok(RawObject { fields })
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// What a raw value holds, decoded just enough to validate it.
+pub(crate) enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Number(&'a str),
+    Other,
+}
+
+pub(crate) fn scalar(raw: &RawValue) -> Scalar<'_> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'n') => Scalar::Null,
+        Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
+            Ok(value) => Scalar::Str(value),
+            Err(_) => Scalar::Other,
+        },
+        Some(b'-' | b'0'..=b'9') => Scalar::Number(text),
+        _ => Scalar::Other,
+    }
+}
+
+pub(crate) fn is_object(raw: &RawValue) -> bool {
+    raw.get().as_bytes().first() == Some(&b'{')
+}
+
+pub(crate) fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Appends `text` to `out` as a JSON string literal.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a vec cannot fail");
+}

@@ -1,0 +1,107 @@
+//! What the event log stores. Every record is one JSON object: either a Segment-spec event
+//! (normalized by collection, with an `atrium` envelope object) or a control record
+//! (`"type": "atrium.*"`) such as a GDPR erasure. Derived state is a pure function of these records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::source::Channel;
+
+/// The envelope collection adds to every event, under the top-level key `atrium`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtriumMeta {
+    pub source: String,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<EventFlag>,
+}
+
+/// Something collection changed or noticed about an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFlag {
+    /// The computed timestamp was in the future beyond tolerance and was clamped to `receivedAt`.
+    FutureTimestampClamped,
+    /// The client sent no `messageId`; collection generated one.
+    MessageIdGenerated,
+    /// No client timestamp; `timestamp` is the server's `receivedAt`.
+    TimestampFromServer,
+}
+
+/// Records that are not customer events but still belong to the ordered history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ControlRecord {
+    /// GDPR erasure of one profile. It carries only salted hashes of the erased identifiers, so
+    /// the log never has to hold the erased values again.
+    #[serde(rename = "atrium.erase")]
+    Erase {
+        profile_id: String,
+        identifier_hashes: Vec<String>,
+        requested_at: String,
+        /// Whether future events carrying these identifiers are suppressed.
+        suppress: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("log record is not valid json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("log record is not a json object")]
+    NotAnObject,
+}
+
+/// A decoded log record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogRecord {
+    Event(Value),
+    Control(ControlRecord),
+}
+
+impl LogRecord {
+    pub fn decode(payload: &[u8]) -> Result<LogRecord, RecordError> {
+        let value: Value = serde_json::from_slice(payload)?;
+        let is_control = match &value {
+            Value::Object(map) => map
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|kind| kind.starts_with("atrium.")),
+            _ => return Err(RecordError::NotAnObject),
+        };
+        if is_control {
+            return Ok(LogRecord::Control(serde_json::from_value(value)?));
+        }
+        Ok(LogRecord::Event(value))
+    }
+
+    pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
+        serde_json::to_vec(record).expect("control records always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_records_round_trip() {
+        let erase = ControlRecord::Erase {
+            profile_id: "p_1".into(),
+            identifier_hashes: vec!["ab".into()],
+            requested_at: "2026-01-01T00:00:00.000Z".into(),
+            suppress: true,
+        };
+        let bytes = LogRecord::encode_control(&erase);
+        assert_eq!(
+            LogRecord::decode(&bytes).unwrap(),
+            LogRecord::Control(erase)
+        );
+        let event = br#"{"type":"track","event":"x"}"#;
+        assert!(matches!(
+            LogRecord::decode(event).unwrap(),
+            LogRecord::Event(_)
+        ));
+        assert!(LogRecord::decode(b"[1]").is_err());
+    }
+}
