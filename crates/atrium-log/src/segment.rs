@@ -60,6 +60,23 @@ impl Segment {
         }
     }
 
+    /// The shared file handle of a loaded segment (the active one always is).
+    pub(crate) fn file_handle(&self) -> Arc<File> {
+        let state = self.state.read();
+        let Some(loaded) = state.as_ref() else {
+            unreachable!("file_handle is only used on the active segment, which is always loaded");
+        };
+        Arc::clone(&loaded.file)
+    }
+
+    /// Readable length and record count of a loaded segment (the active one always is).
+    pub(crate) fn len_and_records(&self) -> (u64, u64) {
+        let state = self.state.read();
+        state
+            .as_ref()
+            .map_or((FILE_HEADER_LEN, 0), |l| (l.len, l.index.record_count()))
+    }
+
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.disk_bytes.load(Ordering::Relaxed)
     }

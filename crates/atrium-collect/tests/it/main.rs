@@ -308,7 +308,7 @@ proptest! {
 
     #[test]
     fn accepted_payloads_are_json_objects_that_keep_properties(
-        name in "[a-zA-Z \\\\\"]{1,20}",
+        name in "[a-zA-Z\\\\\"][a-zA-Z \\\\\"]{0,19}",
         key in "[a-z\"\\\\]{1,8}",
         value in any::<i64>(),
     ) {
