@@ -1,0 +1,249 @@
+//! Read-only views over a snapshot, for the API and the CLI.
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
+use sha2::{Digest, Sha256};
+
+use crate::tables::*;
+use crate::{MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, decode};
+
+/// One event on a profile's timeline: where to find it in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TimelineEntry {
+    pub time_ms: i64,
+    pub offset: u64,
+}
+
+/// A page of profiles, with the cursor for the next page.
+#[derive(Clone, Debug)]
+pub struct ProfilePage {
+    pub profiles: Vec<Profile>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct ReadTables {
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    identifiers: ReadOnlyTable<&'static str, &'static str>,
+    graphs: ReadOnlyTable<&'static str, &'static [u8]>,
+    redirects: ReadOnlyTable<&'static str, &'static str>,
+    merge_log: ReadOnlyTable<u64, &'static [u8]>,
+    profiles: ReadOnlyTable<&'static str, &'static [u8]>,
+    timeline: ReadOnlyTable<(&'static str, i64, u64), ()>,
+    suppressed: ReadOnlyTable<&'static str, i64>,
+}
+
+/// Follows merge redirects to the surviving profile; a bounded walk guards against cycles.
+const MAX_REDIRECT_HOPS: usize = 1_000;
+
+impl ReadTables {
+    pub(crate) fn open(transaction: &ReadTransaction) -> Result<ReadTables, StoreError> {
+        Ok(ReadTables {
+            meta: transaction.open_table(META)?,
+            identifiers: transaction.open_table(IDENTIFIERS)?,
+            graphs: transaction.open_table(GRAPHS)?,
+            redirects: transaction.open_table(REDIRECTS)?,
+            merge_log: transaction.open_table(MERGE_LOG)?,
+            profiles: transaction.open_table(PROFILES)?,
+            timeline: transaction.open_table(TIMELINE)?,
+            suppressed: transaction.open_table(SUPPRESSED)?,
+        })
+    }
+
+    pub fn pipeline_offset(&self) -> Result<u64, StoreError> {
+        meta_u64(&self.meta, PIPELINE_OFFSET_KEY)
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
+        meta_u64(&self.meta, key)
+    }
+
+    /// Resolves a profile reference — a profile id (following merges) or `kind:value` — to the
+    /// current profile id.
+    pub fn resolve(&self, reference: &str) -> Result<Option<ProfileId>, StoreError> {
+        let mut current = if self.profiles.get(reference)?.is_some() || self.redirects.get(reference)?.is_some() {
+            reference.to_owned()
+        } else {
+            match self.identifiers.get(reference)? {
+                Some(profile) => profile.value().to_owned(),
+                None => return Ok(None),
+            }
+        };
+        for _ in 0..MAX_REDIRECT_HOPS {
+            match self.redirects.get(current.as_str())? {
+                Some(next) => current = next.value().to_owned(),
+                None => break,
+            }
+        }
+        if self.profiles.get(current.as_str())?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(ProfileId(current)))
+    }
+
+    pub fn profile(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        match self.profiles.get(id.0.as_str())? {
+            Some(bytes) => Ok(Some(decode("profiles", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn graph(&self, id: &ProfileId) -> Result<Option<ProfileGraph>, StoreError> {
+        match self.graphs.get(id.0.as_str())? {
+            Some(bytes) => Ok(Some(decode("graphs", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every merge-log entry that shaped this profile (it or a profile merged into it survived).
+    pub fn merge_history(&self, graph: &ProfileGraph) -> Result<Vec<MergeLogEntry>, StoreError> {
+        let mut members: Vec<&ProfileId> = graph.merged_from.iter().collect();
+        members.push(&graph.profile);
+        let mut entries = Vec::new();
+        for row in self.merge_log.iter()? {
+            let (_, bytes) = row?;
+            let entry: MergeLogEntry = decode("merge_log", bytes.value())?;
+            if members.contains(&&entry.survivor) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The profile's events, newest first, strictly before `before` when given.
+    pub fn timeline(&self, id: &ProfileId, before: Option<(i64, u64)>, limit: usize) -> Result<Vec<TimelineEntry>, StoreError> {
+        let start = (id.0.as_str(), i64::MIN, 0u64);
+        let entries = match before {
+            Some((time_ms, offset)) => self.timeline.range(start..(id.0.as_str(), time_ms, offset))?,
+            None => self.timeline.range(start..=(id.0.as_str(), i64::MAX, u64::MAX))?,
+        };
+        let mut page = Vec::with_capacity(limit);
+        for row in entries.rev() {
+            let (key, _) = row?;
+            let (_, time_ms, offset) = key.value();
+            page.push(TimelineEntry { time_ms, offset });
+            if page.len() >= limit {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// Profiles in id order after `cursor`.
+    pub fn list_profiles(&self, cursor: Option<&str>, limit: usize) -> Result<ProfilePage, StoreError> {
+        let rows = match cursor {
+            Some(cursor) => self.profiles.range::<&str>((std::ops::Bound::Excluded(cursor), std::ops::Bound::Unbounded))?,
+            None => self.profiles.iter()?,
+        };
+        let mut profiles = Vec::with_capacity(limit);
+        let mut next_cursor = None;
+        for row in rows {
+            let (key, bytes) = row?;
+            if profiles.len() == limit {
+                next_cursor = profiles.last().map(|profile: &Profile| profile.id.clone());
+                let _ = key;
+                break;
+            }
+            profiles.push(decode("profiles", bytes.value())?);
+        }
+        Ok(ProfilePage { profiles, next_cursor })
+    }
+
+    /// Profiles holding an identifier that starts with `prefix` (`email:ann`, `user_id:u_1`).
+    pub fn search_identifiers(&self, prefix: &str, limit: usize) -> Result<Vec<(String, ProfileId)>, StoreError> {
+        let mut found = Vec::new();
+        for row in self.identifiers.range(prefix..)? {
+            let (key, profile) = row?;
+            if !key.value().starts_with(prefix) || found.len() >= limit {
+                break;
+            }
+            found.push((key.value().to_owned(), ProfileId(profile.value().to_owned())));
+        }
+        Ok(found)
+    }
+
+    pub fn profile_count(&self) -> Result<u64, StoreError> {
+        Ok(self.profiles.len()?)
+    }
+
+    pub fn identifier_count(&self) -> Result<u64, StoreError> {
+        Ok(self.identifiers.len()?)
+    }
+
+    pub fn merge_count(&self) -> Result<u64, StoreError> {
+        Ok(self.merge_log.len()?)
+    }
+
+    pub fn suppressed_count(&self) -> Result<u64, StoreError> {
+        Ok(self.suppressed.len()?)
+    }
+
+    /// Every (hash, time) on the suppression list.
+    pub fn suppressed_hashes(&self) -> Result<Vec<String>, StoreError> {
+        let mut hashes = Vec::new();
+        for row in self.suppressed.iter()? {
+            let (key, _) = row?;
+            hashes.push(key.value().to_owned());
+        }
+        Ok(hashes)
+    }
+
+    pub(crate) fn hash_contents(&self, hasher: &mut Sha256) -> Result<(), StoreError> {
+        fn feed(hasher: &mut Sha256, bytes: &[u8]) {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        for row in self.meta.iter()? {
+            let (key, value) = row?;
+            feed(hasher, key.value().as_bytes());
+            feed(hasher, value.value());
+        }
+        for row in self.identifiers.iter()? {
+            let (key, value) = row?;
+            feed(hasher, key.value().as_bytes());
+            feed(hasher, value.value().as_bytes());
+        }
+        for table in [&self.graphs, &self.profiles] {
+            for row in table.iter()? {
+                let (key, value) = row?;
+                feed(hasher, key.value().as_bytes());
+                feed(hasher, value.value());
+            }
+        }
+        for row in self.redirects.iter()? {
+            let (key, value) = row?;
+            feed(hasher, key.value().as_bytes());
+            feed(hasher, value.value().as_bytes());
+        }
+        for row in self.merge_log.iter()? {
+            let (key, value) = row?;
+            feed(hasher, &key.value().to_le_bytes());
+            feed(hasher, value.value());
+        }
+        for row in self.timeline.iter()? {
+            let (key, _) = row?;
+            let (profile, time_ms, offset) = key.value();
+            feed(hasher, profile.as_bytes());
+            feed(hasher, &time_ms.to_le_bytes());
+            feed(hasher, &offset.to_le_bytes());
+        }
+        for row in self.suppressed.iter()? {
+            let (key, value) = row?;
+            feed(hasher, key.value().as_bytes());
+            feed(hasher, &value.value().to_le_bytes());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn meta_u64(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64, StoreError> {
+    Ok(match table.get(key)? {
+        Some(bytes) => {
+            let bytes = bytes.value();
+            let mut buffer = [0u8; 8];
+            if bytes.len() == 8 {
+                buffer.copy_from_slice(bytes);
+            }
+            u64::from_le_bytes(buffer)
+        }
+        None => 0,
+    })
+}

@@ -1,0 +1,51 @@
+//! Table definitions and whole-database operations over them.
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::StoreError;
+
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const IDENTIFIERS: TableDefinition<&str, &str> = TableDefinition::new("identifiers");
+pub const GRAPHS: TableDefinition<&str, &[u8]> = TableDefinition::new("graphs");
+pub const REDIRECTS: TableDefinition<&str, &str> = TableDefinition::new("redirects");
+pub const MERGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("merge_log");
+pub const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
+pub const TIMELINE: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("timeline");
+pub const SUPPRESSED: TableDefinition<&str, i64> = TableDefinition::new("suppressed");
+
+pub const PIPELINE_OFFSET_KEY: &str = "pipeline_offset";
+
+pub(crate) fn create_all(transaction: &WriteTransaction) -> Result<(), StoreError> {
+    transaction.open_table(META)?;
+    transaction.open_table(IDENTIFIERS)?;
+    transaction.open_table(GRAPHS)?;
+    transaction.open_table(REDIRECTS)?;
+    transaction.open_table(MERGE_LOG)?;
+    transaction.open_table(PROFILES)?;
+    transaction.open_table(TIMELINE)?;
+    transaction.open_table(SUPPRESSED)?;
+    Ok(())
+}
+
+macro_rules! copy_table {
+    ($read:expr, $write:expr, $definition:expr) => {{
+        let source = $read.open_table($definition)?;
+        let mut target = $write.open_table($definition)?;
+        for entry in source.iter()? {
+            let (key, value) = entry?;
+            target.insert(key.value(), value.value())?;
+        }
+    }};
+}
+
+pub(crate) fn copy_all(read: &ReadTransaction, write: &WriteTransaction) -> Result<(), StoreError> {
+    copy_table!(read, write, META);
+    copy_table!(read, write, IDENTIFIERS);
+    copy_table!(read, write, GRAPHS);
+    copy_table!(read, write, REDIRECTS);
+    copy_table!(read, write, MERGE_LOG);
+    copy_table!(read, write, PROFILES);
+    copy_table!(read, write, TIMELINE);
+    copy_table!(read, write, SUPPRESSED);
+    Ok(())
+}

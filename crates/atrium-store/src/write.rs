@@ -1,0 +1,231 @@
+//! The single writer's view: all tables of one write transaction, with a write-back cache for
+//! the values the pipeline touches many times per batch (profiles and identity graphs).
+
+use std::collections::HashMap;
+
+use atrium_identity::IdentityStore;
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::read::meta_u64;
+use crate::tables::*;
+use crate::{MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, decode, encode};
+
+pub struct WriteTables<'txn> {
+    meta: Table<'txn, &'static str, &'static [u8]>,
+    identifiers: Table<'txn, &'static str, &'static str>,
+    graphs: Table<'txn, &'static str, &'static [u8]>,
+    redirects: Table<'txn, &'static str, &'static str>,
+    merge_log: Table<'txn, u64, &'static [u8]>,
+    profiles: Table<'txn, &'static str, &'static [u8]>,
+    timeline: Table<'txn, (&'static str, i64, u64), ()>,
+    suppressed: Table<'txn, &'static str, i64>,
+    /// `None` marks a deletion still to be written.
+    profile_cache: HashMap<String, Option<Profile>>,
+    graph_cache: HashMap<String, Option<ProfileGraph>>,
+}
+
+impl<'txn> WriteTables<'txn> {
+    pub(crate) fn open(transaction: &'txn WriteTransaction) -> Result<WriteTables<'txn>, StoreError> {
+        Ok(WriteTables {
+            meta: transaction.open_table(META)?,
+            identifiers: transaction.open_table(IDENTIFIERS)?,
+            graphs: transaction.open_table(GRAPHS)?,
+            redirects: transaction.open_table(REDIRECTS)?,
+            merge_log: transaction.open_table(MERGE_LOG)?,
+            profiles: transaction.open_table(PROFILES)?,
+            timeline: transaction.open_table(TIMELINE)?,
+            suppressed: transaction.open_table(SUPPRESSED)?,
+            profile_cache: HashMap::new(),
+            graph_cache: HashMap::new(),
+        })
+    }
+
+    /// Writes cached values back. Called by [`crate::Store::write`] before commit.
+    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
+        for (id, profile) in self.profile_cache.drain() {
+            match profile {
+                Some(profile) => {
+                    self.profiles.insert(id.as_str(), encode(&profile).as_slice())?;
+                }
+                None => {
+                    self.profiles.remove(id.as_str())?;
+                }
+            }
+        }
+        for (id, graph) in self.graph_cache.drain() {
+            match graph {
+                Some(graph) => {
+                    self.graphs.insert(id.as_str(), encode(&graph).as_slice())?;
+                }
+                None => {
+                    self.graphs.remove(id.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pipeline_offset(&self) -> Result<u64, StoreError> {
+        meta_u64(&self.meta, PIPELINE_OFFSET_KEY)
+    }
+
+    pub fn set_meta_u64(&mut self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta.insert(key, value.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Result<u64, StoreError> {
+        meta_u64(&self.meta, key)
+    }
+
+    pub fn has_meta(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.meta.get(key)?.is_some())
+    }
+
+    /// A mutable profile, loaded through the cache.
+    pub fn profile_mut(&mut self, id: &ProfileId) -> Result<Option<&mut Profile>, StoreError> {
+        if !self.profile_cache.contains_key(id.as_str()) {
+            let loaded = match self.profiles.get(id.as_str())? {
+                Some(bytes) => Some(decode::<Profile>("profiles", bytes.value())?),
+                None => None,
+            };
+            self.profile_cache.insert(id.0.clone(), loaded);
+        }
+        Ok(self.profile_cache.get_mut(id.as_str()).and_then(Option::as_mut))
+    }
+
+    pub fn put_profile(&mut self, profile: Profile) {
+        self.profile_cache.insert(profile.id.clone(), Some(profile));
+    }
+
+    /// Removes and returns a profile.
+    pub fn take_profile(&mut self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        self.profile_mut(id)?;
+        let taken = self.profile_cache.insert(id.0.clone(), None).flatten();
+        Ok(taken)
+    }
+
+    pub fn add_to_timeline(&mut self, id: &ProfileId, time_ms: i64, offset: u64) -> Result<(), StoreError> {
+        self.timeline.insert((id.as_str(), time_ms, offset), ())?;
+        Ok(())
+    }
+
+    /// Removes a profile's whole timeline and returns the log offsets it held.
+    pub fn take_timeline(&mut self, id: &ProfileId) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut entries = Vec::new();
+        for row in self.timeline.range((id.as_str(), i64::MIN, 0u64)..=(id.as_str(), i64::MAX, u64::MAX))? {
+            let (key, _) = row?;
+            let (_, time_ms, offset) = key.value();
+            entries.push((time_ms, offset));
+        }
+        for (time_ms, offset) in &entries {
+            self.timeline.remove((id.as_str(), *time_ms, *offset))?;
+        }
+        Ok(entries)
+    }
+
+    /// Moves `from`'s timeline to `to` (retroactive stitching after a merge).
+    pub fn move_timeline(&mut self, from: &ProfileId, to: &ProfileId) -> Result<usize, StoreError> {
+        let entries = self.take_timeline(from)?;
+        for (time_ms, offset) in &entries {
+            self.timeline.insert((to.as_str(), *time_ms, *offset), ())?;
+        }
+        Ok(entries.len())
+    }
+
+    pub fn suppress(&mut self, hash: &str, time_ms: i64) -> Result<(), StoreError> {
+        self.suppressed.insert(hash, time_ms)?;
+        Ok(())
+    }
+
+    pub fn is_suppressed(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.suppressed.get(hash)?.is_some())
+    }
+
+    pub fn suppression_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.suppressed.len()?)
+    }
+
+    /// Deletes every trace of a profile from identity state: its graph, bindings, redirects that
+    /// point at it or at profiles merged into it, and merge-log entries naming it.
+    pub fn erase_identity(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
+        for record in &graph.identifiers {
+            self.identifiers.remove(record.id.to_string().as_str())?;
+        }
+        let mut members: Vec<String> = graph.merged_from.iter().map(|id| id.0.clone()).collect();
+        members.push(graph.profile.0.clone());
+        for member in &members {
+            self.redirects.remove(member.as_str())?;
+            self.graph_cache.insert(member.clone(), None);
+        }
+        let mut doomed = Vec::new();
+        for row in self.merge_log.iter()? {
+            let (sequence, bytes) = row?;
+            let entry: MergeLogEntry = decode("merge_log", bytes.value())?;
+            let names_member = members.contains(&entry.survivor.0) || entry.merged.iter().any(|id| members.contains(&id.0));
+            if names_member {
+                doomed.push(sequence.value());
+            }
+        }
+        for sequence in doomed {
+            self.merge_log.remove(sequence)?;
+        }
+        Ok(())
+    }
+}
+
+impl IdentityStore for WriteTables<'_> {
+    type Error = StoreError;
+
+    fn profile_for(&self, id: &atrium_identity::Identifier) -> Result<Option<ProfileId>, StoreError> {
+        let key = id.to_string();
+        Ok(self.identifiers.get(key.as_str())?.map(|profile| ProfileId(profile.value().to_owned())))
+    }
+
+    fn graph(&self, profile: &ProfileId) -> Result<Option<ProfileGraph>, StoreError> {
+        if let Some(cached) = self.graph_cache.get(profile.as_str()) {
+            return Ok(cached.clone());
+        }
+        match self.graphs.get(profile.as_str())? {
+            Some(bytes) => Ok(Some(decode("graphs", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
+        self.graph_cache.insert(graph.profile.0.clone(), Some(graph.clone()));
+        Ok(())
+    }
+
+    fn remove_graph(&mut self, profile: &ProfileId) -> Result<(), StoreError> {
+        self.graph_cache.insert(profile.0.clone(), None);
+        Ok(())
+    }
+
+    fn bind(&mut self, id: &atrium_identity::Identifier, profile: &ProfileId) -> Result<(), StoreError> {
+        self.identifiers.insert(id.to_string().as_str(), profile.as_str())?;
+        Ok(())
+    }
+
+    fn unbind(&mut self, id: &atrium_identity::Identifier) -> Result<(), StoreError> {
+        self.identifiers.remove(id.to_string().as_str())?;
+        Ok(())
+    }
+
+    fn set_redirect(&mut self, from: &ProfileId, to: &ProfileId) -> Result<(), StoreError> {
+        self.redirects.insert(from.as_str(), to.as_str())?;
+        Ok(())
+    }
+
+    fn redirect(&self, from: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
+        Ok(self.redirects.get(from.as_str())?.map(|to| ProfileId(to.value().to_owned())))
+    }
+
+    /// Merge-log entries are keyed by the offset of the event that merged: at most one merge per
+    /// event, and the key survives replays after erasure deleted other entries.
+    fn append_merge_log(&mut self, entry: &MergeLogEntry) -> Result<(), StoreError> {
+        self.merge_log.insert(entry.offset, encode(entry).as_slice())?;
+        Ok(())
+    }
+}
