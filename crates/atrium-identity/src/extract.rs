@@ -49,7 +49,10 @@ pub(crate) struct RawExtraction {
 pub(crate) fn extract_raw(event: &Value, rules: &CompiledRules) -> RawExtraction {
     let mut found: Vec<Identifier> = Vec::new();
     let mut push = |kind: &str, raw: Option<&Value>| {
-        if let Some(value) = raw.and_then(scalar_string).and_then(|s| normalize(kind, &s)) {
+        if let Some(value) = raw
+            .and_then(scalar_string)
+            .and_then(|s| normalize(kind, &s))
+        {
             found.push(Identifier::new(kind, value));
         }
     };
@@ -67,7 +70,10 @@ pub(crate) fn extract_raw(event: &Value, rules: &CompiledRules) -> RawExtraction
     {
         trait_sources.push(t);
     }
-    if let Some(t) = context.and_then(|c| c.get("traits")).filter(|t| t.is_object()) {
+    if let Some(t) = context
+        .and_then(|c| c.get("traits"))
+        .filter(|t| t.is_object())
+    {
         trait_sources.push(t);
     }
     for traits in &trait_sources {
@@ -238,24 +244,45 @@ mod tests {
 
     #[test]
     fn phone_normalization() {
-        assert_eq!(normalize("phone", " +1 (415) 555-0100 ").as_deref(), Some("+14155550100"));
-        assert_eq!(normalize("phone", "0044 20 7946 0958").as_deref(), Some("+442079460958"));
-        assert_eq!(normalize("phone", "415.555.0100").as_deref(), Some("4155550100"));
+        assert_eq!(
+            normalize("phone", " +1 (415) 555-0100 ").as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(
+            normalize("phone", "0044 20 7946 0958").as_deref(),
+            Some("+442079460958")
+        );
+        assert_eq!(
+            normalize("phone", "415.555.0100").as_deref(),
+            Some("4155550100")
+        );
         assert_eq!(normalize("phone", "555-010"), None, "six digits");
         assert_eq!(normalize("phone", "call 5550100"), None);
     }
 
     #[test]
     fn email_normalization() {
-        assert_eq!(normalize("email", " Ann@Example.COM ").as_deref(), Some("ann@example.com"));
+        assert_eq!(
+            normalize("email", " Ann@Example.COM ").as_deref(),
+            Some("ann@example.com")
+        );
         assert_eq!(normalize("email", "not-an-email"), None);
-        assert_eq!(normalize("email", &format!("{}@x.com", "a".repeat(300))), None);
+        assert_eq!(
+            normalize("email", &format!("{}@x.com", "a".repeat(300))),
+            None
+        );
     }
 
     #[test]
     fn spellings() {
-        assert_eq!(key_spellings("loyalty_number"), ["loyaltyNumber", "loyalty_number"]);
-        assert_eq!(key_spellings("loyaltyNumber"), ["loyaltyNumber", "loyalty_number"]);
+        assert_eq!(
+            key_spellings("loyalty_number"),
+            ["loyaltyNumber", "loyalty_number"]
+        );
+        assert_eq!(
+            key_spellings("loyaltyNumber"),
+            ["loyaltyNumber", "loyalty_number"]
+        );
         assert_eq!(key_spellings("plain"), ["plain"]);
     }
 }

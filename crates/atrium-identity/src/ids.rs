@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(id.to_string(), "url:https://x.com/a");
         assert!("novalue".parse::<Identifier>().is_err());
         assert!(":v".parse::<Identifier>().is_err());
-        assert_eq!("k:".parse::<Identifier>().unwrap(), Identifier::new("k", ""));
+        assert_eq!(
+            "k:".parse::<Identifier>().unwrap(),
+            Identifier::new("k", "")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::{IdentityError, Identifier};
+use crate::{Identifier, IdentityError};
 
 /// Maximum number of values of one identifier kind a profile may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,8 +202,18 @@ mod tests {
     fn defaults_block_the_usual_suspects() {
         let rules = CompiledRules::default();
         for v in [
-            "", "0", "0000", "-1", "00000000-0000-0000-0000-000000000000", "null", "NULL",
-            "Anonymous", "undefined", "abc123", "test", "void",
+            "",
+            "0",
+            "0000",
+            "-1",
+            "00000000-0000-0000-0000-000000000000",
+            "null",
+            "NULL",
+            "Anonymous",
+            "undefined",
+            "abc123",
+            "test",
+            "void",
         ] {
             assert!(rules.is_blocked(&Identifier::new("user_id", v)), "{v:?}");
         }
@@ -242,15 +252,29 @@ mod tests {
     #[test]
     fn priority_and_limits() {
         let rules = CompiledRules::default();
-        let mut ids: Vec<Identifier> = ["ios.id:d", "anonymous_id:b", "email:e", "user_id:u", "anonymous_id:a", "phone:+1"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let mut ids: Vec<Identifier> = [
+            "ios.id:d",
+            "anonymous_id:b",
+            "email:e",
+            "user_id:u",
+            "anonymous_id:a",
+            "phone:+1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         rules.sort_by_priority(&mut ids);
         let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["user_id:u", "email:e", "phone:+1", "anonymous_id:a", "anonymous_id:b", "ios.id:d"]
+            [
+                "user_id:u",
+                "email:e",
+                "phone:+1",
+                "anonymous_id:a",
+                "anonymous_id:b",
+                "ios.id:d"
+            ]
         );
         assert_eq!(rules.limit("user_id"), LimitRule::ever(1));
         assert_eq!(rules.limit("email"), LimitRule::ever(5));
@@ -266,7 +290,11 @@ mod tests {
         assert_eq!(rules.default_limit, 5);
         assert_eq!(rules.limits["anonymous_id"], LimitRule::per_days(5, 7));
         let compiled = rules.compile().unwrap();
-        assert_eq!(compiled.limit("user_id"), LimitRule::ever(1), "guardrail kept");
+        assert_eq!(
+            compiled.limit("user_id"),
+            LimitRule::ever(1),
+            "guardrail kept"
+        );
         assert_eq!(compiled.limit("ios.id"), LimitRule::ever(5));
         assert!(serde_json::from_value::<IdentityRules>(serde_json::json!({"nope": 1})).is_err());
     }

@@ -49,9 +49,7 @@ pub struct ProfileGraph {
 impl ProfileGraph {
     /// Whether the graph holds `id`.
     pub fn contains(&self, id: &Identifier) -> bool {
-        self.identifiers
-            .binary_search_by(|r| r.id.cmp(id))
-            .is_ok()
+        self.identifiers.binary_search_by(|r| r.id.cmp(id)).is_ok()
     }
 
     /// The identifiers, without their first-seen data.

@@ -74,7 +74,9 @@ pub(crate) fn check_file_header(file: &File, base: Offset) -> io::Result<Result<
     let mut header = [0u8; FILE_HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)?;
     if &header[..8] != FILE_MAGIC {
-        return Ok(Err("bad segment magic (not an atrium log segment or unsupported version)".into()));
+        return Ok(Err(
+            "bad segment magic (not an atrium log segment or unsupported version)".into(),
+        ));
     }
     let mut base_bytes = [0u8; 8];
     base_bytes.copy_from_slice(&header[8..]);
@@ -102,7 +104,10 @@ pub(crate) struct RecordHeader {
 pub(crate) enum ScanError {
     Io(io::Error),
     /// The bytes at `position` are not a valid record.
-    Damaged { position: u64, reason: String },
+    Damaged {
+        position: u64,
+        reason: String,
+    },
 }
 
 impl From<io::Error> for ScanError {
@@ -139,7 +144,9 @@ impl Read for PositionedReader<'_> {
             return Ok(0);
         }
         let remaining = self.end - self.position;
-        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         let read = self.file.read_at(&mut buf[..want], self.position)?;
         self.position += read as u64;
         Ok(read)
@@ -154,7 +161,10 @@ impl Seek for PositionedReader<'_> {
             SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
         };
         let Some(new_position) = new_position else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek out of range",
+            ));
         };
         self.position = new_position;
         Ok(new_position)
@@ -204,7 +214,24 @@ impl<'a> RecordScanner<'a> {
         }
         let mut bytes = [0u8; RECORD_HEADER_LEN as usize];
         self.reader.read_exact(&mut bytes)?;
-        let [l0, l1, l2, l3, c0, c1, c2, c3, o0, o1, o2, o3, o4, o5, o6, o7] = bytes;
+        let [
+            l0,
+            l1,
+            l2,
+            l3,
+            c0,
+            c1,
+            c2,
+            c3,
+            o0,
+            o1,
+            o2,
+            o3,
+            o4,
+            o5,
+            o6,
+            o7,
+        ] = bytes;
         let header = RecordHeader {
             payload_len: u32::from_le_bytes([l0, l1, l2, l3]),
             crc: u32::from_le_bytes([c0, c1, c2, c3]),
@@ -268,7 +295,7 @@ impl SparseIndex {
     /// Registers the next record of the segment (records must be noted in file order).
     pub(crate) fn note_record(&mut self, offset: Offset, position: u64) {
         debug_assert!(self.entries.last().is_none_or(|&(last, _)| last < offset));
-        if self.record_count % INDEX_INTERVAL == 0 {
+        if self.record_count.is_multiple_of(INDEX_INTERVAL) {
             self.entries.push((offset, position));
         }
         self.record_count += 1;

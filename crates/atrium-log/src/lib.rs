@@ -102,7 +102,11 @@ pub enum LogError {
     },
     /// A payload exceeds [`MAX_PAYLOAD_BYTES`].
     #[error("payload #{index} of the batch is {len} bytes, over the {max} byte limit per record")]
-    PayloadTooLarge { index: usize, len: usize, max: usize },
+    PayloadTooLarge {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
     /// The configuration cannot be used.
     #[error("invalid log configuration: {reason}")]
     InvalidConfig { reason: String },
@@ -215,6 +219,10 @@ pub trait EventLog: Send + Sync + 'static {
     fn end_offset(&self) -> Offset;
     /// Blocks until end_offset() > `after` or the timeout passes; returns end_offset().
     fn wait_for(&self, after: Offset, timeout: Duration) -> Offset;
+    /// Rewrites stored history, dropping records for which `keep(offset, payload)` is false, so
+    /// the dropped bytes no longer exist in storage (GDPR erasure). Kept records keep their
+    /// offsets. Returns how many records were dropped.
+    fn rewrite(&self, keep: &dyn Fn(Offset, &[u8]) -> bool) -> Result<u64, LogError>;
 }
 
 /// State shared between the log handle and its writer thread.
@@ -297,22 +305,27 @@ impl SegmentedLog {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+            let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.ends_with(TEMP_SUFFIX) {
-                tracing::warn!(file = name, "deleting leftover temporary file of an interrupted rewrite");
-                std::fs::remove_file(entry.path()).map_err(|e| {
-                    LogError::io(format!("removing {}", entry.path().display()), e)
-                })?;
+                tracing::warn!(
+                    file = name,
+                    "deleting leftover temporary file of an interrupted rewrite"
+                );
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| LogError::io(format!("removing {}", entry.path().display()), e))?;
                 removed_temp_files = true;
                 continue;
             }
-            let Some(base) = parse_segment_name(name) else { continue };
+            let Some(base) = parse_segment_name(name) else {
+                continue;
+            };
             let len = entry
                 .metadata()
-                .map_err(|e| LogError::io(format!("reading metadata of {}", entry.path().display()), e))?
+                .map_err(|e| {
+                    LogError::io(format!("reading metadata of {}", entry.path().display()), e)
+                })?
                 .len();
             found.push((base, len));
         }
@@ -386,6 +399,10 @@ impl SegmentedLog {
     /// Appends continue meanwhile: the active segment is sealed first and records appended after
     /// this call started are not filtered. Concurrent rewrites run one after the other.
     pub fn rewrite(&self, keep: &dyn Fn(Offset, &[u8]) -> bool) -> Result<u64, LogError> {
+        self.rewrite_segments(keep)
+    }
+
+    fn rewrite_segments(&self, keep: &dyn Fn(Offset, &[u8]) -> bool) -> Result<u64, LogError> {
         let _one_rewrite_at_a_time = self.shared.rewrite_lock.lock();
         let sealed_count = {
             let mut writer = self.shared.writer.lock();
@@ -417,6 +434,10 @@ impl SegmentedLog {
 }
 
 impl EventLog for SegmentedLog {
+    fn rewrite(&self, keep: &dyn Fn(Offset, &[u8]) -> bool) -> Result<u64, LogError> {
+        self.rewrite_segments(keep)
+    }
+
     fn append(&self, payloads: &[&[u8]]) -> Result<Offset, LogError> {
         check_payload_sizes(payloads.iter().copied())?;
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);

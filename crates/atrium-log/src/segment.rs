@@ -17,8 +17,10 @@ use crate::{LogError, Offset, Record};
 /// The in-memory view of an opened segment.
 #[derive(Debug)]
 pub(crate) struct Loaded {
-    /// Shared handle; readers use positional reads, the writer positional writes.
-    pub file: Arc<File>,
+    /// Open handle of the active segment, shared by the writer (positional writes) and readers
+    /// (positional reads). `None` for sealed segments: readers open the file per read, so a
+    /// long log does not hold one descriptor per segment.
+    pub file: Option<Arc<File>>,
     /// Number of readable bytes. For the active segment this only covers synced records.
     pub len: u64,
     pub index: SparseIndex,
@@ -60,13 +62,22 @@ impl Segment {
         }
     }
 
-    /// The shared file handle of a loaded segment (the active one always is).
+    /// The shared file handle of the active segment.
     pub(crate) fn file_handle(&self) -> Arc<File> {
         let state = self.state.read();
-        let Some(loaded) = state.as_ref() else {
-            unreachable!("file_handle is only used on the active segment, which is always loaded");
+        let Some(file) = state.as_ref().and_then(|loaded| loaded.file.as_ref()) else {
+            unreachable!(
+                "file_handle is only used on the active segment, which keeps its file open"
+            );
         };
-        Arc::clone(&loaded.file)
+        Arc::clone(file)
+    }
+
+    /// Marks a formerly active segment as sealed: its file handle is closed.
+    pub(crate) fn seal(&self) {
+        if let Some(loaded) = self.state.write().as_mut() {
+            loaded.file = None;
+        }
     }
 
     /// Readable length and record count of a loaded segment (the active one always is).
@@ -98,11 +109,7 @@ impl Segment {
         {
             let state = self.state.read();
             if let Some(loaded) = state.as_ref() {
-                return Ok(ReadView {
-                    file: Arc::clone(&loaded.file),
-                    start: loaded.index.start_position(from),
-                    end: loaded.len,
-                });
+                return self.view_of(loaded, from);
             }
         }
         let mut state = self.state.write();
@@ -112,8 +119,21 @@ impl Segment {
         let Some(loaded) = state.as_ref() else {
             unreachable!("segment state was just loaded");
         };
+        self.view_of(loaded, from)
+    }
+
+    /// Must be called with the state lock held, so that the file opened matches the index
+    /// (a rewrite renames the file only under the write lock).
+    fn view_of(&self, loaded: &Loaded, from: Offset) -> Result<ReadView, LogError> {
+        let file = match &loaded.file {
+            Some(file) => Arc::clone(file),
+            None => Arc::new(
+                File::open(&self.path)
+                    .map_err(|e| LogError::io(format!("opening {}", self.path.display()), e))?,
+            ),
+        };
         Ok(ReadView {
-            file: Arc::clone(&loaded.file),
+            file,
             start: loaded.index.start_position(from),
             end: loaded.len,
         })
@@ -151,11 +171,13 @@ impl Segment {
             }
             index.note_record(header.offset, header.position);
             previous = Some(header.offset);
-            scanner.skip_payload(&header).map_err(|e| e.into_log_error(path))?;
+            scanner
+                .skip_payload(&header)
+                .map_err(|e| e.into_log_error(path))?;
         }
         self.disk_bytes.store(len, Ordering::Relaxed);
         Ok(Loaded {
-            file: Arc::new(file),
+            file: None,
             len,
             index,
         })
@@ -217,7 +239,9 @@ impl Segment {
             .open(&tmp_path)
             .map_err(io_tmp)?;
         let mut writer = BufWriter::with_capacity(256 * 1024, &tmp_file);
-        writer.write_all(&encode_file_header(self.base)).map_err(io_tmp)?;
+        writer
+            .write_all(&encode_file_header(self.base))
+            .map_err(io_tmp)?;
 
         let mut new_len = FILE_HEADER_LEN;
         let mut new_index = SparseIndex::default();
@@ -260,15 +284,20 @@ impl Segment {
         let mut state = self.state.write();
         fs::rename(&tmp_path, &self.path).map_err(|e| {
             LogError::io(
-                format!("renaming {} over {}", tmp_path.display(), self.path.display()),
+                format!(
+                    "renaming {} over {}",
+                    tmp_path.display(),
+                    self.path.display()
+                ),
                 e,
             )
         })?;
         if sync {
             sync_dir(dir)?;
         }
+        drop(tmp_file);
         *state = Some(Loaded {
-            file: Arc::new(tmp_file),
+            file: None,
             len: new_len,
             index: new_index,
         });
@@ -303,13 +332,15 @@ pub(crate) fn create_segment(dir: &Path, base: Offset, sync: bool) -> Result<Seg
         .create_new(true)
         .open(&path)
         .map_err(io_err)?;
-    (&file).write_all(&encode_file_header(base)).map_err(io_err)?;
+    (&file)
+        .write_all(&encode_file_header(base))
+        .map_err(io_err)?;
     if sync {
         file.sync_data().map_err(io_err)?;
         sync_dir(dir)?;
     }
     let loaded = Loaded {
-        file: Arc::new(file),
+        file: Some(Arc::new(file)),
         len: FILE_HEADER_LEN,
         index: SparseIndex::default(),
     };
@@ -354,7 +385,7 @@ pub(crate) fn recover_last(dir: &Path, base: Offset, sync: bool) -> Result<Recov
             file.sync_all().map_err(|e| io_err("syncing", e))?;
         }
         let loaded = Loaded {
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             len: FILE_HEADER_LEN,
             index: SparseIndex::default(),
         };
@@ -419,7 +450,7 @@ pub(crate) fn recover_last(dir: &Path, base: Offset, sync: bool) -> Result<Recov
     }
     debug_assert_eq!(index.record_count(), expected - base);
     let loaded = Loaded {
-        file: Arc::new(file),
+        file: Some(Arc::new(file)),
         len: valid_len,
         index,
     };

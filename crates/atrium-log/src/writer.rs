@@ -155,7 +155,7 @@ impl WriterState {
             first_offsets.push(self.next_offset);
             for index in 0..request.payloads.count() {
                 let position = self.len + buf.len() as u64;
-                if self.records_in_segment % INDEX_INTERVAL == 0 {
+                if self.records_in_segment.is_multiple_of(INDEX_INTERVAL) {
                     self.pending_index.push((self.next_offset, position));
                 }
                 encode_record(&mut buf, self.next_offset, request.payloads.get(index));
@@ -203,7 +203,8 @@ impl WriterState {
         )?);
         shared.segments.write().push(Arc::clone(&segment));
         self.file = segment.file_handle();
-        self.active = segment;
+        let sealed = std::mem::replace(&mut self.active, segment);
+        sealed.seal();
         self.len = crate::format::FILE_HEADER_LEN;
         self.records_in_segment = 0;
         Ok(())

@@ -1,1 +1,6 @@
-fn main(){}
+//! Integration tests for atrium-identity (one test binary).
+
+mod extraction;
+mod props;
+mod resolution;
+mod support;

@@ -5,6 +5,16 @@ use atrium_log::{EventLog, LogConfig, LogError, MAX_PAYLOAD_BYTES, SegmentedLog}
 use crate::common::{fast_config, open, payload_for, read_all};
 
 #[test]
+fn log_is_shareable_as_a_trait_object() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SegmentedLog>();
+    let dir = tempfile::tempdir().unwrap();
+    let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(open(&fast_config(dir.path())));
+    assert_eq!(log.append(&[b"via dyn"]).unwrap(), 0);
+    assert_eq!(log.read(0, 1).unwrap()[0].payload, b"via dyn");
+}
+
+#[test]
 fn append_then_read_round_trips_with_dense_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let log = SegmentedLog::open(LogConfig::new(dir.path())).unwrap();
@@ -58,9 +68,16 @@ fn oversized_payload_is_rejected_and_log_stays_usable() {
     let log = open(&fast_config(dir.path()));
     let too_big = vec![0u8; MAX_PAYLOAD_BYTES + 1];
     let error = log.append(&[b"ok", &too_big]).unwrap_err();
-    assert!(matches!(error, LogError::PayloadTooLarge { index: 1, .. }), "{error}");
+    assert!(
+        matches!(error, LogError::PayloadTooLarge { index: 1, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("limit"), "{error}");
-    assert_eq!(log.end_offset(), 0, "nothing of a rejected batch is written");
+    assert_eq!(
+        log.end_offset(),
+        0,
+        "nothing of a rejected batch is written"
+    );
     assert_eq!(log.append(&[b"fine"]).unwrap(), 0);
 }
 
@@ -76,7 +93,10 @@ fn reopen_continues_offsets() {
     assert_eq!(log.end_offset(), 2);
     assert_eq!(log.append(&[b"three"]).unwrap(), 2);
     let payloads: Vec<Vec<u8>> = read_all(&log).into_iter().map(|r| r.payload).collect();
-    assert_eq!(payloads, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    assert_eq!(
+        payloads,
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
 }
 
 #[test]
@@ -102,9 +122,12 @@ fn wait_for_wakes_when_another_thread_appends() {
         })
     };
     let started = Instant::now();
-    let end = log.wait_for(0, Duration::from_secs(10));
+    let end = log.wait_for(1, Duration::from_secs(10));
     assert_eq!(end, 2);
-    assert!(started.elapsed() < Duration::from_secs(5), "woken by the append, not the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken by the append, not the timeout"
+    );
     assert_eq!(appender.join().unwrap(), 1);
 }
 
@@ -113,10 +136,14 @@ fn wait_for_returns_at_once_or_after_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(&fast_config(dir.path()));
     log.append(&[b"a", b"b"]).unwrap();
-    assert_eq!(log.wait_for(0, Duration::from_secs(10)), 2, "already past: no waiting");
+    assert_eq!(
+        log.wait_for(1, Duration::from_secs(10)),
+        2,
+        "already past: no waiting"
+    );
 
     let started = Instant::now();
-    assert_eq!(log.wait_for(1, Duration::from_millis(50)), 2);
+    assert_eq!(log.wait_for(2, Duration::from_millis(50)), 2);
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
 
@@ -156,7 +183,11 @@ fn append_async_from_many_tasks() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(pair[1].payload, payload_for(task + 1000), "a batch stays together");
+        assert_eq!(
+            pair[1].payload,
+            payload_for(task + 1000),
+            "a batch stays together"
+        );
     }
     assert!(log.stats().syncs <= log.stats().appends);
 }

@@ -24,7 +24,11 @@ pub fn read_all(log: &SegmentedLog) -> Vec<Record> {
 }
 
 pub fn payload_for(offset: Offset) -> Vec<u8> {
-    format!("{{\"event\":{offset},\"pad\":\"{}\"}}", "x".repeat((offset % 37) as usize)).into_bytes()
+    format!(
+        "{{\"event\":{offset},\"pad\":\"{}\"}}",
+        "x".repeat((offset % 37) as usize)
+    )
+    .into_bytes()
 }
 
 /// Segment files of the log directory, in offset order.

@@ -1,0 +1,279 @@
+//! The pipeline: the one ordered consumer of the event log. For every record, in log order, it
+//! resolves identity, updates the profile, and records the event on the profile's timeline — all
+//! in one state-store transaction per batch, together with the next log offset. A crash therefore
+//! never double-applies or loses an event, and [`Pipeline::rebuild`] (replay from offset 0) yields
+//! the same state, byte for byte.
+//!
+//! GDPR erasure is a control record in the log: when the pipeline reaches it, the profile's
+//! derived state and identities are purged, its identifier hashes go on the suppression list, the
+//! log segments are rewritten without its events, and the state file is vacuumed.
+
+mod erasure;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use atrium_identity::{CompiledRules, EventRef, ProfileId};
+use atrium_log::{EventLog, LogError, Record};
+use atrium_profiles::{EventFacts, Profile};
+use atrium_store::{Store, StoreError, WriteTables};
+use atrium_types::metrics::{Counter, Histogram};
+use atrium_types::{Clock, ControlRecord, LogRecord, parse_timestamp_ms};
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+
+pub use erasure::{IdentifierHasher, event_identifier_hashes};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("identity resolution failed at offset {offset}: {message}")]
+    Identity { offset: u64, message: String },
+}
+
+/// Counters the server exposes on `/metrics`.
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    pub events_applied: Counter,
+    pub control_records: Counter,
+    pub events_skipped: Counter,
+    pub events_suppressed: Counter,
+    pub profiles_created: Counter,
+    pub profiles_merged: Counter,
+    pub identifiers_demoted: Counter,
+    pub batches: Counter,
+    /// Processing time minus `receivedAt`: how long an acknowledged event waits to reach its profile.
+    pub freshness: Histogram,
+}
+
+pub struct PipelineConfig {
+    /// Most records applied in one state-store transaction.
+    pub batch_records: usize,
+    pub rules: CompiledRules,
+    pub hasher: IdentifierHasher,
+}
+
+pub struct Pipeline {
+    log: Arc<dyn EventLog>,
+    store: Arc<Store>,
+    config: PipelineConfig,
+    clock: Arc<dyn Clock>,
+    pub metrics: PipelineMetrics,
+    applied: AtomicU64,
+    applied_lock: Mutex<()>,
+    applied_changed: Condvar,
+}
+
+impl Pipeline {
+    pub fn new(log: Arc<dyn EventLog>, store: Arc<Store>, config: PipelineConfig, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
+        let applied = store.pipeline_offset()?;
+        Ok(Pipeline {
+            log,
+            store,
+            config,
+            clock,
+            metrics: PipelineMetrics::default(),
+            applied: AtomicU64::new(applied),
+            applied_lock: Mutex::new(()),
+            applied_changed: Condvar::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn hasher(&self) -> &IdentifierHasher {
+        &self.config.hasher
+    }
+
+    pub fn rules(&self) -> &CompiledRules {
+        &self.config.rules
+    }
+
+    /// One past the last log offset whose effects are committed to the store.
+    pub fn applied_offset(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the pipeline has applied every offset below `offset`, or the timeout passes.
+    pub fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut guard = self.applied_lock.lock();
+        while self.applied_offset() < offset {
+            if self.applied_changed.wait_until(&mut guard, deadline).timed_out() {
+                return self.applied_offset() >= offset;
+            }
+        }
+        true
+    }
+
+    /// Applies everything currently in the log. Returns the new applied offset.
+    pub fn run_until_caught_up(&self) -> Result<u64, PipelineError> {
+        loop {
+            let end = self.log.end_offset();
+            if self.applied_offset() >= end {
+                return Ok(self.applied_offset());
+            }
+            self.step()?;
+        }
+    }
+
+    /// Reads and applies one batch. Returns how many records it read.
+    pub fn step(&self) -> Result<usize, PipelineError> {
+        let from = self.applied_offset();
+        let records = self.log.read(from, self.config.batch_records)?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let next_offset = records.last().map_or(from, |record| record.offset + 1);
+        let erasures = self.apply_batch(&records, next_offset)?;
+        self.publish_applied(next_offset);
+        if !erasures.is_empty() {
+            erasure::complete(self, erasures)?;
+        }
+        Ok(records.len())
+    }
+
+    fn publish_applied(&self, offset: u64) {
+        let _guard = self.applied_lock.lock();
+        self.applied.store(offset, Ordering::Release);
+        self.applied_changed.notify_all();
+    }
+
+    fn apply_batch(&self, records: &[Record], next_offset: u64) -> Result<Vec<erasure::Pending>, PipelineError> {
+        let now_ms = self.clock.now_ms();
+        let mut erasures = Vec::new();
+        self.store.write(|tables| -> Result<(), PipelineError> {
+            let suppression_active = tables.suppression_count()? > 0;
+            for record in records {
+                let decoded = match LogRecord::decode(&record.payload) {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        tracing::warn!(offset = record.offset, %error, "skipping undecodable log record");
+                        self.metrics.events_skipped.add(1);
+                        continue;
+                    }
+                };
+                match decoded {
+                    LogRecord::Event(event) => {
+                        self.apply_event(tables, record.offset, &event, now_ms, suppression_active)?;
+                    }
+                    LogRecord::Control(control) => {
+                        self.metrics.control_records.add(1);
+                        if let Some(pending) = self.apply_control(tables, record.offset, control)? {
+                            erasures.push(pending);
+                        }
+                    }
+                }
+            }
+            tables.set_meta_u64(atrium_store::PIPELINE_OFFSET_KEY, next_offset)?;
+            Ok(())
+        })?;
+        self.metrics.batches.add(1);
+        Ok(erasures)
+    }
+
+    fn apply_event(&self, tables: &mut WriteTables<'_>, offset: u64, event: &Value, now_ms: i64, suppression_active: bool) -> Result<(), PipelineError> {
+        let received_ms = event.get("receivedAt").and_then(Value::as_str).and_then(parse_timestamp_ms);
+        let time_ms = event.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp_ms).or(received_ms).unwrap_or(0);
+        if let Some(received_ms) = received_ms {
+            self.metrics.freshness.observe_ms((now_ms - received_ms) as f64);
+            // The first offset received in each hour: where the dedup window starts after a restart.
+            let hour_key = format!("hour:{}", received_ms.div_euclid(3_600_000));
+            if !tables.has_meta(&hour_key)? {
+                tables.set_meta_u64(&hour_key, offset)?;
+            }
+        }
+        if suppression_active {
+            for hash in event_identifier_hashes(event, &self.config.rules, &self.config.hasher) {
+                if tables.is_suppressed(&hash)? {
+                    self.metrics.events_suppressed.add(1);
+                    return Ok(());
+                }
+            }
+        }
+        let message_id = event.get("messageId").and_then(Value::as_str).unwrap_or_default();
+        let event_ref = EventRef { offset, message_id, event_time_ms: time_ms, event };
+        let resolution = atrium_identity::resolve(tables, &self.config.rules, event_ref)
+            .map_err(|error| PipelineError::Identity { offset, message: error.to_string() })?;
+        self.metrics.identifiers_demoted.add(resolution.demoted.len() as u64);
+        let Some(profile_id) = resolution.profile else {
+            self.metrics.events_skipped.add(1);
+            return Ok(());
+        };
+        if tables.profile_mut(&profile_id)?.is_none() {
+            tables.put_profile(Profile::new(profile_id.0.clone(), time_ms));
+            self.metrics.profiles_created.add(1);
+        }
+        for merged_id in &resolution.merged {
+            if let Some(merged_profile) = tables.take_profile(merged_id)? {
+                let survivor = tables.profile_mut(&profile_id)?.expect("survivor was just loaded");
+                survivor.absorb(merged_profile);
+            }
+            tables.move_timeline(merged_id, &profile_id)?;
+            self.metrics.profiles_merged.add(1);
+        }
+        let meta = event.get("atrium");
+        let source = meta.and_then(|meta| meta.get("source")).and_then(Value::as_str).unwrap_or("unknown");
+        let channel = meta.and_then(|meta| meta.get("channel")).and_then(Value::as_str).unwrap_or("other");
+        let facts = EventFacts { offset, time_ms, source, channel };
+        let profile = tables.profile_mut(&profile_id)?.expect("profile exists");
+        profile.apply(event, facts);
+        tables.add_to_timeline(&profile_id, time_ms, offset)?;
+        self.metrics.events_applied.add(1);
+        Ok(())
+    }
+
+    fn apply_control(&self, tables: &mut WriteTables<'_>, offset: u64, control: ControlRecord) -> Result<Option<erasure::Pending>, PipelineError> {
+        match control {
+            ControlRecord::Erase { profile_id, identifier_hashes, requested_at, suppress } => {
+                let requested_ms = parse_timestamp_ms(&requested_at).unwrap_or(0);
+                erasure::apply(tables, offset, &ProfileId(profile_id), identifier_hashes, requested_ms, suppress)
+            }
+        }
+    }
+
+    /// Runs the pipeline on a background thread until `stop` is set.
+    pub fn spawn(self: Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("atrium-pipeline".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match self.step() {
+                        Ok(0) => {
+                            self.log.wait_for(self.applied_offset(), Duration::from_millis(100));
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(%error, offset = self.applied_offset(), "pipeline step failed, retrying in 1s");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .expect("spawning the pipeline thread")
+    }
+}
+
+/// Deletes all derived state and replays the log from offset 0.
+pub fn rebuild(store_path: &std::path::Path, log: Arc<dyn EventLog>, config: PipelineConfig, clock: Arc<dyn Clock>, mut progress: impl FnMut(u64, u64)) -> Result<Arc<Store>, PipelineError> {
+    if store_path.exists() {
+        std::fs::remove_file(store_path).map_err(|source| StoreError::Io { path: store_path.to_path_buf(), source })?;
+    }
+    let store = Arc::new(Store::open(store_path)?);
+    let pipeline = Pipeline::new(log.clone(), store.clone(), config, clock)?;
+    let end = log.end_offset();
+    while pipeline.applied_offset() < log.end_offset() {
+        if pipeline.step()? == 0 {
+            break;
+        }
+        progress(pipeline.applied_offset(), end);
+    }
+    Ok(store)
+}
