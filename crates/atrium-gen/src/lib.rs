@@ -17,6 +17,7 @@ mod data;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rand::seq::SliceRandom;
@@ -115,7 +116,30 @@ pub fn take_source(event: &mut Value) -> Option<String> {
 struct Pending {
     t: i64,
     seq: u64,
+    /// Everything but `context` and `_source`, which are added when the event is emitted.
     event: Map<String, Value>,
+    context: Ctx,
+    source: &'static str,
+}
+
+/// An event's `context`. Session events share one context per page view; it is only
+/// deep-copied when the event is emitted, which keeps allocation and release close together.
+enum Ctx {
+    Ready(Value),
+    Shared(Arc<Map<String, Value>>),
+}
+
+impl Ctx {
+    fn into_value(self) -> Value {
+        match self {
+            Ctx::Ready(value) => value,
+            Ctx::Shared(map) => {
+                let mut context = Map::with_capacity(map.len());
+                context.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Value::Object(context)
+            }
+        }
+    }
 }
 
 impl PartialEq for Pending {
@@ -161,7 +185,7 @@ struct Device {
     anonymous_id: String,
     identified: bool,
     /// The static part of `context` this device sends.
-    context: Map<String, Value>,
+    context: Arc<Map<String, Value>>,
 }
 
 struct Phone {
@@ -192,9 +216,11 @@ struct Session {
     app: bool,
     anonymous_id: String,
     user_id: Option<String>,
-    context: Map<String, Value>,
-    page: Option<Value>,
-    campaign: Option<Value>,
+    context: Arc<Map<String, Value>>,
+    page: Option<Arc<Value>>,
+    campaign: Option<Arc<Value>>,
+    /// `context` built from `context`, `page` and `campaign`; reset when either changes.
+    cached_context: Option<Arc<Map<String, Value>>>,
     referrer: Option<String>,
     views: u32,
     currency: &'static str,
@@ -403,11 +429,13 @@ impl Generator {
 
     // ---------------------------------------------------------------- scheduling
 
-    fn push(&mut self, t: i64, event: Map<String, Value>) {
+    fn push(&mut self, t: i64, event: Map<String, Value>, context: Ctx, source: &'static str) {
         self.heap.push(Pending {
             t,
             seq: self.push_seq,
             event,
+            context,
+            source,
         });
         self.push_seq += 1;
         self.created += 1;
@@ -423,9 +451,9 @@ impl Generator {
         anonymous_id: Option<&str>,
         user_id: Option<&str>,
         body: Option<(&'static str, Value)>,
-        context: Value,
+        context: Ctx,
     ) {
-        let mut event = Map::with_capacity(9);
+        let mut event = Map::with_capacity(10);
         event.insert("messageId".into(), Value::Null);
         event.insert("timestamp".into(), Value::String(format_ts(t)));
         event.insert("type".into(), Value::String(kind.into()));
@@ -441,9 +469,7 @@ impl Generator {
         if let Some((key, value)) = body {
             event.insert(key.into(), value);
         }
-        event.insert("context".into(), context);
-        event.insert(SOURCE_FIELD.into(), Value::String(source.into()));
-        self.push(t, event);
+        self.push(t, event, context, source);
     }
 
     fn exp(&mut self, mean: f64) -> f64 {
@@ -538,9 +564,10 @@ impl Generator {
             app: kind.is_app(),
             anonymous_id: device.anonymous_id.clone(),
             user_id: device.identified.then(|| customer.user_id.clone()),
-            context: device.context.clone(),
+            context: Arc::clone(&device.context),
             page: None,
             campaign: None,
+            cached_context: None,
             referrer: None,
             views: 0,
             currency,
@@ -552,11 +579,15 @@ impl Generator {
         // Where the visit comes from.
         let mut landing_product = None;
         if let Some(name) = email_campaign {
-            s.campaign = Some(json!({"source": "newsletter", "medium": "email", "name": name}));
+            s.campaign = Some(Arc::new(
+                json!({"source": "newsletter", "medium": "email", "name": name}),
+            ));
         } else if !s.app && self.rng.gen_bool(0.4) {
             let (source, medium, referrer) = weighted3(&mut self.rng, UTM_SOURCES);
             let name = *UTM_CAMPAIGNS.choose(&mut self.rng).unwrap();
-            s.campaign = Some(json!({"source": source, "medium": medium, "name": name}));
+            s.campaign = Some(Arc::new(
+                json!({"source": source, "medium": medium, "name": name}),
+            ));
             s.referrer = referrer.map(str::to_string);
         } else if !s.app {
             let referrer = weighted(&mut self.rng, ORGANIC_REFERRERS);
@@ -601,8 +632,10 @@ impl Generator {
             steps += 1;
         }
         let mut last_list: Option<usize> = None;
-        if landing_product.is_some() && self.rng.gen_bool(0.25) {
-            self.maybe_add(&mut s, landing_product.unwrap(), 1.0);
+        if let Some(p) = landing_product
+            && self.rng.gen_bool(0.25)
+        {
+            self.maybe_add(&mut s, p, 1.0);
         }
         for _ in 0..steps {
             s.t += self.delay(4_000, 35_000);
@@ -797,8 +830,9 @@ impl Generator {
 
     fn view(&mut self, s: &mut Session, view: View) {
         s.views += 1;
-        if s.views > 1 && s.campaign.is_some() && s.t > 0 {
+        if s.views > 1 && s.campaign.is_some() {
             s.campaign = None;
+            s.cached_context = None;
         }
         if s.app {
             let (name, props) = match &view {
@@ -881,7 +915,7 @@ impl Generator {
             url.push_str(search);
         }
         if s.views == 1
-            && let Some(Value::Object(campaign)) = &s.campaign
+            && let Some(Value::Object(campaign)) = s.campaign.as_deref()
         {
             url.push_str(&format!(
                 "?utm_source={}&utm_medium={}&utm_campaign={}",
@@ -902,9 +936,11 @@ impl Generator {
         page.insert("url".into(), Value::String(url.clone()));
         let page = Value::Object(page);
         // The page call carries the full page context; later calls on this page a short one.
-        s.page = Some(page.clone());
+        s.page = Some(Arc::new(page.clone()));
+        s.cached_context = None;
         let context = self.session_context(s);
-        s.page = Some(json!({"path": page["path"], "url": url}));
+        s.page = Some(Arc::new(json!({"path": page["path"], "url": url})));
+        s.cached_context = None;
         s.referrer = Some(url);
         self.emit(
             s.t,
@@ -932,16 +968,18 @@ impl Generator {
         );
     }
 
-    fn session_context(&self, s: &Session) -> Value {
-        let mut context = Map::with_capacity(s.context.len() + 2);
-        context.extend(s.context.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(page) = &s.page {
-            context.insert("page".into(), page.clone());
-        }
-        if let Some(campaign) = &s.campaign {
-            context.insert("campaign".into(), campaign.clone());
-        }
-        Value::Object(context)
+    fn session_context(&self, s: &mut Session) -> Ctx {
+        let context = s.cached_context.get_or_insert_with(|| {
+            let mut context = Map::clone(&s.context);
+            if let Some(page) = &s.page {
+                context.insert("page".into(), Value::clone(page));
+            }
+            if let Some(campaign) = &s.campaign {
+                context.insert("campaign".into(), Value::clone(campaign));
+            }
+            Arc::new(context)
+        });
+        Ctx::Shared(Arc::clone(context))
     }
 
     fn identify(&mut self, s: &mut Session) {
@@ -1043,7 +1081,7 @@ impl Generator {
             None,
             Some(user),
             Some(("properties", props.clone())),
-            ctx.clone(),
+            Ctx::Ready(ctx.clone()),
         );
     }
 
@@ -1104,7 +1142,7 @@ impl Generator {
             None,
             Some(&user_id),
             Some(("properties", props)),
-            context,
+            Ctx::Ready(context),
         );
         self.followups(t, &order_id, Some(&user_id), None, place.currency, &order);
         t + 5 * MINUTE
@@ -1188,7 +1226,7 @@ impl Generator {
             },
             user_id,
             Some(("properties", Value::Object(props))),
-            context,
+            Ctx::Ready(context),
         );
     }
 
@@ -1336,11 +1374,18 @@ impl Iterator for Generator {
         while self.heap.peek().is_none_or(|p| p.t >= self.next_activity) {
             self.run_activity();
         }
-        let mut pending = self.heap.pop()?;
+        let Pending {
+            mut event,
+            context,
+            source,
+            ..
+        } = self.heap.pop()?;
         let id = format!("{}{}", self.message_prefix, self.emitted);
-        pending.event.insert("messageId".into(), Value::String(id));
+        event.insert("messageId".into(), Value::String(id));
+        event.insert("context".into(), context.into_value());
+        event.insert(SOURCE_FIELD.into(), Value::String(source.into()));
         self.emitted += 1;
-        Some(Value::Object(pending.event))
+        Some(Value::Object(event))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -1487,7 +1532,7 @@ fn make_device(rng: &mut ChaCha8Rng, kind: DeviceKind, home: &Place, home_ip: &s
         kind,
         anonymous_id,
         identified: false,
-        context: ctx,
+        context: Arc::new(ctx),
     }
 }
 

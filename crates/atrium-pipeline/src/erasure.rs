@@ -39,9 +39,18 @@ impl IdentifierHasher {
 
 /// The salted hashes of every identifier an event carries (blocked values included: they are
 /// still the customer's data).
-pub fn event_identifier_hashes(event: &Value, rules: &CompiledRules, hasher: &IdentifierHasher) -> Vec<String> {
+pub fn event_identifier_hashes(
+    event: &Value,
+    rules: &CompiledRules,
+    hasher: &IdentifierHasher,
+) -> Vec<String> {
     let extracted = extract_identifiers(event, rules);
-    extracted.identifiers.iter().chain(extracted.blocked.iter()).map(|identifier| hasher.hash(identifier)).collect()
+    extracted
+        .identifiers
+        .iter()
+        .chain(extracted.blocked.iter())
+        .map(|identifier| hasher.hash(identifier))
+        .collect()
 }
 
 /// An erasure applied to the state store whose log rewrite is still to do.
@@ -68,7 +77,11 @@ pub(crate) fn apply(
     let mut offsets = HashSet::new();
     if let Some(graph) = tables.graph(&profile_id)? {
         tables.erase_identity(&graph)?;
-        for member in graph.merged_from.iter().chain(std::iter::once(&graph.profile)) {
+        for member in graph
+            .merged_from
+            .iter()
+            .chain(std::iter::once(&graph.profile))
+        {
             tables.take_profile(member)?;
             for (_, offset) in tables.take_timeline(member)? {
                 offsets.insert(offset);
@@ -84,7 +97,10 @@ pub(crate) fn apply(
     if offsets.is_empty() && identifier_hashes.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Pending { offsets, hashes: identifier_hashes.into_iter().collect() }))
+    Ok(Some(Pending {
+        offsets,
+        hashes: identifier_hashes.into_iter().collect(),
+    }))
 }
 
 /// Rewrites the log without the erased events and vacuums the state store.
@@ -102,9 +118,9 @@ pub(crate) fn complete(pipeline: &Pipeline, erasures: Vec<Pending>) -> Result<()
             return false;
         }
         match LogRecord::decode(payload) {
-            Ok(LogRecord::Event(event)) => {
-                !event_identifier_hashes(&event, rules, hasher).iter().any(|hash| hashes.contains(hash))
-            }
+            Ok(LogRecord::Event(event)) => !event_identifier_hashes(&event, rules, hasher)
+                .iter()
+                .any(|hash| hashes.contains(hash)),
             Ok(LogRecord::Control(_)) | Err(_) => true,
         }
     };

@@ -70,7 +70,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(log: Arc<dyn EventLog>, store: Arc<Store>, config: PipelineConfig, clock: Arc<dyn Clock>) -> Result<Pipeline, PipelineError> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        store: Arc<Store>,
+        config: PipelineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pipeline, PipelineError> {
         let applied = store.pipeline_offset()?;
         Ok(Pipeline {
             log,
@@ -106,7 +111,11 @@ impl Pipeline {
         let deadline = std::time::Instant::now() + timeout;
         let mut guard = self.applied_lock.lock();
         while self.applied_offset() < offset {
-            if self.applied_changed.wait_until(&mut guard, deadline).timed_out() {
+            if self
+                .applied_changed
+                .wait_until(&mut guard, deadline)
+                .timed_out()
+            {
                 return self.applied_offset() >= offset;
             }
         }
@@ -146,7 +155,11 @@ impl Pipeline {
         self.applied_changed.notify_all();
     }
 
-    fn apply_batch(&self, records: &[Record], next_offset: u64) -> Result<Vec<erasure::Pending>, PipelineError> {
+    fn apply_batch(
+        &self,
+        records: &[Record],
+        next_offset: u64,
+    ) -> Result<Vec<erasure::Pending>, PipelineError> {
         let now_ms = self.clock.now_ms();
         let mut erasures = Vec::new();
         self.store.write(|tables| -> Result<(), PipelineError> {
@@ -179,11 +192,28 @@ impl Pipeline {
         Ok(erasures)
     }
 
-    fn apply_event(&self, tables: &mut WriteTables<'_>, offset: u64, event: &Value, now_ms: i64, suppression_active: bool) -> Result<(), PipelineError> {
-        let received_ms = event.get("receivedAt").and_then(Value::as_str).and_then(parse_timestamp_ms);
-        let time_ms = event.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp_ms).or(received_ms).unwrap_or(0);
+    fn apply_event(
+        &self,
+        tables: &mut WriteTables<'_>,
+        offset: u64,
+        event: &Value,
+        now_ms: i64,
+        suppression_active: bool,
+    ) -> Result<(), PipelineError> {
+        let received_ms = event
+            .get("receivedAt")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_ms);
+        let time_ms = event
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_ms)
+            .or(received_ms)
+            .unwrap_or(0);
         if let Some(received_ms) = received_ms {
-            self.metrics.freshness.observe_ms((now_ms - received_ms) as f64);
+            self.metrics
+                .freshness
+                .observe_ms((now_ms - received_ms) as f64);
             // The first offset received in each hour: where the dedup window starts after a restart.
             let hour_key = format!("hour:{}", received_ms.div_euclid(3_600_000));
             if !tables.has_meta(&hour_key)? {
@@ -198,11 +228,26 @@ impl Pipeline {
                 }
             }
         }
-        let message_id = event.get("messageId").and_then(Value::as_str).unwrap_or_default();
-        let event_ref = EventRef { offset, message_id, event_time_ms: time_ms, event };
-        let resolution = atrium_identity::resolve(tables, &self.config.rules, event_ref)
-            .map_err(|error| PipelineError::Identity { offset, message: error.to_string() })?;
-        self.metrics.identifiers_demoted.add(resolution.demoted.len() as u64);
+        let message_id = event
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let event_ref = EventRef {
+            offset,
+            message_id,
+            event_time_ms: time_ms,
+            event,
+        };
+        let resolution =
+            atrium_identity::resolve(tables, &self.config.rules, event_ref).map_err(|error| {
+                PipelineError::Identity {
+                    offset,
+                    message: error.to_string(),
+                }
+            })?;
+        self.metrics
+            .identifiers_demoted
+            .add(resolution.demoted.len() as u64);
         let Some(profile_id) = resolution.profile else {
             self.metrics.events_skipped.add(1);
             return Ok(());
@@ -213,16 +258,29 @@ impl Pipeline {
         }
         for merged_id in &resolution.merged {
             if let Some(merged_profile) = tables.take_profile(merged_id)? {
-                let survivor = tables.profile_mut(&profile_id)?.expect("survivor was just loaded");
+                let survivor = tables
+                    .profile_mut(&profile_id)?
+                    .expect("survivor was just loaded");
                 survivor.absorb(merged_profile);
             }
             tables.move_timeline(merged_id, &profile_id)?;
             self.metrics.profiles_merged.add(1);
         }
         let meta = event.get("atrium");
-        let source = meta.and_then(|meta| meta.get("source")).and_then(Value::as_str).unwrap_or("unknown");
-        let channel = meta.and_then(|meta| meta.get("channel")).and_then(Value::as_str).unwrap_or("other");
-        let facts = EventFacts { offset, time_ms, source, channel };
+        let source = meta
+            .and_then(|meta| meta.get("source"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let channel = meta
+            .and_then(|meta| meta.get("channel"))
+            .and_then(Value::as_str)
+            .unwrap_or("other");
+        let facts = EventFacts {
+            offset,
+            time_ms,
+            source,
+            channel,
+        };
         let profile = tables.profile_mut(&profile_id)?.expect("profile exists");
         profile.apply(event, facts);
         tables.add_to_timeline(&profile_id, time_ms, offset)?;
@@ -230,11 +288,28 @@ impl Pipeline {
         Ok(())
     }
 
-    fn apply_control(&self, tables: &mut WriteTables<'_>, offset: u64, control: ControlRecord) -> Result<Option<erasure::Pending>, PipelineError> {
+    fn apply_control(
+        &self,
+        tables: &mut WriteTables<'_>,
+        offset: u64,
+        control: ControlRecord,
+    ) -> Result<Option<erasure::Pending>, PipelineError> {
         match control {
-            ControlRecord::Erase { profile_id, identifier_hashes, requested_at, suppress } => {
+            ControlRecord::Erase {
+                profile_id,
+                identifier_hashes,
+                requested_at,
+                suppress,
+            } => {
                 let requested_ms = parse_timestamp_ms(&requested_at).unwrap_or(0);
-                erasure::apply(tables, offset, &ProfileId(profile_id), identifier_hashes, requested_ms, suppress)
+                erasure::apply(
+                    tables,
+                    offset,
+                    &ProfileId(profile_id),
+                    identifier_hashes,
+                    requested_ms,
+                    suppress,
+                )
             }
         }
     }
@@ -262,9 +337,18 @@ impl Pipeline {
 }
 
 /// Deletes all derived state and replays the log from offset 0.
-pub fn rebuild(store_path: &std::path::Path, log: Arc<dyn EventLog>, config: PipelineConfig, clock: Arc<dyn Clock>, mut progress: impl FnMut(u64, u64)) -> Result<Arc<Store>, PipelineError> {
+pub fn rebuild(
+    store_path: &std::path::Path,
+    log: Arc<dyn EventLog>,
+    config: PipelineConfig,
+    clock: Arc<dyn Clock>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Arc<Store>, PipelineError> {
     if store_path.exists() {
-        std::fs::remove_file(store_path).map_err(|source| StoreError::Io { path: store_path.to_path_buf(), source })?;
+        std::fs::remove_file(store_path).map_err(|source| StoreError::Io {
+            path: store_path.to_path_buf(),
+            source,
+        })?;
     }
     let store = Arc::new(Store::open(store_path)?);
     let pipeline = Pipeline::new(log.clone(), store.clone(), config, clock)?;

@@ -53,7 +53,8 @@ impl Order {
     }
 
     pub(crate) fn absorb(&mut self, other: Order) {
-        let other_is_newer = (other.updated_ms, other.updated_offset) > (self.updated_ms, self.updated_offset);
+        let other_is_newer =
+            (other.updated_ms, other.updated_offset) > (self.updated_ms, self.updated_offset);
         let placed_ms = match (self.placed_ms, other.placed_ms) {
             (Some(mine), Some(theirs)) => Some(mine.min(theirs)),
             (mine, theirs) => mine.or(theirs),
@@ -71,11 +72,18 @@ impl Order {
             self.product_ids.clear();
             self.item_count = 0;
             for product in products {
-                let id = product.get("product_id").or_else(|| product.get("sku")).and_then(value_as_text);
+                let id = product
+                    .get("product_id")
+                    .or_else(|| product.get("sku"))
+                    .and_then(value_as_text);
                 if let Some(id) = id {
                     self.product_ids.push(id);
                 }
-                self.item_count += product.get("quantity").and_then(value_as_f64).unwrap_or(1.0).max(0.0) as u64;
+                self.item_count += product
+                    .get("quantity")
+                    .and_then(value_as_f64)
+                    .unwrap_or(1.0)
+                    .max(0.0) as u64;
             }
         }
     }
@@ -134,9 +142,14 @@ impl Commerce {
             summary.gross_revenue += order.revenue;
             summary.refunded += order.refunded;
             let currency = order.currency.clone().unwrap_or_else(|| "USD".to_owned());
-            *summary.revenue_by_currency.entry(currency).or_default() += order.revenue - order.refunded;
+            *summary.revenue_by_currency.entry(currency).or_default() +=
+                order.revenue - order.refunded;
             if let Some(placed) = order.placed_ms {
-                summary.first_order_ms = Some(summary.first_order_ms.map_or(placed, |first| first.min(placed)));
+                summary.first_order_ms = Some(
+                    summary
+                        .first_order_ms
+                        .map_or(placed, |first| first.min(placed)),
+                );
                 let is_latest = summary.last_order_ms.is_none_or(|last| placed >= last);
                 if is_latest {
                     summary.last_order_ms = Some(placed);
@@ -169,10 +182,16 @@ pub(crate) fn apply_order_event(
     let Some(properties) = properties else {
         return false;
     };
-    let Some(order_id) = properties.get("order_id").or_else(|| properties.get("orderId")).and_then(value_as_text) else {
+    let Some(order_id) = properties
+        .get("order_id")
+        .or_else(|| properties.get("orderId"))
+        .and_then(value_as_text)
+    else {
         return false;
     };
-    let order = orders.entry(order_id).or_insert_with(|| Order::empty(facts));
+    let order = orders
+        .entry(order_id)
+        .or_insert_with(|| Order::empty(facts));
     order.updated_ms = order.updated_ms.max(facts.time_ms);
     order.updated_offset = order.updated_offset.max(facts.offset);
     match kind {
@@ -185,7 +204,11 @@ pub(crate) fn apply_order_event(
             }
             order.set_lines(properties);
             if kind == OrderEvent::Completed {
-                order.placed_ms = Some(order.placed_ms.map_or(facts.time_ms, |placed| placed.min(facts.time_ms)));
+                order.placed_ms = Some(
+                    order
+                        .placed_ms
+                        .map_or(facts.time_ms, |placed| placed.min(facts.time_ms)),
+                );
                 order.channel = facts.channel.to_owned();
                 if order.status == OrderStatus::Unknown {
                     order.status = OrderStatus::Completed;
@@ -236,7 +259,11 @@ fn product_sum(properties: &Map<String, Value>) -> Option<f64> {
     let mut any = false;
     for product in products {
         if let Some(price) = product.get("price").and_then(value_as_f64) {
-            sum += price * product.get("quantity").and_then(value_as_f64).unwrap_or(1.0);
+            sum += price
+                * product
+                    .get("quantity")
+                    .and_then(value_as_f64)
+                    .unwrap_or(1.0);
             any = true;
         }
     }

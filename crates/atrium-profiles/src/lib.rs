@@ -40,7 +40,11 @@ pub struct Usage {
 
 impl Usage {
     fn new(time_ms: i64) -> Usage {
-        Usage { first_seen_ms: time_ms, last_seen_ms: time_ms, events: 0 }
+        Usage {
+            first_seen_ms: time_ms,
+            last_seen_ms: time_ms,
+            events: 0,
+        }
     }
 
     fn record(&mut self, time_ms: i64) {
@@ -127,7 +131,12 @@ pub struct Profile {
 
 impl Profile {
     pub fn new(id: impl Into<String>, time_ms: i64) -> Profile {
-        Profile { id: id.into(), first_seen_ms: time_ms, last_seen_ms: time_ms, ..Profile::default() }
+        Profile {
+            id: id.into(),
+            first_seen_ms: time_ms,
+            last_seen_ms: time_ms,
+            ..Profile::default()
+        }
     }
 
     /// Folds one Segment event into the profile.
@@ -145,11 +154,20 @@ impl Profile {
         if event_type == "track"
             && let Some(name) = event.get("event").and_then(Value::as_str)
         {
-            *self.event_counts.entry(format!("track:{name}")).or_default() += 1;
+            *self
+                .event_counts
+                .entry(format!("track:{name}"))
+                .or_default() += 1;
         }
 
-        self.channels.entry(facts.channel.to_owned()).or_insert_with(|| Usage::new(time_ms)).record(time_ms);
-        self.sources.entry(facts.source.to_owned()).or_insert_with(|| Usage::new(time_ms)).record(time_ms);
+        self.channels
+            .entry(facts.channel.to_owned())
+            .or_insert_with(|| Usage::new(time_ms))
+            .record(time_ms);
+        self.sources
+            .entry(facts.source.to_owned())
+            .or_insert_with(|| Usage::new(time_ms))
+            .record(time_ms);
 
         let context = event.get("context").and_then(Value::as_object);
         if event_type == "identify"
@@ -158,7 +176,9 @@ impl Profile {
             self.set_traits(traits, facts);
         }
         if event_type != "group"
-            && let Some(traits) = context.and_then(|context| context.get("traits")).and_then(Value::as_object)
+            && let Some(traits) = context
+                .and_then(|context| context.get("traits"))
+                .and_then(Value::as_object)
         {
             self.set_traits(traits, facts);
         }
@@ -179,7 +199,11 @@ impl Profile {
     /// Sets traits from an explicit API update (same rules as an identify).
     pub fn set_traits(&mut self, traits: &Map<String, Value>, facts: EventFacts<'_>) {
         for (key, value) in traits {
-            let candidate = TraitValue { value: value.clone(), updated_ms: facts.time_ms, offset: facts.offset };
+            let candidate = TraitValue {
+                value: value.clone(),
+                updated_ms: facts.time_ms,
+                offset: facts.offset,
+            };
             match self.traits.get(key) {
                 Some(current) if !candidate.is_newer_than(current) => {}
                 _ => {
@@ -192,7 +216,10 @@ impl Profile {
     fn record_device(&mut self, context: &Map<String, Value>, time_ms: i64) {
         let device = context.get("device").and_then(Value::as_object);
         let text = |object: Option<&Map<String, Value>>, key: &str| {
-            object.and_then(|object| object.get(key)).and_then(Value::as_str).map(str::to_owned)
+            object
+                .and_then(|object| object.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         };
         let os_object = context.get("os").and_then(Value::as_object);
         let os = text(os_object, "name").map(|name| match text(os_object, "version") {
@@ -226,7 +253,11 @@ impl Profile {
             return;
         };
         let field = |key: &str| {
-            campaign.get(key).and_then(Value::as_str).filter(|text| !text.is_empty()).map(str::to_owned)
+            campaign
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
         };
         let touch = Touch {
             at_ms: facts.time_ms,
@@ -245,10 +276,18 @@ impl Profile {
     }
 
     fn take_touch(&mut self, touch: Touch) {
-        if self.first_touch.as_ref().is_none_or(|first| touch.key() < first.key()) {
+        if self
+            .first_touch
+            .as_ref()
+            .is_none_or(|first| touch.key() < first.key())
+        {
             self.first_touch = Some(touch.clone());
         }
-        if self.last_touch.as_ref().is_none_or(|last| touch.key() > last.key()) {
+        if self
+            .last_touch
+            .as_ref()
+            .is_none_or(|last| touch.key() > last.key())
+        {
             self.last_touch = Some(touch);
         }
     }
@@ -266,10 +305,16 @@ impl Profile {
             }
         }
         for (key, usage) in other.channels {
-            self.channels.entry(key).and_modify(|mine| mine.absorb(&usage)).or_insert(usage);
+            self.channels
+                .entry(key)
+                .and_modify(|mine| mine.absorb(&usage))
+                .or_insert(usage);
         }
         for (key, usage) in other.sources {
-            self.sources.entry(key).and_modify(|mine| mine.absorb(&usage)).or_insert(usage);
+            self.sources
+                .entry(key)
+                .and_modify(|mine| mine.absorb(&usage))
+                .or_insert(usage);
         }
         for (key, device) in other.devices {
             match self.devices.get_mut(&key) {
@@ -306,11 +351,23 @@ impl Profile {
 
     /// The current value of every trait, without bookkeeping.
     pub fn trait_values(&self) -> Map<String, Value> {
-        self.traits.iter().map(|(key, value)| (key.clone(), value.value.clone())).collect()
+        self.traits
+            .iter()
+            .map(|(key, value)| (key.clone(), value.value.clone()))
+            .collect()
     }
 }
 
 fn browser_family(user_agent: &str) -> &'static str {
-    let families = [("Edg/", "edge"), ("Firefox/", "firefox"), ("Chrome/", "chrome"), ("Safari/", "safari")];
-    families.iter().find(|(marker, _)| user_agent.contains(marker)).map(|(_, family)| *family).unwrap_or("other")
+    let families = [
+        ("Edg/", "edge"),
+        ("Firefox/", "firefox"),
+        ("Chrome/", "chrome"),
+        ("Safari/", "safari"),
+    ];
+    families
+        .iter()
+        .find(|(marker, _)| user_agent.contains(marker))
+        .map(|(_, family)| *family)
+        .unwrap_or("other")
 }

@@ -39,9 +39,15 @@ pub enum StoreError {
     #[error("state store error: {0}")]
     Redb(#[from] redb::Error),
     #[error("state store holds undecodable data in table `{table}`: {source}")]
-    Decode { table: &'static str, source: serde_json::Error },
+    Decode {
+        table: &'static str,
+        source: serde_json::Error,
+    },
     #[error("state store io error at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 macro_rules! from_redb {
@@ -73,7 +79,10 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let database = redb::Database::create(&path)?;
-        let store = Store { path, database: RwLock::new(Arc::new(database)) };
+        let store = Store {
+            path,
+            database: RwLock::new(Arc::new(database)),
+        };
         store.create_tables()?;
         Ok(store)
     }
@@ -94,7 +103,10 @@ impl Store {
     }
 
     /// Runs `work` in one write transaction and commits durably when it returns `Ok`.
-    pub fn write<T, E>(&self, work: impl FnOnce(&mut WriteTables<'_>) -> Result<T, E>) -> Result<T, E>
+    pub fn write<T, E>(
+        &self,
+        work: impl FnOnce(&mut WriteTables<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -111,7 +123,10 @@ impl Store {
     }
 
     /// Runs `work` against a consistent snapshot.
-    pub fn read<T>(&self, work: impl FnOnce(&ReadTables) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&ReadTables) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let database = self.handle();
         let transaction = database.begin_read()?;
         let tables = ReadTables::open(&transaction)?;
@@ -147,18 +162,23 @@ impl Store {
             write.commit()?;
         }
         let mut guard = self.database.write().expect("store lock poisoned");
-        std::fs::rename(&temporary, &self.path).map_err(|source| StoreError::Io { path: self.path.clone(), source })?;
+        std::fs::rename(&temporary, &self.path).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         *guard = Arc::new(redb::Database::create(&self.path)?);
         tracing::info!(path = %self.path.display(), "state store vacuumed");
         Ok(())
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Decode { table, source })
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("state values always serialize")
 }
-

@@ -56,10 +56,19 @@ impl ReadTables {
         meta_u64(&self.meta, key)
     }
 
+    pub fn meta_u64_if_present(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        if self.meta.get(key)?.is_none() {
+            return Ok(None);
+        }
+        meta_u64(&self.meta, key).map(Some)
+    }
+
     /// Resolves a profile reference — a profile id (following merges) or `kind:value` — to the
     /// current profile id.
     pub fn resolve(&self, reference: &str) -> Result<Option<ProfileId>, StoreError> {
-        let mut current = if self.profiles.get(reference)?.is_some() || self.redirects.get(reference)?.is_some() {
+        let mut current = if self.profiles.get(reference)?.is_some()
+            || self.redirects.get(reference)?.is_some()
+        {
             reference.to_owned()
         } else {
             match self.identifiers.get(reference)? {
@@ -109,11 +118,20 @@ impl ReadTables {
     }
 
     /// The profile's events, newest first, strictly before `before` when given.
-    pub fn timeline(&self, id: &ProfileId, before: Option<(i64, u64)>, limit: usize) -> Result<Vec<TimelineEntry>, StoreError> {
+    pub fn timeline(
+        &self,
+        id: &ProfileId,
+        before: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
         let start = (id.0.as_str(), i64::MIN, 0u64);
         let entries = match before {
-            Some((time_ms, offset)) => self.timeline.range(start..(id.0.as_str(), time_ms, offset))?,
-            None => self.timeline.range(start..=(id.0.as_str(), i64::MAX, u64::MAX))?,
+            Some((time_ms, offset)) => self
+                .timeline
+                .range(start..(id.0.as_str(), time_ms, offset))?,
+            None => self
+                .timeline
+                .range(start..=(id.0.as_str(), i64::MAX, u64::MAX))?,
         };
         let mut page = Vec::with_capacity(limit);
         for row in entries.rev() {
@@ -128,9 +146,16 @@ impl ReadTables {
     }
 
     /// Profiles in id order after `cursor`.
-    pub fn list_profiles(&self, cursor: Option<&str>, limit: usize) -> Result<ProfilePage, StoreError> {
+    pub fn list_profiles(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ProfilePage, StoreError> {
         let rows = match cursor {
-            Some(cursor) => self.profiles.range::<&str>((std::ops::Bound::Excluded(cursor), std::ops::Bound::Unbounded))?,
+            Some(cursor) => self.profiles.range::<&str>((
+                std::ops::Bound::Excluded(cursor),
+                std::ops::Bound::Unbounded,
+            ))?,
             None => self.profiles.iter()?,
         };
         let mut profiles = Vec::with_capacity(limit);
@@ -144,18 +169,28 @@ impl ReadTables {
             }
             profiles.push(decode("profiles", bytes.value())?);
         }
-        Ok(ProfilePage { profiles, next_cursor })
+        Ok(ProfilePage {
+            profiles,
+            next_cursor,
+        })
     }
 
     /// Profiles holding an identifier that starts with `prefix` (`email:ann`, `user_id:u_1`).
-    pub fn search_identifiers(&self, prefix: &str, limit: usize) -> Result<Vec<(String, ProfileId)>, StoreError> {
+    pub fn search_identifiers(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, ProfileId)>, StoreError> {
         let mut found = Vec::new();
         for row in self.identifiers.range(prefix..)? {
             let (key, profile) = row?;
             if !key.value().starts_with(prefix) || found.len() >= limit {
                 break;
             }
-            found.push((key.value().to_owned(), ProfileId(profile.value().to_owned())));
+            found.push((
+                key.value().to_owned(),
+                ProfileId(profile.value().to_owned()),
+            ));
         }
         Ok(found)
     }
@@ -234,7 +269,10 @@ impl ReadTables {
     }
 }
 
-pub(crate) fn meta_u64(table: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64, StoreError> {
+pub(crate) fn meta_u64(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<u64, StoreError> {
     Ok(match table.get(key)? {
         Some(bytes) => {
             let bytes = bytes.value();

@@ -25,7 +25,9 @@ pub struct WriteTables<'txn> {
 }
 
 impl<'txn> WriteTables<'txn> {
-    pub(crate) fn open(transaction: &'txn WriteTransaction) -> Result<WriteTables<'txn>, StoreError> {
+    pub(crate) fn open(
+        transaction: &'txn WriteTransaction,
+    ) -> Result<WriteTables<'txn>, StoreError> {
         Ok(WriteTables {
             meta: transaction.open_table(META)?,
             identifiers: transaction.open_table(IDENTIFIERS)?,
@@ -45,7 +47,8 @@ impl<'txn> WriteTables<'txn> {
         for (id, profile) in self.profile_cache.drain() {
             match profile {
                 Some(profile) => {
-                    self.profiles.insert(id.as_str(), encode(&profile).as_slice())?;
+                    self.profiles
+                        .insert(id.as_str(), encode(&profile).as_slice())?;
                 }
                 None => {
                     self.profiles.remove(id.as_str())?;
@@ -91,7 +94,10 @@ impl<'txn> WriteTables<'txn> {
             };
             self.profile_cache.insert(id.0.clone(), loaded);
         }
-        Ok(self.profile_cache.get_mut(id.as_str()).and_then(Option::as_mut))
+        Ok(self
+            .profile_cache
+            .get_mut(id.as_str())
+            .and_then(Option::as_mut))
     }
 
     pub fn put_profile(&mut self, profile: Profile) {
@@ -105,7 +111,12 @@ impl<'txn> WriteTables<'txn> {
         Ok(taken)
     }
 
-    pub fn add_to_timeline(&mut self, id: &ProfileId, time_ms: i64, offset: u64) -> Result<(), StoreError> {
+    pub fn add_to_timeline(
+        &mut self,
+        id: &ProfileId,
+        time_ms: i64,
+        offset: u64,
+    ) -> Result<(), StoreError> {
         self.timeline.insert((id.as_str(), time_ms, offset), ())?;
         Ok(())
     }
@@ -113,7 +124,10 @@ impl<'txn> WriteTables<'txn> {
     /// Removes a profile's whole timeline and returns the log offsets it held.
     pub fn take_timeline(&mut self, id: &ProfileId) -> Result<Vec<(i64, u64)>, StoreError> {
         let mut entries = Vec::new();
-        for row in self.timeline.range((id.as_str(), i64::MIN, 0u64)..=(id.as_str(), i64::MAX, u64::MAX))? {
+        for row in self
+            .timeline
+            .range((id.as_str(), i64::MIN, 0u64)..=(id.as_str(), i64::MAX, u64::MAX))?
+        {
             let (key, _) = row?;
             let (_, time_ms, offset) = key.value();
             entries.push((time_ms, offset));
@@ -163,7 +177,8 @@ impl<'txn> WriteTables<'txn> {
         for row in self.merge_log.iter()? {
             let (sequence, bytes) = row?;
             let entry: MergeLogEntry = decode("merge_log", bytes.value())?;
-            let names_member = members.contains(&entry.survivor.0) || entry.merged.iter().any(|id| members.contains(&id.0));
+            let names_member = members.contains(&entry.survivor.0)
+                || entry.merged.iter().any(|id| members.contains(&id.0));
             if names_member {
                 doomed.push(sequence.value());
             }
@@ -178,9 +193,15 @@ impl<'txn> WriteTables<'txn> {
 impl IdentityStore for WriteTables<'_> {
     type Error = StoreError;
 
-    fn profile_for(&self, id: &atrium_identity::Identifier) -> Result<Option<ProfileId>, StoreError> {
+    fn profile_for(
+        &self,
+        id: &atrium_identity::Identifier,
+    ) -> Result<Option<ProfileId>, StoreError> {
         let key = id.to_string();
-        Ok(self.identifiers.get(key.as_str())?.map(|profile| ProfileId(profile.value().to_owned())))
+        Ok(self
+            .identifiers
+            .get(key.as_str())?
+            .map(|profile| ProfileId(profile.value().to_owned())))
     }
 
     fn graph(&self, profile: &ProfileId) -> Result<Option<ProfileGraph>, StoreError> {
@@ -194,7 +215,8 @@ impl IdentityStore for WriteTables<'_> {
     }
 
     fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
-        self.graph_cache.insert(graph.profile.0.clone(), Some(graph.clone()));
+        self.graph_cache
+            .insert(graph.profile.0.clone(), Some(graph.clone()));
         Ok(())
     }
 
@@ -203,8 +225,13 @@ impl IdentityStore for WriteTables<'_> {
         Ok(())
     }
 
-    fn bind(&mut self, id: &atrium_identity::Identifier, profile: &ProfileId) -> Result<(), StoreError> {
-        self.identifiers.insert(id.to_string().as_str(), profile.as_str())?;
+    fn bind(
+        &mut self,
+        id: &atrium_identity::Identifier,
+        profile: &ProfileId,
+    ) -> Result<(), StoreError> {
+        self.identifiers
+            .insert(id.to_string().as_str(), profile.as_str())?;
         Ok(())
     }
 
@@ -219,13 +246,17 @@ impl IdentityStore for WriteTables<'_> {
     }
 
     fn redirect(&self, from: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
-        Ok(self.redirects.get(from.as_str())?.map(|to| ProfileId(to.value().to_owned())))
+        Ok(self
+            .redirects
+            .get(from.as_str())?
+            .map(|to| ProfileId(to.value().to_owned())))
     }
 
     /// Merge-log entries are keyed by the offset of the event that merged: at most one merge per
     /// event, and the key survives replays after erasure deleted other entries.
     fn append_merge_log(&mut self, entry: &MergeLogEntry) -> Result<(), StoreError> {
-        self.merge_log.insert(entry.offset, encode(entry).as_slice())?;
+        self.merge_log
+            .insert(entry.offset, encode(entry).as_slice())?;
         Ok(())
     }
 }

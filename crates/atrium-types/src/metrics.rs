@@ -5,8 +5,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds of the latency buckets, in milliseconds.
-pub const LATENCY_BUCKETS_MS: [f64; 16] =
-    [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 60_000.0];
+pub const LATENCY_BUCKETS_MS: [f64; 16] = [
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0,
+    10_000.0, 60_000.0,
+];
 
 /// A fixed-bucket histogram of millisecond latencies.
 #[derive(Debug, Default)]
@@ -21,12 +23,16 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe_ms(&self, value_ms: f64) {
         let value_ms = value_ms.max(0.0);
-        match LATENCY_BUCKETS_MS.iter().position(|bound| value_ms <= *bound) {
+        match LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| value_ms <= *bound)
+        {
             Some(index) => self.buckets[index].fetch_add(1, Ordering::Relaxed),
             None => self.overflow.fetch_add(1, Ordering::Relaxed),
         };
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((value_ms * 1_000.0) as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((value_ms * 1_000.0) as u64, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -56,11 +62,19 @@ impl Histogram {
         let mut cumulative = 0;
         for (index, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", LATENCY_BUCKETS_MS[index] / 1_000.0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                LATENCY_BUCKETS_MS[index] / 1_000.0
+            );
         }
         cumulative += self.overflow.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0
+        );
         let _ = writeln!(out, "{name}_count {}", self.count());
     }
 }
@@ -79,13 +93,20 @@ impl Counter {
     }
 
     pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.get());
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            self.get()
+        );
     }
 }
 
 /// Appends one gauge in Prometheus text format.
 pub fn render_gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ pub struct Harness {
 pub fn config(batch_records: usize) -> PipelineConfig {
     PipelineConfig {
         batch_records,
-        rules: IdentityRules::default().compile().expect("default rules compile"),
+        rules: IdentityRules::default()
+            .compile()
+            .expect("default rules compile"),
         hasher: IdentifierHasher::new(b"test-salt".to_vec()),
     }
 }
@@ -32,9 +34,17 @@ pub fn config(batch_records: usize) -> PipelineConfig {
 impl Harness {
     pub fn new(batch_records: usize) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.path().join("log"))).expect("log opens"));
+        let log = Arc::new(
+            SegmentedLog::open(LogConfig::new(dir.path().join("log"))).expect("log opens"),
+        );
         let store = Arc::new(Store::open(dir.path().join("state.redb")).expect("store opens"));
-        let pipeline = Pipeline::new(log.clone(), store, config(batch_records), Arc::new(SystemClock)).expect("pipeline");
+        let pipeline = Pipeline::new(
+            log.clone(),
+            store,
+            config(batch_records),
+            Arc::new(SystemClock),
+        )
+        .expect("pipeline");
         Harness { dir, log, pipeline }
     }
 
@@ -50,7 +60,9 @@ impl Harness {
     }
 
     pub fn catch_up(&self) {
-        self.pipeline.run_until_caught_up().expect("pipeline catches up");
+        self.pipeline
+            .run_until_caught_up()
+            .expect("pipeline catches up");
     }
 
     pub fn profile(&self, reference: &str) -> Option<atrium_store::Profile> {
@@ -66,12 +78,19 @@ impl Harness {
 
 pub fn normalize(source: &str, channel: Channel, events: &[Value]) -> Vec<Vec<u8>> {
     let limits = Limits::default();
-    let source = SourceConfig { name: source.into(), channel };
+    let source = SourceConfig {
+        name: source.into(),
+        channel,
+    };
     let mut payloads = Vec::new();
     for event in events {
         let body = serde_json::to_vec(&serde_json::json!({"batch": [event]})).unwrap();
         let parsed = RequestBody::parse(&body, &limits).unwrap();
-        let facts = RequestFacts { source: &source, received_at_ms: 1_767_225_600_000, client_ip: Some("192.0.2.1") };
+        let facts = RequestFacts {
+            source: &source,
+            received_at_ms: 1_767_225_600_000,
+            client_ip: Some("192.0.2.1"),
+        };
         let normalized = parsed.normalize(Endpoint::Batch, &facts, &limits).unwrap();
         assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
         payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));

@@ -13,7 +13,12 @@ fn generated_events(seed: u64, count: usize) -> Vec<(String, Vec<u8>)> {
     config.customers = config.customers.min(40);
     let mut out = Vec::new();
     for mut event in Generator::new(config) {
-        let source = event.as_object_mut().unwrap().remove("_source").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| "web".into());
+        let source = event
+            .as_object_mut()
+            .unwrap()
+            .remove("_source")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "web".into());
         let channel = match source.as_str() {
             "web" => Channel::Web,
             "pos" => Channel::Pos,
@@ -31,7 +36,10 @@ fn generated_events(seed: u64, count: usize) -> Vec<(String, Vec<u8>)> {
 fn ingest_all(harness: &Harness, events: &[(String, Vec<u8>)], append_batch: usize) {
     use atrium_log::EventLog;
     for chunk in events.chunks(append_batch.max(1)) {
-        let slices: Vec<&[u8]> = chunk.iter().map(|(_, payload)| payload.as_slice()).collect();
+        let slices: Vec<&[u8]> = chunk
+            .iter()
+            .map(|(_, payload)| payload.as_slice())
+            .collect();
         harness.log.append(&slices).unwrap();
     }
 }
@@ -43,11 +51,22 @@ fn replay_from_zero_yields_identical_state() {
     ingest_all(&harness, &events, 100);
     harness.catch_up();
     let original = harness.pipeline.store().digest().unwrap();
-    let profiles = harness.pipeline.store().read(|tables| tables.profile_count()).unwrap();
+    let profiles = harness
+        .pipeline
+        .store()
+        .read(|tables| tables.profile_count())
+        .unwrap();
     assert!(profiles > 5, "generator produced profiles");
 
     let replay_path = harness.dir.path().join("replayed.redb");
-    let replayed = rebuild(&replay_path, harness.log.clone(), config(500), Arc::new(SystemClock), |_, _| {}).unwrap();
+    let replayed = rebuild(
+        &replay_path,
+        harness.log.clone(),
+        config(500),
+        Arc::new(SystemClock),
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(replayed.digest().unwrap(), original);
 }
 
@@ -66,10 +85,23 @@ fn restart_resumes_exactly_where_it_stopped() {
     drop(pipeline);
     let store = Arc::new(Store::open(dir.path().join("state.redb")).unwrap());
     assert_eq!(store.pipeline_offset().unwrap(), stopped_at);
-    let resumed = Pipeline::new(log.clone(), store.clone(), config(50), Arc::new(SystemClock)).unwrap();
+    let resumed = Pipeline::new(
+        log.clone(),
+        store.clone(),
+        config(50),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     resumed.run_until_caught_up().unwrap();
 
-    let replayed = rebuild(&dir.path().join("fresh.redb"), log, config(1_000), Arc::new(SystemClock), |_, _| {}).unwrap();
+    let replayed = rebuild(
+        &dir.path().join("fresh.redb"),
+        log,
+        config(1_000),
+        Arc::new(SystemClock),
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(store.digest().unwrap(), replayed.digest().unwrap());
 }
 

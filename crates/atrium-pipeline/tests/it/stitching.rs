@@ -26,19 +26,39 @@ fn anonymous_history_is_stitched_when_the_visitor_identifies() {
     );
     harness.catch_up();
 
-    let by_email = harness.profile("email:ann@example.com").expect("profile by email");
-    let by_anonymous = harness.profile("anonymous_id:phone-1").expect("profile by device");
+    let by_email = harness
+        .profile("email:ann@example.com")
+        .expect("profile by email");
+    let by_anonymous = harness
+        .profile("anonymous_id:phone-1")
+        .expect("profile by device");
     assert_eq!(by_email.id, by_anonymous.id);
     assert_eq!(by_email.event_total, 6);
     assert_eq!(by_email.trait_values()["name"], "Ann");
-    assert_eq!(by_email.first_touch.as_ref().unwrap().source.as_deref(), Some("google"));
+    assert_eq!(
+        by_email.first_touch.as_ref().unwrap().source.as_deref(),
+        Some("google")
+    );
     assert_eq!(by_email.commerce.order_count, 1);
     assert_eq!(by_email.channels.len(), 2);
 
     let id = atrium_identity::ProfileId(by_email.id.clone());
-    let timeline = harness.pipeline.store().read(|tables| tables.timeline(&id, None, 100)).unwrap();
-    assert_eq!(timeline.len(), 6, "anonymous history belongs to the merged profile");
-    assert!(timeline.windows(2).all(|pair| pair[0].time_ms >= pair[1].time_ms), "newest first");
+    let timeline = harness
+        .pipeline
+        .store()
+        .read(|tables| tables.timeline(&id, None, 100))
+        .unwrap();
+    assert_eq!(
+        timeline.len(),
+        6,
+        "anonymous history belongs to the merged profile"
+    );
+    assert!(
+        timeline
+            .windows(2)
+            .all(|pair| pair[0].time_ms >= pair[1].time_ms),
+        "newest first"
+    );
 }
 
 #[test]
@@ -56,5 +76,8 @@ fn segments_documented_example_keeps_two_user_ids_apart() {
     let first = harness.profile("user_id:jane-123").unwrap();
     let second = harness.profile("user_id:jane-456").unwrap();
     assert_ne!(first.id, second.id);
-    assert_eq!(harness.profile("email:jane@example.com").unwrap().id, first.id);
+    assert_eq!(
+        harness.profile("email:jane@example.com").unwrap().id,
+        first.id
+    );
 }

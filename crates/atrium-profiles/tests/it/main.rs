@@ -3,7 +3,12 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn facts(offset: u64, time_ms: i64) -> EventFacts<'static> {
-    EventFacts { offset, time_ms, source: "web", channel: "web" }
+    EventFacts {
+        offset,
+        time_ms,
+        source: "web",
+        channel: "web",
+    }
 }
 
 fn profile_from(events: &[(i64, Value)]) -> Profile {
@@ -17,12 +22,24 @@ fn profile_from(events: &[(i64, Value)]) -> Profile {
 #[test]
 fn traits_are_last_write_wins_by_event_time() {
     let profile = profile_from(&[
-        (200, json!({"type": "identify", "traits": {"plan": "gold", "name": "Ann"}})),
-        (100, json!({"type": "identify", "traits": {"plan": "silver", "city": "Oslo"}})),
-        (300, json!({"type": "track", "event": "X", "context": {"traits": {"name": "Anna"}}})),
+        (
+            200,
+            json!({"type": "identify", "traits": {"plan": "gold", "name": "Ann"}}),
+        ),
+        (
+            100,
+            json!({"type": "identify", "traits": {"plan": "silver", "city": "Oslo"}}),
+        ),
+        (
+            300,
+            json!({"type": "track", "event": "X", "context": {"traits": {"name": "Anna"}}}),
+        ),
     ]);
     let traits = profile.trait_values();
-    assert_eq!(traits["plan"], "gold", "a late-arriving older value does not win");
+    assert_eq!(
+        traits["plan"], "gold",
+        "a late-arriving older value does not win"
+    );
     assert_eq!(traits["city"], "Oslo");
     assert_eq!(traits["name"], "Anna");
     assert_eq!(profile.first_seen_ms, 100);
@@ -34,17 +51,39 @@ fn traits_are_last_write_wins_by_event_time() {
 #[test]
 fn order_lifecycle_drives_the_transaction_history() {
     let profile = profile_from(&[
-        (10, json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o1", "revenue": 100.0, "currency": "usd", "products": [{"product_id": "p1", "quantity": 2}]}})),
-        (20, json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o2", "total": "50.5"}})),
-        (30, json!({"type": "track", "event": "Order Refunded", "properties": {"order_id": "o1", "total": 40}})),
-        (40, json!({"type": "track", "event": "Order Cancelled", "properties": {"order_id": "o2"}})),
-        (50, json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o3", "products": [{"price": 10, "quantity": 3}]}})),
-        (60, json!({"type": "track", "event": "Order Refunded", "properties": {"order_id": "o3"}})),
+        (
+            10,
+            json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o1", "revenue": 100.0, "currency": "usd", "products": [{"product_id": "p1", "quantity": 2}]}}),
+        ),
+        (
+            20,
+            json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o2", "total": "50.5"}}),
+        ),
+        (
+            30,
+            json!({"type": "track", "event": "Order Refunded", "properties": {"order_id": "o1", "total": 40}}),
+        ),
+        (
+            40,
+            json!({"type": "track", "event": "Order Cancelled", "properties": {"order_id": "o2"}}),
+        ),
+        (
+            50,
+            json!({"type": "track", "event": "Order Completed", "properties": {"order_id": "o3", "products": [{"price": 10, "quantity": 3}]}}),
+        ),
+        (
+            60,
+            json!({"type": "track", "event": "Order Refunded", "properties": {"order_id": "o3"}}),
+        ),
     ]);
     assert_eq!(profile.orders["o1"].status, OrderStatus::PartiallyRefunded);
     assert_eq!(profile.orders["o1"].item_count, 2);
     assert_eq!(profile.orders["o2"].status, OrderStatus::Cancelled);
-    assert_eq!(profile.orders["o3"].status, OrderStatus::Refunded, "refund without amount refunds the rest");
+    assert_eq!(
+        profile.orders["o3"].status,
+        OrderStatus::Refunded,
+        "refund without amount refunds the rest"
+    );
     let commerce = &profile.commerce;
     assert_eq!(commerce.order_count, 2);
     assert_eq!(commerce.cancelled_count, 1);
@@ -67,8 +106,14 @@ fn campaigns_devices_and_channels_are_recorded() {
         &json!({"type": "screen", "context": {"campaign": {"source": "newsletter"}, "device": {"id": "d1", "type": "ios", "model": "iPhone15"}, "os": {"name": "iOS", "version": "17"}}}),
         EventFacts { offset: 1, time_ms: 20, source: "ios-app", channel: "app" },
     );
-    assert_eq!(profile.first_touch.as_ref().unwrap().source.as_deref(), Some("google"));
-    assert_eq!(profile.last_touch.as_ref().unwrap().source.as_deref(), Some("newsletter"));
+    assert_eq!(
+        profile.first_touch.as_ref().unwrap().source.as_deref(),
+        Some("google")
+    );
+    assert_eq!(
+        profile.last_touch.as_ref().unwrap().source.as_deref(),
+        Some("newsletter")
+    );
     assert_eq!(profile.last_touch.as_ref().unwrap().channel, "app");
     assert!(profile.devices.contains_key("browser:chrome"));
     assert_eq!(profile.devices["device:d1"].os.as_deref(), Some("iOS 17"));
@@ -77,12 +122,18 @@ fn campaigns_devices_and_channels_are_recorded() {
 }
 
 fn arbitrary_event() -> impl Strategy<Value = (i64, Value)> {
-    let trait_event = (0..1000i64, "[a-c]", 0..5i32).prop_map(|(time, key, value)| (time, json!({"type": "identify", "traits": {key: value}})));
+    let trait_event = (0..1000i64, "[a-c]", 0..5i32)
+        .prop_map(|(time, key, value)| (time, json!({"type": "identify", "traits": {key: value}})));
     let order_event = (0..1000i64, "o[1-3]", 1..100i32, 0..3usize).prop_map(|(time, order_id, amount, kind)| {
         let name = ["Order Completed", "Order Refunded", "Order Cancelled"][kind];
         (time, json!({"type": "track", "event": name, "properties": {"order_id": order_id, "revenue": amount}}))
     });
-    let touch_event = (0..1000i64, "[x-z]").prop_map(|(time, source)| (time, json!({"type": "page", "context": {"campaign": {"source": source}}})));
+    let touch_event = (0..1000i64, "[x-z]").prop_map(|(time, source)| {
+        (
+            time,
+            json!({"type": "page", "context": {"campaign": {"source": source}}}),
+        )
+    });
     prop_oneof![trait_event, order_event, touch_event]
 }
 

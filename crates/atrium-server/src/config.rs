@@ -1,0 +1,228 @@
+//! Server configuration: a TOML file, then `ATRIUM_*` environment variables on top.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use atrium_collect::Limits;
+use atrium_identity::IdentityRules;
+use atrium_types::Channel;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is not valid: {message}")]
+    Env { name: String, message: String },
+    #[error("config is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Everything `atrium serve` needs. Every field has a default, so an empty file is valid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`ATRIUM_LISTEN`).
+    pub listen: SocketAddr,
+    /// Where the event log and state live (`ATRIUM_DATA_DIR`).
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// messageId deduplication window, in hours (`ATRIUM_DEDUP_WINDOW_HOURS`); 0 disables it.
+    pub dedup_window_hours: u32,
+    /// Header carrying the client address when behind a trusted proxy, e.g. `x-forwarded-for`
+    /// (`ATRIUM_TRUSTED_PROXY_HEADER`). Unset: the connection's peer address is used.
+    pub trusted_proxy_header: Option<String>,
+    /// Requests per second allowed per write key before 429 (0 = unlimited).
+    pub rate_limit_per_key: u32,
+    /// Most ingest requests in flight at once before 429 (overload protection).
+    pub max_inflight_requests: usize,
+    /// Sources and their write keys.
+    pub sources: Vec<SourceEntry>,
+    /// SHA-256 (hex) of each admin secret key. Plain keys are never stored.
+    pub admin_key_sha256: Vec<String>,
+    pub identity: IdentityRules,
+    /// Whether GDPR erasure also suppresses future events carrying the erased identifiers.
+    pub suppress_erased_identifiers: bool,
+    /// Records per pipeline transaction.
+    pub pipeline_batch_records: usize,
+    /// Segment file size of the event log, in MiB.
+    pub log_segment_mib: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    pub name: String,
+    pub channel: Channel,
+    pub write_key: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./atrium-data"),
+            limits: Limits::default(),
+            dedup_window_hours: 24,
+            trusted_proxy_header: None,
+            rate_limit_per_key: 0,
+            max_inflight_requests: 4_096,
+            sources: Vec::new(),
+            admin_key_sha256: Vec::new(),
+            identity: IdentityRules::default(),
+            suppress_erased_identifiers: true,
+            pipeline_batch_records: 2_000,
+            log_segment_mib: 64,
+        }
+    }
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Config {
+    /// Reads `path` (when given) and applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: error.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Environment overrides. `ATRIUM_BOOTSTRAP_WRITE_KEY` adds a `default` web source with that
+    /// key; `ATRIUM_BOOTSTRAP_ADMIN_KEY` adds an admin key (hashed at once).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let invalid = |name: &str, message: String| ConfigError::Env {
+            name: name.to_owned(),
+            message,
+        };
+        if let Some(listen) = get("ATRIUM_LISTEN") {
+            self.listen = listen.parse().map_err(|error| {
+                invalid("ATRIUM_LISTEN", format!("{error}: expected host:port"))
+            })?;
+        }
+        if let Some(dir) = get("ATRIUM_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(hours) = get("ATRIUM_DEDUP_WINDOW_HOURS") {
+            self.dedup_window_hours = hours
+                .parse()
+                .map_err(|error| invalid("ATRIUM_DEDUP_WINDOW_HOURS", format!("{error}")))?;
+        }
+        if let Some(header) = get("ATRIUM_TRUSTED_PROXY_HEADER") {
+            self.trusted_proxy_header = Some(header.to_lowercase());
+        }
+        if let Some(rate) = get("ATRIUM_RATE_LIMIT_PER_KEY") {
+            self.rate_limit_per_key = rate
+                .parse()
+                .map_err(|error| invalid("ATRIUM_RATE_LIMIT_PER_KEY", format!("{error}")))?;
+        }
+        if let Some(key) = get("ATRIUM_BOOTSTRAP_WRITE_KEY").filter(|key| !key.is_empty())
+            && !self.sources.iter().any(|source| source.write_key == key)
+        {
+            self.sources.push(SourceEntry {
+                name: "default".into(),
+                channel: Channel::Web,
+                write_key: key,
+            });
+        }
+        if let Some(key) = get("ATRIUM_BOOTSTRAP_ADMIN_KEY").filter(|key| !key.is_empty()) {
+            self.admin_key_sha256.push(hash_secret(&key));
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeMap::new();
+        for source in &self.sources {
+            if source.write_key.len() < 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "write key of source `{}` is shorter than 8 characters",
+                    source.name
+                )));
+            }
+            if names
+                .insert(source.write_key.clone(), source.name.clone())
+                .is_some()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "write key of source `{}` is used twice",
+                    source.name
+                )));
+            }
+        }
+        for hash in &self.admin_key_sha256 {
+            if hash.len() != 64 || !hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(
+                    "admin_key_sha256 entries must be 64 hex characters (sha256 of the key)".into(),
+                ));
+            }
+        }
+        if self.pipeline_batch_records == 0 || self.max_inflight_requests == 0 {
+            return Err(ConfigError::Invalid(
+                "pipeline_batch_records and max_inflight_requests must be positive".into(),
+            ));
+        }
+        self.identity
+            .compile()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut config: Config = toml::from_str("listen = \"127.0.0.1:9000\"\n[[sources]]\nname = \"shop\"\nchannel = \"web\"\nwrite_key = \"wk_shop_123\"\n").unwrap();
+        let env = |name: &str| match name {
+            "ATRIUM_LISTEN" => Some("127.0.0.1:9100".to_owned()),
+            "ATRIUM_BOOTSTRAP_WRITE_KEY" => Some("wk_bootstrap".to_owned()),
+            "ATRIUM_BOOTSTRAP_ADMIN_KEY" => Some("sk_admin".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.sources.len(), 2);
+        assert_eq!(config.admin_key_sha256, vec![hash_secret("sk_admin")]);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        let mut config = Config::default();
+        assert!(
+            config
+                .apply_env(|name| (name == "ATRIUM_LISTEN").then(|| "nope".to_owned()))
+                .is_err()
+        );
+        config.sources.push(SourceEntry {
+            name: "s".into(),
+            channel: Channel::Web,
+            write_key: "short".into(),
+        });
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! The API's one error table: every error response has `code`, `message`, `type` and `link`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Every error code the API can return, with its HTTP status and type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    BodyTooLarge,
+    BatchTooLarge,
+    InvalidRequest,
+    InvalidGzip,
+    MissingWriteKey,
+    InvalidWriteKey,
+    MissingAdminKey,
+    InvalidAdminKey,
+    ProfileNotFound,
+    RouteNotFound,
+    RateLimited,
+    Overloaded,
+    StorageUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// (code, HTTP status, error type).
+    pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => ("invalid_json", StatusCode::BAD_REQUEST, "invalid_request"),
+            BodyTooLarge => ("body_too_large", StatusCode::BAD_REQUEST, "invalid_request"),
+            BatchTooLarge => (
+                "batch_too_large",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            InvalidRequest => (
+                "invalid_request",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            InvalidGzip => ("invalid_gzip", StatusCode::BAD_REQUEST, "invalid_request"),
+            MissingWriteKey => ("missing_write_key", StatusCode::UNAUTHORIZED, "auth"),
+            InvalidWriteKey => ("invalid_write_key", StatusCode::UNAUTHORIZED, "auth"),
+            MissingAdminKey => ("missing_admin_key", StatusCode::UNAUTHORIZED, "auth"),
+            InvalidAdminKey => ("invalid_admin_key", StatusCode::FORBIDDEN, "auth"),
+            ProfileNotFound => (
+                "profile_not_found",
+                StatusCode::NOT_FOUND,
+                "invalid_request",
+            ),
+            RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, "invalid_request"),
+            RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            Overloaded => ("overloaded", StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            StorageUnavailable => (
+                "storage_unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "system",
+            ),
+            Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, "system"),
+        }
+    }
+
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidGzip,
+        ErrorCode::MissingWriteKey,
+        ErrorCode::InvalidWriteKey,
+        ErrorCode::MissingAdminKey,
+        ErrorCode::InvalidAdminKey,
+        ErrorCode::ProfileNotFound,
+        ErrorCode::RouteNotFound,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::Internal,
+    ];
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Seconds the client should wait before retrying (429 and 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A server-side failure: logged in full, reported without internals.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "request failed");
+        ApiError::new(ErrorCode::Internal, "internal error, see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status, kind) = self.code.describe();
+        let body = json!({
+            "code": code,
+            "message": self.message,
+            "type": kind,
+            "link": format!("https://github.com/atrium-cdp/atrium/blob/main/docs/errors.md#{code}"),
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl From<atrium_store::StoreError> for ApiError {
+    fn from(error: atrium_store::StoreError) -> Self {
+        ApiError::internal(error)
+    }
+}

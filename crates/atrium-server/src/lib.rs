@@ -1,0 +1,159 @@
+//! The only crate that knows HTTP: axum routes for collection, profiles and operations, and the
+//! server lifecycle.
+//!
+//! API boundary: [`Server::start`] opens the data directory, starts the pipeline thread and
+//! serves; [`router`] builds the routes over an [`AppState`] (used by tests with real sockets).
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod ops;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use atrium_types::{Clock, SystemClock};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::{Config, ConfigError, SourceEntry, hash_secret};
+pub use state::{AppState, StartError};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::CONTENT_ENCODING,
+            HeaderName::from_static("x-retry-count"),
+            HeaderName::from_static("x-write-key"),
+        ])
+        .allow_credentials(true)
+        .max_age(std::time::Duration::from_secs(86_400));
+    // Compressed bodies are checked against the limit again after inflating.
+    let raw_body_limit = state.limits.max_request_bytes + 1024;
+    let collection = Router::new()
+        .route("/v1/{kind}", post(ingest::post_event))
+        .route(
+            "/v1/projects/{write_key}/settings",
+            get(ingest::project_settings),
+        )
+        .layer(cors)
+        .layer(DefaultBodyLimit::max(raw_body_limit));
+    let admin = Router::new()
+        .route("/v1/profiles", get(admin::list_profiles))
+        .route(
+            "/v1/profiles/{reference}",
+            get(admin::get_profile).delete(admin::delete_profile),
+        )
+        .route(
+            "/v1/profiles/{reference}/events",
+            get(admin::profile_events),
+        )
+        .route(
+            "/v1/profiles/{reference}/identity",
+            get(admin::profile_identity),
+        )
+        .route(
+            "/v1/profiles/{reference}/traits",
+            post(admin::update_traits),
+        )
+        .route(
+            "/v1/profiles/{reference}/export",
+            get(admin::export_profile),
+        )
+        .route("/v1/pipeline", get(admin::pipeline_status))
+        .layer(DefaultBodyLimit::max(1024 * 1024));
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
+    Router::new()
+        .merge(collection)
+        .merge(admin)
+        .merge(ops)
+        .fallback(ops::not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// A running server: its address, state, and how to stop it.
+pub struct Server {
+    pub address: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serve_task: Option<tokio::task::JoinHandle<()>>,
+    pipeline_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, StartError> {
+        let listen = config.listen;
+        let state = tokio::task::spawn_blocking(move || AppState::open(config, clock))
+            .await
+            .expect("opening state does not panic")?;
+        let pipeline_thread = state.pipeline.clone().spawn(state.stop_pipeline.clone());
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                address: listen,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| StartError::Listen {
+            address: listen,
+            source,
+        })?;
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (shutdown, shutdown_signal) = tokio::sync::oneshot::channel::<()>();
+        let serve_task = tokio::spawn(async move {
+            let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = shutdown_signal.await;
+            });
+            if let Err(error) = graceful.await {
+                tracing::error!(%error, "http server stopped with an error");
+            }
+        });
+        tracing::info!(%address, "atrium listening");
+        Ok(Server {
+            address,
+            state,
+            shutdown: Some(shutdown),
+            serve_task: Some(serve_task),
+            pipeline_thread: Some(pipeline_thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops accepting requests, finishes in-flight ones, and stops the pipeline.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.serve_task.take() {
+            let _ = task.await;
+        }
+        self.state.stop_pipeline.store(true, Ordering::Release);
+        if let Some(thread) = self.pipeline_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}

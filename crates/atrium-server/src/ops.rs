@@ -1,0 +1,404 @@
+//! Operational routes: health, readiness, Prometheus metrics and the OpenAPI document.
+
+use std::sync::Arc;
+
+use atrium_types::metrics::render_gauge;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the pipeline is within 100,000 records of the log end.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let end = atrium_log::EventLog::end_offset(&*state.log);
+    let lag = end.saturating_sub(state.pipeline.applied_offset());
+    let status = if lag <= 100_000 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": status == StatusCode::OK, "pipeline_lag_records": lag})),
+    )
+        .into_response()
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut out = String::with_capacity(8 * 1024);
+    let ingest = &state.metrics;
+    ingest.requests.render(
+        &mut out,
+        "atrium_ingest_requests_total",
+        "Collection requests received.",
+    );
+    ingest.events_accepted.render(
+        &mut out,
+        "atrium_ingest_events_accepted_total",
+        "Events durably appended to the log.",
+    );
+    ingest.events_rejected.render(
+        &mut out,
+        "atrium_ingest_events_rejected_total",
+        "Events refused by validation.",
+    );
+    ingest.events_duplicate.render(
+        &mut out,
+        "atrium_ingest_events_duplicate_total",
+        "Events dropped as messageId duplicates.",
+    );
+    ingest.events_suppressed.render(
+        &mut out,
+        "atrium_ingest_events_suppressed_total",
+        "Events dropped because they carry erased identifiers.",
+    );
+    ingest.requests_throttled.render(
+        &mut out,
+        "atrium_ingest_requests_throttled_total",
+        "Requests answered 429.",
+    );
+    ingest.requests_failed.render(
+        &mut out,
+        "atrium_ingest_requests_failed_total",
+        "Requests whose append failed.",
+    );
+    ingest.ack_latency.render(
+        &mut out,
+        "atrium_ingest_ack_latency_seconds",
+        "Request arrival to durable acknowledgement.",
+    );
+    let pipeline = &state.pipeline.metrics;
+    pipeline.events_applied.render(
+        &mut out,
+        "atrium_pipeline_events_applied_total",
+        "Events applied to profiles.",
+    );
+    pipeline.events_skipped.render(
+        &mut out,
+        "atrium_pipeline_events_skipped_total",
+        "Log records the pipeline skipped.",
+    );
+    pipeline.events_suppressed.render(
+        &mut out,
+        "atrium_pipeline_events_suppressed_total",
+        "Events skipped by the suppression list.",
+    );
+    pipeline.control_records.render(
+        &mut out,
+        "atrium_pipeline_control_records_total",
+        "Control records applied.",
+    );
+    pipeline.profiles_created.render(
+        &mut out,
+        "atrium_pipeline_profiles_created_total",
+        "Profiles created.",
+    );
+    pipeline.profiles_merged.render(
+        &mut out,
+        "atrium_pipeline_profiles_merged_total",
+        "Profiles merged into another.",
+    );
+    pipeline.identifiers_demoted.render(
+        &mut out,
+        "atrium_pipeline_identifiers_demoted_total",
+        "Identifiers dropped from matching by limits.",
+    );
+    pipeline.batches.render(
+        &mut out,
+        "atrium_pipeline_batches_total",
+        "State-store transactions committed.",
+    );
+    pipeline.freshness.render(
+        &mut out,
+        "atrium_pipeline_freshness_seconds",
+        "receivedAt to profile updated.",
+    );
+    let log = state.log.stats();
+    let applied = state.pipeline.applied_offset();
+    render_gauge(
+        &mut out,
+        "atrium_log_end_offset",
+        "One past the last durable log offset.",
+        log.end_offset as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_log_bytes",
+        "Bytes of all log segments.",
+        log.total_bytes as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_log_segments",
+        "Log segment files.",
+        log.segments as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_log_syncs",
+        "Group commits since start.",
+        log.syncs as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_pipeline_applied_offset",
+        "One past the last applied log offset.",
+        applied as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_pipeline_lag_records",
+        "Log records not yet applied.",
+        log.end_offset.saturating_sub(applied) as f64,
+    );
+    if let Ok(profiles) = state.store.read(|tables| tables.profile_count()) {
+        render_gauge(
+            &mut out,
+            "atrium_profiles",
+            "Profiles in the state store.",
+            profiles as f64,
+        );
+    }
+    render_gauge(
+        &mut out,
+        "atrium_dedup_window_entries",
+        "messageIds remembered for deduplication.",
+        state.dedup.lock().len() as f64,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// (method, path, summary, authentication) of every route; the OpenAPI document is built from it
+/// and a test requests each one.
+pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
+    (
+        "post",
+        "/v1/identify",
+        "Identify a user and record traits (Segment spec)",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/track",
+        "Record an action (Segment spec)",
+        Auth::WriteKey,
+    ),
+    ("post", "/v1/page", "Record a page view", Auth::WriteKey),
+    (
+        "post",
+        "/v1/screen",
+        "Record a mobile screen view",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/group",
+        "Associate a user with a group",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/alias",
+        "Link a previous id to a user id",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/batch",
+        "Send up to 2,500 events",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/import",
+        "Legacy alias of /v1/batch",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/b",
+        "analytics-next and mobile batch alias",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/t",
+        "analytics-next track alias",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/i",
+        "analytics-next identify alias",
+        Auth::WriteKey,
+    ),
+    ("post", "/v1/p", "analytics-next page alias", Auth::WriteKey),
+    (
+        "post",
+        "/v1/s",
+        "analytics-next screen alias",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/g",
+        "analytics-next group alias",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/a",
+        "analytics-next alias alias",
+        Auth::WriteKey,
+    ),
+    (
+        "post",
+        "/v1/m",
+        "Mobile SDK metrics (accepted and discarded)",
+        Auth::None,
+    ),
+    (
+        "get",
+        "/v1/projects/{writeKey}/settings",
+        "Source settings for analytics-next and mobile SDKs",
+        Auth::None,
+    ),
+    (
+        "get",
+        "/v1/profiles",
+        "List profiles, or search by identifier prefix with q=kind:prefix",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/profiles/{profile}",
+        "One profile by id or kind:value",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/profiles/{profile}",
+        "GDPR erasure of a profile",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/profiles/{profile}/events",
+        "The profile's event timeline, newest first",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/profiles/{profile}/identity",
+        "Identifiers and the merges that formed the profile, with reasons",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/profiles/{profile}/traits",
+        "Update traits (appended to the log as an identify)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/profiles/{profile}/export",
+        "Access request: all data held about the profile",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/pipeline",
+        "Log end, applied offset and lag",
+        Auth::Secret,
+    ),
+    ("get", "/healthz", "Liveness", Auth::None),
+    (
+        "get",
+        "/readyz",
+        "Readiness (pipeline caught up)",
+        Auth::None,
+    ),
+    ("get", "/metrics", "Prometheus metrics", Auth::None),
+    ("get", "/openapi.json", "This document", Auth::None),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    WriteKey,
+    Secret,
+}
+
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, auth) in ROUTES {
+        let security = match auth {
+            Auth::None => json!([]),
+            Auth::WriteKey => json!([{"writeKeyBasic": []}, {"writeKeyHeader": []}]),
+            Auth::Secret => json!([{"secretKey": []}]),
+        };
+        let mut parameters = Vec::new();
+        for name in ["writeKey", "profile"] {
+            if path.contains(&format!("{{{name}}}")) {
+                parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        let mut operation = json!({
+            "summary": summary,
+            "security": security,
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "Success"},
+                "400": {"description": "Invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "401": {"description": "Missing or unknown key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "429": {"description": "Throttled; see Retry-After", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if *method == "post" && matches!(auth, Auth::WriteKey) {
+            operation["requestBody"] = json!({"required": true, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SegmentPayload"}},
+                "text/plain": {"schema": {"type": "string"}}
+            }});
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = operation;
+    }
+    let codes: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .map(|code| code.describe().0)
+        .collect();
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Atrium API", "version": env!("CARGO_PKG_VERSION"), "description": "Segment-compatible collection, unified profiles and identity resolution."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "writeKeyBasic": {"type": "http", "scheme": "basic", "description": "write key as user name, empty password"},
+                "writeKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Write-Key"},
+                "secretKey": {"type": "http", "scheme": "bearer"}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["code", "message", "type", "link"], "properties": {
+                    "code": {"type": "string", "enum": codes}, "message": {"type": "string"}, "type": {"type": "string"}, "link": {"type": "string"}
+                }},
+                "SegmentPayload": {"type": "object", "description": "A Segment spec event, or {batch: [...]} for batch routes", "additionalProperties": true}
+            }
+        }
+    })
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no such route; see /openapi.json")
+}
