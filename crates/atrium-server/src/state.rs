@@ -34,6 +34,8 @@ pub enum StartError {
     Store(#[from] atrium_store::StoreError),
     #[error(transparent)]
     Pipeline(#[from] atrium_pipeline::PipelineError),
+    #[error("data directory {path} is in use by another atrium process; stop it first")]
+    Locked { path: std::path::PathBuf },
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -70,6 +72,7 @@ pub struct AppState {
     pub metrics: IngestMetrics,
     pub started_ms: i64,
     pub stop_pipeline: Arc<AtomicBool>,
+    _data_dir_lock: std::fs::File,
 }
 
 impl AppState {
@@ -79,6 +82,24 @@ impl AppState {
 
     pub fn hasher(&self) -> &IdentifierHasher {
         self.pipeline.hasher()
+    }
+}
+
+/// Takes the exclusive lock on a data directory, so two processes never write one log. The lock
+/// is held as long as the returned file lives.
+pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.to_path_buf(), source })?;
+    let path = data_dir.join("atrium.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked { path: data_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
     }
 }
 
@@ -124,10 +145,7 @@ pub fn store_path(config: &Config) -> std::path::PathBuf {
 impl AppState {
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<AppState>, StartError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let log = open_log(&config)?;
         let store = Arc::new(Store::open(store_path(&config))?);
         let pipeline = Arc::new(Pipeline::new(
@@ -170,6 +188,7 @@ impl AppState {
             suppressed: RwLock::new(suppressed),
             metrics: IngestMetrics::default(),
             stop_pipeline: Arc::new(AtomicBool::new(false)),
+            _data_dir_lock: data_dir_lock,
         });
         Ok(state)
     }
