@@ -8,6 +8,7 @@ use atrium_log::EventLog;
 use atrium_store::{Profile, ProfileGraph, ReadTables};
 use atrium_types::{ControlRecord, LogRecord, format_timestamp_ms};
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header;
@@ -360,8 +361,15 @@ pub async fn update_traits(
     _: AdminKey,
     State(state): State<Arc<AppState>>,
     Path(reference): Path<String>,
-    Json(update): Json<TraitUpdate>,
+    update: Result<Json<TraitUpdate>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Json(update) = update.map_err(|rejection| {
+        let code = match rejection {
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::InvalidJson,
+            _ => ErrorCode::InvalidRequest,
+        };
+        ApiError::new(code, rejection.body_text())
+    })?;
     if update.traits.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -502,7 +510,18 @@ pub async fn export_profile(
                     Some(graph) => tables.merge_history(graph)?,
                     None => Vec::new(),
                 };
-                let timeline = tables.timeline(&id, None, usize::MAX)?;
+                // In pages: the store preallocates `limit` entries.
+                let mut timeline = Vec::new();
+                let mut before = None;
+                loop {
+                    let page = tables.timeline(&id, before, 1_000)?;
+                    let more = page.len() == 1_000;
+                    before = page.last().map(|entry| (entry.time_ms, entry.offset));
+                    timeline.extend(page);
+                    if !more {
+                        break;
+                    }
+                }
                 Ok((profile, graph, merges, timeline))
             }))
         })??;

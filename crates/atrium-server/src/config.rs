@@ -226,3 +226,18 @@ mod tests {
         assert!(config.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = include_str!("../../../atrium.example.toml");
+        let config: Config = toml::from_str(text).expect("atrium.example.toml parses");
+        config.validate().expect("atrium.example.toml validates");
+        let defaults = Config::default();
+        assert_eq!(config.limits, defaults.limits, "the example documents the default limits");
+        assert_eq!(config.identity, defaults.identity, "the example documents the default identity rules");
+    }
+}

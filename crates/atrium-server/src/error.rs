@@ -118,7 +118,7 @@ impl IntoResponse for ApiError {
             "code": code,
             "message": self.message,
             "type": kind,
-            "link": format!("https://github.com/atrium-cdp/atrium/blob/main/docs/errors.md#{code}"),
+            "link": format!("/docs/errors.md#{code}"),
         });
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after

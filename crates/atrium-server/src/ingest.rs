@@ -11,6 +11,7 @@ use atrium_pipeline::event_identifier_hashes;
 use atrium_types::SourceConfig;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -77,8 +78,17 @@ pub async fn post_event(
     Path(kind): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Bodies over the raw limit are refused by the extractor; answer in the API's error shape.
+    let body = body.map_err(|rejection| {
+        let code = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::BodyTooLarge
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        ApiError::new(code, rejection.body_text())
+    })?;
     let endpoint = match kind.as_str() {
         "identify" | "i" => Endpoint::Identify,
         "track" | "t" => Endpoint::Track,

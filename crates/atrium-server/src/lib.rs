@@ -76,12 +76,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi));
+        .route("/openapi.json", get(ops::openapi))
+        .route("/docs/errors.md", get(ops::error_docs));
     Router::new()
         .merge(collection)
         .merge(admin)
         .merge(ops)
         .fallback(ops::not_found)
+        // After the merges, so it covers every route: a wrong method gets the JSON error shape
+        // instead of an empty 405.
+        .method_not_allowed_fallback(ops::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
 }
