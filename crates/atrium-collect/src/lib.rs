@@ -25,6 +25,8 @@ pub use normalize::{
 pub enum CollectError {
     #[error("request body is not valid json: {0}")]
     InvalidJson(String),
+    #[error("request body is nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
     #[error("request body must be a json object")]
     NotAnObject,
     #[error("request body is {size} bytes, over the limit of {limit} bytes")]

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_message_id_chars: usize,
     /// How far past `receivedAt` a corrected timestamp may lie before it is clamped.
     pub max_future_ms: i64,
+    /// Deepest nesting of objects and arrays in a request body.
+    pub max_json_depth: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             max_batch_events: 2_500,
             max_message_id_chars: 100,
             max_future_ms: 10 * 60 * 1_000,
+            max_json_depth: 100,
         }
     }
 }
@@ -131,6 +134,11 @@ impl<'a> RequestBody<'a> {
             return Err(CollectError::BodyTooLarge {
                 size: bytes.len(),
                 limit: limits.max_request_bytes,
+            });
+        }
+        if crate::raw::json_depth_exceeds(bytes, limits.max_json_depth) {
+            return Err(CollectError::TooDeep {
+                limit: limits.max_json_depth,
             });
         }
         let text = std::str::from_utf8(bytes)

@@ -237,7 +237,13 @@ mod example_file {
         let config: Config = toml::from_str(text).expect("atrium.example.toml parses");
         config.validate().expect("atrium.example.toml validates");
         let defaults = Config::default();
-        assert_eq!(config.limits, defaults.limits, "the example documents the default limits");
-        assert_eq!(config.identity, defaults.identity, "the example documents the default identity rules");
+        assert_eq!(
+            config.limits, defaults.limits,
+            "the example documents the default limits"
+        );
+        assert_eq!(
+            config.identity, defaults.identity,
+            "the example documents the default identity rules"
+        );
     }
 }

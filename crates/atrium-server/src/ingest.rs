@@ -247,7 +247,7 @@ fn admit(
 
 fn collect_error(error: CollectError) -> ApiError {
     let code = match &error {
-        CollectError::InvalidJson(_) => ErrorCode::InvalidJson,
+        CollectError::InvalidJson(_) | CollectError::TooDeep { .. } => ErrorCode::InvalidJson,
         CollectError::NotAnObject | CollectError::BatchNotArray => ErrorCode::InvalidRequest,
         CollectError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
         CollectError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,

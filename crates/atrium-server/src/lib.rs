@@ -46,6 +46,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/projects/{write_key}/settings",
             get(ingest::project_settings),
         )
+        // A wrong method gets the JSON error shape instead of an empty 405. Set before the
+        // layers, so CORS preflights (OPTIONS) still reach the CORS layer.
+        .method_not_allowed_fallback(ops::not_found)
         .layer(cors)
         .layer(DefaultBodyLimit::max(raw_body_limit));
     let admin = Router::new()
@@ -71,21 +74,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::export_profile),
         )
         .route("/v1/pipeline", get(admin::pipeline_status))
+        .method_not_allowed_fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/docs/errors.md", get(ops::error_docs));
+        .route("/docs/errors.md", get(ops::error_docs))
+        .method_not_allowed_fallback(ops::not_found);
     Router::new()
         .merge(collection)
         .merge(admin)
         .merge(ops)
         .fallback(ops::not_found)
-        // After the merges, so it covers every route: a wrong method gets the JSON error shape
-        // instead of an empty 405.
-        .method_not_allowed_fallback(ops::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
 }

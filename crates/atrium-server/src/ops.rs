@@ -328,7 +328,12 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
     ),
     ("get", "/metrics", "Prometheus metrics", Auth::None),
     ("get", "/openapi.json", "This document", Auth::None),
-    ("get", "/docs/errors.md", "Reference of every error code", Auth::None),
+    (
+        "get",
+        "/docs/errors.md",
+        "Reference of every error code",
+        Auth::None,
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,7 +407,11 @@ pub async fn openapi() -> Json<Value> {
 
 /// The error-code reference every error body links to.
 pub async fn error_docs() -> Response {
-    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], include_str!("../../../docs/errors.md")).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        include_str!("../../../docs/errors.md"),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> ApiError {

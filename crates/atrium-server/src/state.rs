@@ -88,17 +88,25 @@ impl AppState {
 /// Takes the exclusive lock on a data directory, so two processes never write one log. The lock
 /// is held as long as the returned file lives.
 pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     let path = data_dir.join("atrium.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| StartError::DataDir { path: path.clone(), source })?;
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked { path: data_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked {
+            path: data_dir.to_path_buf(),
+        }),
         Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir { path, source }),
     }
 }

@@ -133,7 +133,7 @@ impl ReadTables {
                 .timeline
                 .range(start..=(id.0.as_str(), i64::MAX, u64::MAX))?,
         };
-        let mut page = Vec::with_capacity(limit);
+        let mut page = Vec::with_capacity(limit.min(1_024));
         for row in entries.rev() {
             let (key, _) = row?;
             let (_, time_ms, offset) = key.value();
@@ -158,7 +158,7 @@ impl ReadTables {
             ))?,
             None => self.profiles.iter()?,
         };
-        let mut profiles = Vec::with_capacity(limit);
+        let mut profiles = Vec::with_capacity(limit.min(1_024));
         let mut next_cursor = None;
         for row in rows {
             let (key, bytes) = row?;

@@ -244,10 +244,18 @@ fn whole_request_errors() {
         run(Endpoint::Batch, r#"{"nobatch": []}"#, Channel::Web),
         Err(CollectError::BatchNotArray)
     ));
+    let deep_in_a_string = format!(
+        r#"{{"userId":"u","event":"E","properties":{{"s":"{}"}}}}"#,
+        "[".repeat(300)
+    );
+    assert!(
+        run(Endpoint::Track, &deep_in_a_string, Channel::Web).is_ok(),
+        "brackets inside strings do not count"
+    );
     let deep = format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200));
     assert!(matches!(
         run(Endpoint::Track, &deep, Channel::Web),
-        Err(CollectError::InvalidJson(_))
+        Err(CollectError::TooDeep { limit: 100 })
     ));
     let too_many: Vec<Value> = (0..2_501).map(|_| json!({})).collect();
     let body = json!({"batch": too_many}).to_string();

@@ -58,7 +58,10 @@ async fn every_collection_route_accepts_its_event() {
 
     // Mobile metrics: 200, nothing stored.
     let (status, response, _) = server
-        .ingest("/v1/m", &json!({"series": [{"type": "Counter", "metric": "x"}]}))
+        .ingest(
+            "/v1/m",
+            &json!({"series": [{"type": "Counter", "metric": "x"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{response}");
     assert_eq!(response["success"], true);
@@ -207,7 +210,8 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     assert_eq!(body["accepted"], 1, "{body}");
 
     // gzip is accepted.
-    let batch = json!({"batch": [track("anon-survivor", "Gzip1"), track("anon-survivor", "Gzip2")]});
+    let batch =
+        json!({"batch": [track("anon-survivor", "Gzip1"), track("anon-survivor", "Gzip2")]});
     let compressed = gzip(&serde_json::to_vec(&batch).unwrap());
     let (status, body) = send_raw("/v1/batch", compressed, &[("content-encoding", "gzip")]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -261,7 +265,9 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     assert_error(status, &body, 400, "body_too_large");
 
     // 2,501 events.
-    let events: Vec<Value> = (0..2_501).map(|i| track("anon-many", &format!("e{i}"))).collect();
+    let events: Vec<Value> = (0..2_501)
+        .map(|i| track("anon-many", &format!("e{i}")))
+        .collect();
     let (status, body) = into_json(
         server
             .client
@@ -289,9 +295,23 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     );
     let (status, body) = send_raw("/v1/batch", nested_batch.into_bytes(), &[]).await;
     assert_error(status, &body, 400, "invalid_json");
-    let nested_objects = format!("{}{}", "{\"a\":".repeat(200), "1".to_owned() + &"}".repeat(200));
+    let nested_objects = format!(
+        "{}{}",
+        "{\"a\":".repeat(200),
+        "1".to_owned() + &"}".repeat(200)
+    );
     let (status, body) = send_raw("/v1/track", nested_objects.into_bytes(), &[]).await;
     assert_error(status, &body, 400, "invalid_json");
+
+    // Reasonable nesting, and brackets inside strings, are fine (and reach the profile).
+    let fine = format!(
+        "{{\"anonymousId\": \"anon-nest\", \"event\": \"Nested\", \"properties\": {{\"x\": {}, \"s\": \"{}\"}}}}",
+        deep(90),
+        "[{".repeat(300)
+    );
+    let (status, body) = send_raw("/v1/track", fine.into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
 
     // Wrong types: rejected one by one, the rest accepted.
     let batch = json!({"batch": [
@@ -306,7 +326,10 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     assert_eq!(body["accepted"], 2, "{body}");
     assert_eq!(body["rejected"], 3, "{body}");
     let errors = body["errors"].as_array().expect("errors");
-    let indexes: Vec<u64> = errors.iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = errors
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, [1, 2, 3], "{body}");
     assert_eq!(errors[0]["code"], "invalid_field", "{body}");
     assert_eq!(errors[1]["code"], "invalid_field", "{body}");
@@ -316,7 +339,10 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
         .ingest("/v1/track", &json!({"userId": {}, "event": "x"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     // One event over 32 KB inside a batch is rejected alone.
     let big = json!({"type": "track", "anonymousId": "anon-big", "event": "Big",
@@ -330,7 +356,12 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     assert_eq!(body["errors"][0]["code"], "event_too_large", "{body}");
 
     // Still alive, and the earlier events are still there.
-    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let end = end.max(server.catch_up().await);
     let (status, events) = server
@@ -349,9 +380,26 @@ async fn abusive_bodies_are_refused_and_the_server_survives() {
     for name in ["Before", "Beacon", "Gzip1", "Gzip2"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
-    let (status, profile) = server.admin_get("/v1/profiles/anonymous_id:anon-types").await;
+    let (status, profile) = server
+        .admin_get("/v1/profiles/anonymous_id:anon-types")
+        .await;
     assert_eq!(status, StatusCode::OK, "{profile}");
     assert_eq!(profile["event_total"], 2, "{profile}");
+    let (status, profile) = server
+        .admin_get("/v1/profiles/anonymous_id:anon-nest")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["event_total"], 1, "{profile}");
+    // Nothing accepted was skipped by the pipeline.
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, "atrium_pipeline_events_skipped_total"),
+        0.0
+    );
+    assert_eq!(
+        metric(&metrics, "atrium_pipeline_events_applied_total"),
+        metric(&metrics, "atrium_ingest_events_accepted_total")
+    );
     server.stop().await;
 }
 
@@ -400,7 +448,9 @@ async fn cors_preflight_mirrors_the_origin() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
-        response.headers()["access-control-allow-origin"].to_str().unwrap(),
+        response.headers()["access-control-allow-origin"]
+            .to_str()
+            .unwrap(),
         origin
     );
     server.stop().await;

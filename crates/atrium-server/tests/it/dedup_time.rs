@@ -69,7 +69,9 @@ async fn message_ids_are_deduplicated_per_source_and_across_restarts() {
 
     let end = end.max(server.catch_up().await);
     let (status, profile) = server
-        .admin_get(&format!("/v1/profiles/anonymous_id:anon-dedup?min_offset={end}"))
+        .admin_get(&format!(
+            "/v1/profiles/anonymous_id:anon-dedup?min_offset={end}"
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{profile}");
     // m-1 (web), m-2, m-1 (backend), m-3.
@@ -127,7 +129,10 @@ async fn clock_skew_is_corrected_and_the_client_ip_recorded() {
             "/v1/profiles/user_id:u-skew-server/events?min_offset={end2}"
         ))
         .await;
-    assert!(events["events"][0]["context"].get("ip").is_none(), "{events}");
+    assert!(
+        events["events"][0]["context"].get("ip").is_none(),
+        "{events}"
+    );
     server.stop().await;
 
     // Behind a trusted proxy, the header's first address is the client's.
@@ -150,7 +155,10 @@ async fn clock_skew_is_corrected_and_the_client_ip_recorded() {
     let response = send("not-an-ip, 10.0.0.1", "anon-proxy-bad").await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let end = log_end(&response);
-    for (anonymous_id, ip) in [("anon-proxy", "203.0.113.7"), ("anon-proxy-bad", "127.0.0.1")] {
+    for (anonymous_id, ip) in [
+        ("anon-proxy", "203.0.113.7"),
+        ("anon-proxy-bad", "127.0.0.1"),
+    ] {
         let (status, events) = server
             .admin_get(&format!(
                 "/v1/profiles/anonymous_id:{anonymous_id}/events?min_offset={end}"

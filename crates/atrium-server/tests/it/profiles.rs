@@ -53,12 +53,17 @@ async fn anonymous_views_then_identify_form_one_profile() {
     assert_eq!(body["accepted"], 1, "{body}");
     // Someone else.
     let (_, _, end2) = server
-        .ingest("/v1/page", &json!({"anonymousId": "anon-bob", "name": "Home"}))
+        .ingest(
+            "/v1/page",
+            &json!({"anonymousId": "anon-bob", "name": "Home"}),
+        )
         .await;
     let end = end.max(end2);
 
     let (status, profile) = server
-        .admin_get(&format!("/v1/profiles/email:ann@example.com?min_offset={end}"))
+        .admin_get(&format!(
+            "/v1/profiles/email:ann@example.com?min_offset={end}"
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{profile}");
     let id = profile["id"].as_str().expect("profile id").to_owned();
@@ -70,10 +75,23 @@ async fn anonymous_views_then_identify_form_one_profile() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|id| format!("{}:{}", id["kind"].as_str().unwrap(), id["value"].as_str().unwrap()))
+        .map(|id| {
+            format!(
+                "{}:{}",
+                id["kind"].as_str().unwrap(),
+                id["value"].as_str().unwrap()
+            )
+        })
         .collect();
-    for expected in ["email:ann@example.com", "user_id:u-ann", "anonymous_id:anon-ann"] {
-        assert!(identifiers.contains(expected), "{expected} missing: {profile}");
+    for expected in [
+        "email:ann@example.com",
+        "user_id:u-ann",
+        "anonymous_id:anon-ann",
+    ] {
+        assert!(
+            identifiers.contains(expected),
+            "{expected} missing: {profile}"
+        );
     }
     // Every reference resolves to the same profile, including unnormalized spellings.
     for reference in [
@@ -117,7 +135,10 @@ async fn anonymous_views_then_identify_form_one_profile() {
         .iter()
         .map(|e| parse_timestamp_ms(e["timestamp"].as_str().unwrap()).unwrap())
         .collect();
-    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "not newest first: {times:?}");
+    assert!(
+        times.windows(2).all(|pair| pair[0] >= pair[1]),
+        "not newest first: {times:?}"
+    );
     assert_eq!(seen.last().unwrap()["name"], "Page 0");
     let (status, body) = server
         .admin_get(&format!("/v1/profiles/{id}/events?before=garbage"))
@@ -125,7 +146,9 @@ async fn anonymous_views_then_identify_form_one_profile() {
     assert_error(status, &body, 400, "invalid_request");
 
     // The identity explanation names the merge and why.
-    let (status, identity) = server.admin_get(&format!("/v1/profiles/{id}/identity")).await;
+    let (status, identity) = server
+        .admin_get(&format!("/v1/profiles/{id}/identity"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{identity}");
     assert_eq!(identity["profile_id"], id.as_str());
     let merges = identity["merges"].as_array().unwrap();
@@ -136,7 +159,10 @@ async fn anonymous_views_then_identify_form_one_profile() {
         "{reason}"
     );
     assert!(
-        !merges[0]["linking_identifiers"].as_array().unwrap().is_empty(),
+        !merges[0]["linking_identifiers"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "{identity}"
     );
 
@@ -153,7 +179,10 @@ async fn anonymous_views_then_identify_form_one_profile() {
     let (_, page) = server.admin_get("/v1/profiles?limit=1").await;
     assert_eq!(page["total"], 2, "{page}");
     assert_eq!(page["profiles"].as_array().unwrap().len(), 1, "{page}");
-    let cursor = page["next_cursor"].as_str().expect("next_cursor").to_owned();
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("next_cursor")
+        .to_owned();
     let mut listed = vec![page["profiles"][0]["id"].as_str().unwrap().to_owned()];
     let (_, page) = server
         .admin_get(&format!("/v1/profiles?limit=1&cursor={cursor}"))
@@ -201,7 +230,9 @@ async fn segment_example_two_user_ids_sharing_an_email_stay_apart() {
     let (status, second) = server.admin_get("/v1/profiles/user_id:u-abc456").await;
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_ne!(first["id"], second["id"], "{first} {second}");
-    let (_, by_email) = server.admin_get("/v1/profiles/email:jane@example.com").await;
+    let (_, by_email) = server
+        .admin_get("/v1/profiles/email:jane@example.com")
+        .await;
     assert_eq!(by_email["id"], first["id"], "{by_email}");
     let (_, list) = server.admin_get("/v1/profiles").await;
     assert_eq!(list["total"], 2, "{list}");
@@ -228,7 +259,9 @@ async fn trait_updates_go_through_the_log() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let min_offset = body["min_offset"].as_u64().expect("min_offset");
     let (status, profile) = server
-        .admin_get(&format!("/v1/profiles/user_id:u-tier?min_offset={min_offset}"))
+        .admin_get(&format!(
+            "/v1/profiles/user_id:u-tier?min_offset={min_offset}"
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{profile}");
     assert_eq!(profile["traits"]["tier"], "gold", "{profile}");
@@ -239,7 +272,10 @@ async fn trait_updates_go_through_the_log() {
         .await;
     assert_error(status, &body, 400, "invalid_request");
     let (status, body) = server
-        .admin_post("/v1/profiles/user_id:ghost/traits", &json!({"traits": {"a": 1}}))
+        .admin_post(
+            "/v1/profiles/user_id:ghost/traits",
+            &json!({"traits": {"a": 1}}),
+        )
         .await;
     assert_error(status, &body, 404, "profile_not_found");
     let (status, body) = server
@@ -314,7 +350,11 @@ async fn erasure_purges_everything_and_suppresses_the_identifiers() {
     assert!(export["profile"]["identifiers"].as_array().unwrap().len() >= 3);
     let events: Vec<&Value> = export["events"].as_array().unwrap().iter().collect();
     assert_eq!(events.len(), 3, "{export}");
-    assert!(events.iter().any(|event| event["event"] == "Order Completed"));
+    assert!(
+        events
+            .iter()
+            .any(|event| event["event"] == "Order Completed")
+    );
 
     let (status, body) = server
         .admin_delete("/v1/profiles/email:erin.erased@example.com")
@@ -348,12 +388,17 @@ async fn erasure_purges_everything_and_suppresses_the_identifiers() {
     assert_eq!(body["suppressed"], 1, "{body}");
     assert_eq!(body["accepted"], 0, "{body}");
     let (_, body, _) = server
-        .ingest("/v1/track", &json!({"anonymousId": "anon-erin-7", "event": "Back"}))
+        .ingest(
+            "/v1/track",
+            &json!({"anonymousId": "anon-erin-7", "event": "Back"}),
+        )
         .await;
     assert_eq!(body["suppressed"], 1, "{body}");
 
     // The other profile is untouched.
-    let (status, kept) = server.admin_get("/v1/profiles/email:keep@example.com").await;
+    let (status, kept) = server
+        .admin_get("/v1/profiles/email:keep@example.com")
+        .await;
     assert_eq!(status, StatusCode::OK, "{kept}");
     assert_eq!(kept["event_total"], 1, "{kept}");
 
@@ -365,7 +410,10 @@ async fn erasure_purges_everything_and_suppresses_the_identifiers() {
         if found.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "erased data still on disk: {found:?}");
+        assert!(
+            Instant::now() < deadline,
+            "erased data still on disk: {found:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
