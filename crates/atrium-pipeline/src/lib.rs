@@ -11,7 +11,7 @@
 mod erasure;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
     pub metrics: PipelineMetrics,
     applied: AtomicU64,
+    /// The last hour whose `hour:` index entry is known to exist (saves a lookup per event).
+    last_hour_indexed: AtomicI64,
     applied_lock: Mutex<()>,
     applied_changed: Condvar,
 }
@@ -84,6 +86,7 @@ impl Pipeline {
             clock,
             metrics: PipelineMetrics::default(),
             applied: AtomicU64::new(applied),
+            last_hour_indexed: AtomicI64::new(i64::MIN),
             applied_lock: Mutex::new(()),
             applied_changed: Condvar::new(),
         })
@@ -162,7 +165,7 @@ impl Pipeline {
     ) -> Result<Vec<erasure::Pending>, PipelineError> {
         let now_ms = self.clock.now_ms();
         let mut erasures = Vec::new();
-        self.store.write(|tables| -> Result<(), PipelineError> {
+        let written = self.store.write(|tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
                 let decoded = match LogRecord::decode(&record.payload) {
@@ -187,7 +190,12 @@ impl Pipeline {
             }
             tables.set_meta_u64(atrium_store::PIPELINE_OFFSET_KEY, next_offset)?;
             Ok(())
-        })?;
+        });
+        if let Err(error) = written {
+            // The hour index entries of this batch were rolled back with it.
+            self.last_hour_indexed.store(i64::MIN, Ordering::Relaxed);
+            return Err(error);
+        }
         self.metrics.batches.add(1);
         Ok(erasures)
     }
@@ -215,9 +223,13 @@ impl Pipeline {
                 .freshness
                 .observe_ms((now_ms - received_ms) as f64);
             // The first offset received in each hour: where the dedup window starts after a restart.
-            let hour_key = format!("hour:{}", received_ms.div_euclid(3_600_000));
-            if !tables.has_meta(&hour_key)? {
-                tables.set_meta_u64(&hour_key, offset)?;
+            let hour = received_ms.div_euclid(3_600_000);
+            if self.last_hour_indexed.load(Ordering::Relaxed) != hour {
+                let hour_key = format!("hour:{hour}");
+                if !tables.has_meta(&hour_key)? {
+                    tables.set_meta_u64(&hour_key, offset)?;
+                }
+                self.last_hour_indexed.store(hour, Ordering::Relaxed);
             }
         }
         if suppression_active {

@@ -1,6 +1,7 @@
 //! The single writer's view: all tables of one write transaction, with a write-back cache for
 //! the values the pipeline touches many times per batch (profiles and identity graphs).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use atrium_identity::IdentityStore;
@@ -22,6 +23,9 @@ pub struct WriteTables<'txn> {
     /// `None` marks a deletion still to be written.
     profile_cache: HashMap<String, Option<Profile>>,
     graph_cache: HashMap<String, Option<ProfileGraph>>,
+    /// Graphs read (not changed) in this transaction: resolution reads the same graph for every
+    /// event of a customer's session.
+    graph_reads: RefCell<HashMap<String, ProfileGraph>>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -39,6 +43,7 @@ impl<'txn> WriteTables<'txn> {
             suppressed: transaction.open_table(SUPPRESSED)?,
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
+            graph_reads: RefCell::new(HashMap::new()),
         })
     }
 
@@ -171,6 +176,7 @@ impl<'txn> WriteTables<'txn> {
         members.push(graph.profile.0.clone());
         for member in &members {
             self.redirects.remove(member.as_str())?;
+            self.graph_reads.get_mut().remove(member.as_str());
             self.graph_cache.insert(member.clone(), None);
         }
         let mut doomed = Vec::new();
@@ -208,19 +214,30 @@ impl IdentityStore for WriteTables<'_> {
         if let Some(cached) = self.graph_cache.get(profile.as_str()) {
             return Ok(cached.clone());
         }
+        if let Some(read) = self.graph_reads.borrow().get(profile.as_str()) {
+            return Ok(Some(read.clone()));
+        }
         match self.graphs.get(profile.as_str())? {
-            Some(bytes) => Ok(Some(decode("graphs", bytes.value())?)),
+            Some(bytes) => {
+                let graph: ProfileGraph = decode("graphs", bytes.value())?;
+                self.graph_reads
+                    .borrow_mut()
+                    .insert(profile.0.clone(), graph.clone());
+                Ok(Some(graph))
+            }
             None => Ok(None),
         }
     }
 
     fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
+        self.graph_reads.get_mut().remove(graph.profile.as_str());
         self.graph_cache
             .insert(graph.profile.0.clone(), Some(graph.clone()));
         Ok(())
     }
 
     fn remove_graph(&mut self, profile: &ProfileId) -> Result<(), StoreError> {
+        self.graph_reads.get_mut().remove(profile.as_str());
         self.graph_cache.insert(profile.0.clone(), None);
         Ok(())
     }

@@ -100,22 +100,42 @@ fn changing_rules_and_rebuilding_unmerges() {
     harness.catch_up();
     let merged_first = harness.profile("anonymous_id:till-visitor-1").unwrap();
     let merged_second = harness.profile("anonymous_id:till-visitor-2").unwrap();
-    assert_eq!(merged_first.id, merged_second.id, "the shared email merged them");
+    assert_eq!(
+        merged_first.id, merged_second.id,
+        "the shared email merged them"
+    );
 
     let mut rules = atrium_identity::IdentityRules::default();
     rules.blocked_values.push("frontdesk@shop\\.example".into());
     let mut config = crate::config(100);
     config.rules = rules.compile().unwrap();
-    let rebuilt = atrium_pipeline::rebuild(&harness.dir.path().join("rebuilt.redb"), harness.log.clone(), config, Arc::new(atrium_types::SystemClock), |_, _| {}).unwrap();
+    let rebuilt = atrium_pipeline::rebuild(
+        &harness.dir.path().join("rebuilt.redb"),
+        harness.log.clone(),
+        config,
+        Arc::new(atrium_types::SystemClock),
+        |_, _| {},
+    )
+    .unwrap();
     let (first, second) = rebuilt
         .read(|tables| {
             let first = tables.resolve("anonymous_id:till-visitor-1")?.unwrap();
             let second = tables.resolve("anonymous_id:till-visitor-2")?.unwrap();
-            Ok((tables.profile(&first)?.unwrap(), tables.profile(&second)?.unwrap()))
+            Ok((
+                tables.profile(&first)?.unwrap(),
+                tables.profile(&second)?.unwrap(),
+            ))
         })
         .unwrap();
-    assert_ne!(first.id, second.id, "rebuild with the value blocked splits them");
+    assert_ne!(
+        first.id, second.id,
+        "rebuild with the value blocked splits them"
+    );
     assert_eq!(first.trait_values()["name"], "First");
     assert_eq!(second.trait_values()["name"], "Second");
-    assert_eq!(first.trait_values()["email"], "frontdesk@shop.example", "the value stays a trait, just not an identifier");
+    assert_eq!(
+        first.trait_values()["email"],
+        "frontdesk@shop.example",
+        "the value stays a trait, just not an identifier"
+    );
 }
