@@ -66,6 +66,20 @@ impl FromRequestParts<Arc<AppState>> for AdminKey {
     }
 }
 
+/// The identity graph of the profile a reference names.
+async fn load_graph(state: &Arc<AppState>, reference: String) -> Result<ProfileGraph, ApiError> {
+    blocking(state, move |state| {
+        state.store.read(|tables| {
+            Ok(resolve(tables, &reference).and_then(|id| {
+                tables
+                    .graph(&id)?
+                    .ok_or_else(|| ApiError::new(ErrorCode::ProfileNotFound, "profile not found"))
+            }))
+        })?
+    })
+    .await
+}
+
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len()
         && left
@@ -376,16 +390,7 @@ pub async fn update_traits(
             "`traits` must hold at least one trait",
         ));
     }
-    let graph = blocking(&state, move |state| {
-        state.store.read(|tables| {
-            Ok(resolve(tables, &reference).and_then(|id| {
-                tables
-                    .graph(&id)?
-                    .ok_or_else(|| ApiError::new(ErrorCode::ProfileNotFound, "profile not found"))
-            }))
-        })?
-    })
-    .await?;
+    let graph = load_graph(&state, reference).await?;
     let pick = |kind: &str| {
         graph
             .identifiers
@@ -453,16 +458,7 @@ pub async fn delete_profile(
     State(state): State<Arc<AppState>>,
     Path(reference): Path<String>,
 ) -> Result<Response, ApiError> {
-    let graph = blocking(&state, move |state| {
-        state.store.read(|tables| {
-            Ok(resolve(tables, &reference).and_then(|id| {
-                tables
-                    .graph(&id)?
-                    .ok_or_else(|| ApiError::new(ErrorCode::ProfileNotFound, "profile not found"))
-            }))
-        })?
-    })
-    .await?;
+    let graph = load_graph(&state, reference).await?;
     let hashes: Vec<String> = graph
         .identifiers
         .iter()
