@@ -140,11 +140,11 @@ impl Store {
 
     /// A SHA-256 over every table's keys and values in key order: equal digests mean equal state.
     pub fn digest(&self) -> Result<String, StoreError> {
-        let database = self.handle();
-        let transaction = database.begin_read()?;
         let mut hasher = Sha256::new();
-        let tables = ReadTables::open(&transaction)?;
-        tables.hash_contents(&mut hasher)?;
+        for (name, digest) in self.read(|tables| tables.table_digests())? {
+            hasher.update(name.as_bytes());
+            hasher.update(digest.as_bytes());
+        }
         Ok(hex::encode(hasher.finalize()))
     }
 

@@ -221,51 +221,68 @@ impl ReadTables {
         Ok(hashes)
     }
 
-    pub(crate) fn hash_contents(&self, hasher: &mut Sha256) -> Result<(), StoreError> {
+    /// A SHA-256 per table over its keys and values in key order.
+    pub fn table_digests(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         fn feed(hasher: &mut Sha256, bytes: &[u8]) {
             hasher.update((bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
         }
+        let mut digests = Vec::new();
+        let mut finish = |name: &'static str, hasher: Sha256| {
+            digests.push((name, hex::encode(hasher.finalize())))
+        };
+        let mut hasher = Sha256::new();
         for row in self.meta.iter()? {
             let (key, value) = row?;
-            feed(hasher, key.value().as_bytes());
-            feed(hasher, value.value());
+            feed(&mut hasher, key.value().as_bytes());
+            feed(&mut hasher, value.value());
         }
-        for row in self.identifiers.iter()? {
-            let (key, value) = row?;
-            feed(hasher, key.value().as_bytes());
-            feed(hasher, value.value().as_bytes());
-        }
-        for table in [&self.graphs, &self.profiles] {
+        finish("meta", hasher);
+        for (name, table) in [
+            ("identifiers", &self.identifiers),
+            ("redirects", &self.redirects),
+        ] {
+            let mut hasher = Sha256::new();
             for row in table.iter()? {
                 let (key, value) = row?;
-                feed(hasher, key.value().as_bytes());
-                feed(hasher, value.value());
+                feed(&mut hasher, key.value().as_bytes());
+                feed(&mut hasher, value.value().as_bytes());
             }
+            finish(name, hasher);
         }
-        for row in self.redirects.iter()? {
-            let (key, value) = row?;
-            feed(hasher, key.value().as_bytes());
-            feed(hasher, value.value().as_bytes());
+        for (name, table) in [("graphs", &self.graphs), ("profiles", &self.profiles)] {
+            let mut hasher = Sha256::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                feed(&mut hasher, key.value().as_bytes());
+                feed(&mut hasher, value.value());
+            }
+            finish(name, hasher);
         }
+        let mut hasher = Sha256::new();
         for row in self.merge_log.iter()? {
             let (key, value) = row?;
-            feed(hasher, &key.value().to_le_bytes());
-            feed(hasher, value.value());
+            feed(&mut hasher, &key.value().to_le_bytes());
+            feed(&mut hasher, value.value());
         }
+        finish("merge_log", hasher);
+        let mut hasher = Sha256::new();
         for row in self.timeline.iter()? {
             let (key, _) = row?;
             let (profile, time_ms, offset) = key.value();
-            feed(hasher, profile.as_bytes());
-            feed(hasher, &time_ms.to_le_bytes());
-            feed(hasher, &offset.to_le_bytes());
+            feed(&mut hasher, profile.as_bytes());
+            feed(&mut hasher, &time_ms.to_le_bytes());
+            feed(&mut hasher, &offset.to_le_bytes());
         }
+        finish("timeline", hasher);
+        let mut hasher = Sha256::new();
         for row in self.suppressed.iter()? {
             let (key, value) = row?;
-            feed(hasher, key.value().as_bytes());
-            feed(hasher, &value.value().to_le_bytes());
+            feed(&mut hasher, key.value().as_bytes());
+            feed(&mut hasher, &value.value().to_le_bytes());
         }
-        Ok(())
+        finish("suppressed", hasher);
+        Ok(digests)
     }
 }
 

@@ -32,12 +32,20 @@ pub struct DemoArgs {
 fn demo_sources(data_dir: &Path) -> anyhow::Result<Vec<SourceEntry>> {
     let path = data_dir.join("demo-sources.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let keys: BTreeMap<String, String> = serde_json::from_str(&text).context("reading demo-sources.json")?;
+        let keys: BTreeMap<String, String> =
+            serde_json::from_str(&text).context("reading demo-sources.json")?;
         return Ok(sources_from(keys));
     }
     let mut keys = BTreeMap::new();
     for source in atrium_gen::demo_sources() {
-        keys.insert(source.name.to_owned(), format!("wk_{}_{}", source.name.replace('-', "_"), hex::encode(rand::random::<[u8; 8]>())));
+        keys.insert(
+            source.name.to_owned(),
+            format!(
+                "wk_{}_{}",
+                source.name.replace('-', "_"),
+                hex::encode(rand::random::<[u8; 8]>())
+            ),
+        );
     }
     std::fs::create_dir_all(data_dir)?;
     std::fs::write(&path, serde_json::to_vec_pretty(&keys)?)?;
@@ -45,11 +53,21 @@ fn demo_sources(data_dir: &Path) -> anyhow::Result<Vec<SourceEntry>> {
 }
 
 fn sources_from(keys: BTreeMap<String, String>) -> Vec<SourceEntry> {
-    let channels: BTreeMap<&str, &str> = atrium_gen::demo_sources().into_iter().map(|source| (source.name, source.channel)).collect();
+    let channels: BTreeMap<&str, &str> = atrium_gen::demo_sources()
+        .into_iter()
+        .map(|source| (source.name, source.channel))
+        .collect();
     keys.into_iter()
         .map(|(name, write_key)| {
-            let channel = channels.get(name.as_str()).and_then(|channel| channel.parse().ok()).unwrap_or(Channel::Other);
-            SourceEntry { name, channel, write_key }
+            let channel = channels
+                .get(name.as_str())
+                .and_then(|channel| channel.parse().ok())
+                .unwrap_or(Channel::Other);
+            SourceEntry {
+                name,
+                channel,
+                write_key,
+            }
         })
         .collect()
 }
@@ -59,9 +77,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.data_dir = args.data_dir.clone();
     config.listen = args.listen;
     config.sources = demo_sources(&args.data_dir)?;
-    let admin_key = std::env::var("ATRIUM_BOOTSTRAP_ADMIN_KEY").ok().filter(|key| !key.is_empty()).unwrap_or_else(|| format!("sk_demo_{}", hex::encode(rand::random::<[u8; 16]>())));
+    let admin_key = std::env::var("ATRIUM_BOOTSTRAP_ADMIN_KEY")
+        .ok()
+        .filter(|key| !key.is_empty())
+        .unwrap_or_else(|| format!("sk_demo_{}", hex::encode(rand::random::<[u8; 16]>())));
     config.admin_key_sha256.push(hash_secret(&admin_key));
-    let keys: BTreeMap<String, String> = config.sources.iter().map(|source| (source.name.clone(), source.write_key.clone())).collect();
+    let keys: BTreeMap<String, String> = config
+        .sources
+        .iter()
+        .map(|source| (source.name.clone(), source.write_key.clone()))
+        .collect();
 
     crate::runtime()?.block_on(async move {
         let server = Server::start(config).await?;
@@ -102,20 +127,37 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Sends the generated stream through the HTTP API in batches of 100 per source.
-async fn ingest_demo(base: &str, keys: &BTreeMap<String, String>, seed: u64, events: usize) -> anyhow::Result<()> {
+async fn ingest_demo(
+    base: &str,
+    keys: &BTreeMap<String, String>,
+    seed: u64,
+    events: usize,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let bar = crate::progress_bar(events as u64, "ingesting demo shop over HTTP");
     let mut buffers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut in_flight = tokio::task::JoinSet::new();
     let generator = atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events));
-    let send = |source: String, batch: Vec<Value>, in_flight: &mut tokio::task::JoinSet<anyhow::Result<usize>>| {
+    let send = |source: String,
+                batch: Vec<Value>,
+                in_flight: &mut tokio::task::JoinSet<anyhow::Result<usize>>| {
         let client = client.clone();
         let url = format!("{base}/v1/batch");
         let key = keys.get(&source).cloned().unwrap_or_default();
         in_flight.spawn(async move {
             let count = batch.len();
-            let response = client.post(url).basic_auth(key, Some("")).json(&serde_json::json!({"batch": batch})).send().await?;
-            anyhow::ensure!(response.status().is_success(), "demo ingest failed: {} {}", response.status(), response.text().await.unwrap_or_default());
+            let response = client
+                .post(url)
+                .basic_auth(key, Some(""))
+                .json(&serde_json::json!({"batch": batch}))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "demo ingest failed: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
             Ok(count)
         });
     };

@@ -42,24 +42,50 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let config = args.data.load()?;
     let _lock = atrium_server::state::lock_data_dir(&config.data_dir)?;
     let log = atrium_server::state::open_log(&config)?;
-    let store = Arc::new(atrium_store::Store::open(atrium_server::state::store_path(&config))?);
+    let store = Arc::new(atrium_store::Store::open(
+        atrium_server::state::store_path(&config),
+    )?);
     let pipeline_config = atrium_server::state::pipeline_config(&config, &config.data_dir)?;
-    let pipeline = atrium_pipeline::Pipeline::new(log.clone(), store, pipeline_config, Arc::new(atrium_types::SystemClock))?;
+    let pipeline = atrium_pipeline::Pipeline::new(
+        log.clone(),
+        store,
+        pipeline_config,
+        Arc::new(atrium_types::SystemClock),
+    )?;
 
-    let format = args.format.unwrap_or_else(|| match args.file.extension().and_then(|extension| extension.to_str()) {
-        Some("csv") => Format::Csv,
-        _ => Format::Jsonl,
+    let format = args.format.unwrap_or_else(|| {
+        match args
+            .file
+            .extension()
+            .and_then(|extension| extension.to_str())
+        {
+            Some("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        }
     });
     let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("opening {}", args.file.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let total_bytes = std::fs::metadata(&args.file).map(|metadata| metadata.len()).unwrap_or(0);
+    let total_bytes = std::fs::metadata(&args.file)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
     let bar = crate::progress_bar(total_bytes, "importing (bytes)");
-    let source = SourceConfig { name: args.source.clone(), channel: args.channel };
-    let mut importer = Importer { source, log: log.clone(), pending: Vec::new(), batch: args.batch.max(1), accepted: 0, rejected: 0 };
+    let source = SourceConfig {
+        name: args.source.clone(),
+        channel: args.channel,
+    };
+    let mut importer = Importer {
+        source,
+        log: log.clone(),
+        pending: Vec::new(),
+        batch: args.batch.max(1),
+        accepted: 0,
+        rejected: 0,
+    };
 
     match format {
         Format::Jsonl => {
@@ -100,7 +126,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         apply_bar.set_position(pipeline.applied_offset() - start);
     }
     apply_bar.finish();
-    println!("imported {} events ({} rejected); log end offset {end}", importer.accepted, importer.rejected);
+    println!(
+        "imported {} events ({} rejected); log end offset {end}",
+        importer.accepted, importer.rejected
+    );
     if importer.accepted == 0 && importer.rejected > 0 {
         bail!("nothing was imported: every event was rejected");
     }
@@ -130,16 +159,29 @@ impl Importer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let limits = atrium_collect::Limits { max_request_bytes: usize::MAX, max_batch_events: usize::MAX, ..Default::default() };
-        let body = serde_json::to_vec(&serde_json::json!({"batch": std::mem::take(&mut self.pending)}))?;
+        let limits = atrium_collect::Limits {
+            max_request_bytes: usize::MAX,
+            max_batch_events: usize::MAX,
+            ..Default::default()
+        };
+        let body =
+            serde_json::to_vec(&serde_json::json!({"batch": std::mem::take(&mut self.pending)}))?;
         let parsed = RequestBody::parse(&body, &limits)?;
-        let facts = RequestFacts { source: &self.source, received_at_ms: atrium_types::Clock::now_ms(&atrium_types::SystemClock), client_ip: None };
+        let facts = RequestFacts {
+            source: &self.source,
+            received_at_ms: atrium_types::Clock::now_ms(&atrium_types::SystemClock),
+            client_ip: None,
+        };
         let normalized = parsed.normalize(Endpoint::Batch, &facts, &limits)?;
         for rejection in &normalized.rejected {
             tracing::warn!(index = rejection.index, code = ?rejection.code, message = %rejection.message, "event rejected");
         }
         self.rejected += normalized.rejected.len() as u64;
-        let payloads: Vec<&[u8]> = normalized.accepted.iter().map(|event| event.payload.as_slice()).collect();
+        let payloads: Vec<&[u8]> = normalized
+            .accepted
+            .iter()
+            .map(|event| event.payload.as_slice())
+            .collect();
         if !payloads.is_empty() {
             self.log.append(&payloads)?;
         }
@@ -158,7 +200,9 @@ fn csv_event(headers: &csv::StringRecord, row: &csv::StringRecord) -> Value {
             continue;
         }
         let typed = match header {
-            "userId" | "anonymousId" | "messageId" | "event" | "type" | "timestamp" | "name" => Value::String(cell.to_owned()),
+            "userId" | "anonymousId" | "messageId" | "event" | "type" | "timestamp" | "name" => {
+                Value::String(cell.to_owned())
+            }
             _ => typed_cell(cell),
         };
         let mut target = &mut event;
@@ -168,7 +212,9 @@ fn csv_event(headers: &csv::StringRecord, row: &csv::StringRecord) -> Value {
                 target.insert(part.to_owned(), typed.clone());
                 break;
             }
-            let entry = target.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = target
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -176,7 +222,11 @@ fn csv_event(headers: &csv::StringRecord, row: &csv::StringRecord) -> Value {
         }
     }
     if !event.contains_key("type") {
-        let implied = if event.contains_key("event") { "track" } else { "identify" };
+        let implied = if event.contains_key("event") {
+            "track"
+        } else {
+            "identify"
+        };
         event.insert("type".into(), Value::String(implied.into()));
     }
     Value::Object(event)
@@ -204,7 +254,13 @@ mod tests {
 
     #[test]
     fn csv_rows_become_nested_events() {
-        let headers = csv::StringRecord::from(vec!["userId", "event", "properties.revenue", "properties.order_id", "context.campaign.source"]);
+        let headers = csv::StringRecord::from(vec![
+            "userId",
+            "event",
+            "properties.revenue",
+            "properties.order_id",
+            "context.campaign.source",
+        ]);
         let row = csv::StringRecord::from(vec!["42", "Order Completed", "19.5", "o-1", "google"]);
         let event = csv_event(&headers, &row);
         assert_eq!(event["type"], "track");

@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "atrium", version, about = "Self-hosted, Segment-compatible customer data and experience platform for commerce")]
+#[command(
+    name = "atrium",
+    version,
+    about = "Self-hosted, Segment-compatible customer data and experience platform for commerce"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ATRIUM_LOG_FORMAT")]
@@ -42,7 +46,7 @@ enum Command {
     /// Rebuild all derived state by replaying the event log from offset 0.
     Replay(DataArgs),
     /// Print a digest of the derived state (equal digests mean equal state).
-    Digest(DataArgs),
+    Digest(DigestArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -90,6 +94,15 @@ impl DataArgs {
 }
 
 #[derive(Args)]
+struct DigestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Also print one digest per table, to see where two states differ.
+    #[arg(long)]
+    tables: bool,
+}
+
+#[derive(Args)]
 struct GenArgs {
     /// Random seed; the same seed gives the same stream, byte for byte.
     #[arg(long, default_value_t = 42)]
@@ -103,8 +116,11 @@ struct GenArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ATRIUM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATRIUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -114,9 +130,11 @@ fn init_logging(format: LogFormat) {
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .expect("valid progress template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_owned());
     bar
@@ -137,7 +155,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -146,10 +167,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     if config.sources.is_empty() {
-        tracing::warn!("no sources configured: set [[sources]] in the config or ATRIUM_BOOTSTRAP_WRITE_KEY, or nothing can be ingested");
+        tracing::warn!(
+            "no sources configured: set [[sources]] in the config or ATRIUM_BOOTSTRAP_WRITE_KEY, or nothing can be ingested"
+        );
     }
     if config.admin_key_sha256.is_empty() {
-        tracing::warn!("no admin key configured: set admin_key_sha256 or ATRIUM_BOOTSTRAP_ADMIN_KEY to use the profile API");
+        tracing::warn!(
+            "no admin key configured: set admin_key_sha256 or ATRIUM_BOOTSTRAP_ADMIN_KEY to use the profile API"
+        );
     }
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
@@ -165,7 +190,9 @@ pub async fn wait_for_shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -199,9 +226,16 @@ fn replay(args: DataArgs) -> anyhow::Result<()> {
     let pipeline_config = atrium_server::state::pipeline_config(&config, &config.data_dir)?;
     let store_path = atrium_server::state::store_path(&config);
     let started = std::time::Instant::now();
-    let store = atrium_pipeline::rebuild(&store_path, log, pipeline_config, Arc::new(atrium_types::SystemClock), |applied, _| bar.set_position(applied))?;
+    let store = atrium_pipeline::rebuild(
+        &store_path,
+        log,
+        pipeline_config,
+        Arc::new(atrium_types::SystemClock),
+        |applied, _| bar.set_position(applied),
+    )?;
     bar.finish();
-    let (profiles, identifiers) = store.read(|tables| Ok((tables.profile_count()?, tables.identifier_count()?)))?;
+    let (profiles, identifiers) =
+        store.read(|tables| Ok((tables.profile_count()?, tables.identifier_count()?)))?;
     println!(
         "replayed {end} log records in {:.1}s: {profiles} profiles, {identifiers} identifiers, state digest {}",
         started.elapsed().as_secs_f64(),
@@ -210,9 +244,21 @@ fn replay(args: DataArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn digest(args: DataArgs) -> anyhow::Result<()> {
-    let config = args.load()?;
-    let store = atrium_store::Store::open(atrium_server::state::store_path(&config))?;
+fn digest(args: DigestArgs) -> anyhow::Result<()> {
+    let config = args.data.load()?;
+    let store_path = atrium_server::state::store_path(&config);
+    anyhow::ensure!(
+        store_path.exists(),
+        "no state store at {}: is --data-dir right?",
+        store_path.display()
+    );
+    let _lock = atrium_server::state::lock_data_dir(&config.data_dir)?;
+    let store = atrium_store::Store::open(&store_path)?;
     println!("{}", store.digest()?);
+    if args.tables {
+        for (table, digest) in store.read(|tables| tables.table_digests())? {
+            println!("{table:<12} {digest}");
+        }
+    }
     Ok(())
 }

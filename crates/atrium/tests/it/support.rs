@@ -168,17 +168,16 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         if check() {
             return;
         }
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting until {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// GET with the admin key; returns the status and the JSON body.
-pub fn admin_get(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    admin_key: &str,
-) -> (u16, Value) {
+pub fn admin_get(client: &reqwest::blocking::Client, url: &str, admin_key: &str) -> (u16, Value) {
     let response = client
         .get(url)
         .bearer_auth(admin_key)

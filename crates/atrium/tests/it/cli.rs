@@ -1,0 +1,222 @@
+//! The command line: help texts, deterministic generation, import → replay determinism, CSV
+//! import, the scripted demo, and the data-directory lock.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{atrium, run_bounded, serve};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run(args: &[&str]) -> Output {
+    run_bounded(atrium().args(args), LIMIT)
+}
+
+fn run_ok(args: &[&str]) -> Output {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "atrium {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temporary path")
+}
+
+#[test]
+fn help_works_for_every_subcommand() {
+    let top = stdout(&run_ok(&["--help"]));
+    let subcommands = [
+        vec!["serve"],
+        vec!["demo"],
+        vec!["gen"],
+        vec!["import"],
+        vec!["replay"],
+        vec!["digest"],
+        vec!["bench"],
+        vec!["bench", "ingest"],
+    ];
+    for subcommand in &subcommands {
+        assert!(
+            top.contains(subcommand[0]),
+            "top-level help lists `{}`:\n{top}",
+            subcommand[0]
+        );
+        let mut args = subcommand.clone();
+        args.push("--help");
+        let help = stdout(&run_ok(&args));
+        assert!(help.contains("Usage:"), "atrium {args:?}:\n{help}");
+    }
+    run_ok(&["--version"]);
+    let unknown = run(&["no-such-command"]);
+    assert!(!unknown.status.success());
+}
+
+#[test]
+fn gen_is_deterministic_jsonl() {
+    let first = run_ok(&["gen", "--seed", "1", "--events", "500"]).stdout;
+    let second = run_ok(&["gen", "--seed", "1", "--events", "500"]).stdout;
+    assert_eq!(first, second, "same seed must give the same bytes");
+    let text = String::from_utf8(first).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 500);
+    for line in lines {
+        let event: Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"));
+        assert!(event.is_object(), "{line}");
+        assert!(event["type"].is_string(), "event without type: {line}");
+    }
+    let other = run_ok(&["gen", "--seed", "2", "--events", "500"]).stdout;
+    assert_ne!(text.as_bytes(), other, "another seed gives another stream");
+}
+
+#[test]
+fn import_then_replay_gives_the_same_digest() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let events = dir.path().join("events.jsonl");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &events,
+        run_ok(&["gen", "--seed", "7", "--events", "1500"]).stdout,
+    )
+    .expect("writing events");
+    let imported = stdout(&run_ok(&[
+        "import",
+        path(&events),
+        "--data-dir",
+        path(&data),
+    ]));
+    assert!(
+        imported.contains("imported 1500 events (0 rejected)"),
+        "{imported}"
+    );
+
+    let digest = stdout(&run_ok(&["digest", "--data-dir", path(&data)]));
+    let digest = digest.trim();
+    assert!(!digest.is_empty(), "digest prints something");
+    let again = stdout(&run_ok(&["digest", "--data-dir", path(&data)]));
+    assert_eq!(again.trim(), digest, "digest is stable");
+
+    let replayed = stdout(&run_ok(&["replay", "--data-dir", path(&data)]));
+    assert!(replayed.contains("replayed 1500 log records"), "{replayed}");
+    assert!(
+        replayed
+            .trim_end()
+            .ends_with(&format!("state digest {digest}")),
+        "replay must rebuild the same state: digest before {digest}, replay said {replayed}"
+    );
+    let after = stdout(&run_ok(&["digest", "--data-dir", path(&data)]));
+    assert_eq!(after.trim(), digest, "digest after replay");
+}
+
+#[test]
+fn import_csv() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let csv = dir.path().join("orders.csv");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &csv,
+        "userId,event,properties.revenue\n\
+         csv_u_1,Order Completed,19.5\n\
+         csv_u_2,Order Completed,5\n\
+         csv_u_1,Product Viewed,\n",
+    )
+    .expect("writing csv");
+    let imported = stdout(&run_ok(&["import", path(&csv), "--data-dir", path(&data)]));
+    assert!(
+        imported.contains("imported 3 events (0 rejected)"),
+        "{imported}"
+    );
+    let replayed = stdout(&run_ok(&["replay", "--data-dir", path(&data)]));
+    assert!(replayed.contains("replayed 3 log records"), "{replayed}");
+    assert!(
+        replayed.contains(": 2 profiles,"),
+        "two users, two profiles: {replayed}"
+    );
+}
+
+#[test]
+fn import_of_nothing_valid_fails() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("junk.jsonl");
+    std::fs::write(&file, "not json\n{also not\n").expect("writing junk");
+    let output = run(&[
+        "import",
+        path(&file),
+        "--data-dir",
+        path(&dir.path().join("data")),
+    ]);
+    assert!(!output.status.success(), "importing only junk must fail");
+}
+
+#[test]
+fn demo_exits_after_ingest() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("demo");
+    let output = run_ok(&[
+        "demo",
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+        "--events",
+        "2000",
+        "--exit-after-ingest",
+    ]);
+    let text = stdout(&output);
+    let profiles = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("profiles:"))
+        .unwrap_or_else(|| panic!("demo prints `profiles:`:\n{text}"));
+    let profiles: u64 = profiles.trim().parse().expect("profile count");
+    assert!(profiles > 0, "demo made no profiles:\n{text}");
+    assert!(
+        text.contains("http://127.0.0.1:"),
+        "demo serves on loopback:\n{text}"
+    );
+}
+
+#[test]
+fn import_refuses_a_data_dir_held_by_a_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        run_ok(&["gen", "--seed", "3", "--events", "10"]).stdout,
+    )
+    .expect("writing events");
+    let _server = serve(
+        &data,
+        "wk_lock_test_1",
+        "sk_lock_test_1",
+        Duration::from_secs(10),
+    );
+    for args in [
+        vec!["import", path(&events), "--data-dir", path(&data)],
+        vec!["replay", "--data-dir", path(&data)],
+    ] {
+        let output = run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "atrium {args:?} must fail while a server runs"
+        );
+        assert!(
+            stderr.contains("in use"),
+            "atrium {args:?} should say the data directory is in use:\n{stderr}"
+        );
+    }
+}
