@@ -212,16 +212,18 @@ fn run_phases(
     data_dir: &std::path::Path,
     temporary: &std::path::Path,
 ) -> anyhow::Result<Results> {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.sources = vec![SourceEntry {
-        name: "bench".into(),
-        channel: Channel::Server,
-        write_key: WRITE_KEY.into(),
-    }];
-    config.admin_key_sha256 = vec![hash_secret("sk_bench_admin")];
-    config.max_inflight_requests = 100_000;
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        sources: vec![SourceEntry {
+            name: "bench".into(),
+            channel: Channel::Server,
+            write_key: WRITE_KEY.into(),
+        }],
+        admin_key_sha256: vec![hash_secret("sk_bench_admin")],
+        max_inflight_requests: 100_000,
+        ..Config::default()
+    };
     config.limits.max_request_bytes = 4 * 1024 * 1024;
     let batch = args.batch.max(1);
 
@@ -293,10 +295,11 @@ fn run_phases(
             let pace = Duration::from_secs_f64(1.0 / batches_per_second as f64);
             let started = Instant::now();
             let sent = send_all(&client, &url, paced_bodies, args.concurrency, Some(pace)).await?;
+            // Offered load: events over the sending window only (not the catch-up wait below).
+            let offered = paced_events as f64 / started.elapsed().as_secs_f64();
             let end = atrium_log::EventLog::end_offset(&*server.state.log);
             let pipeline = server.state.pipeline.clone();
             tokio::task::spawn_blocking(move || pipeline.wait_applied(end, Duration::from_secs(600))).await?;
-            let offered = paced_events as f64 / started.elapsed().as_secs_f64();
             let visible = watcher.stop();
             let mut latencies: Vec<f64> = sent.iter().map(|sent| sent.latency_ms).collect();
             latencies.sort_by(f64::total_cmp);
@@ -662,7 +665,7 @@ fn identify_event(seed: u64, n: usize) -> Value {
             "email": format!("user{n:07}@example.com"),
             "firstName": "Ada",
             "lastName": "Lovelace",
-            "plan": if n % 3 == 0 { "pro" } else { "free" },
+            "plan": if n.is_multiple_of(3) { "pro" } else { "free" },
             "city": "Lyon",
         },
         "context": {"library": {"name": "atrium-bench", "version": "1"}},
