@@ -135,19 +135,36 @@ pub fn resolve<S: IdentityStore>(
 
     // Bound profiles of the event's identifiers (read once; nothing changes until we apply).
     let mut bound: BTreeMap<Identifier, ProfileId> = BTreeMap::new();
-    let mut graphs: BTreeMap<ProfileId, ProfileGraph> = BTreeMap::new();
     for id in &identifiers {
-        let Some(p) = store.profile_for(id)? else {
-            continue;
-        };
-        let p = follow(store, p)?;
-        if !graphs.contains_key(&p) {
-            let graph = store.graph(&p)?.ok_or_else(|| {
+        if let Some(p) = store.profile_for(id)? {
+            bound.insert(id.clone(), follow(store, p)?);
+        }
+    }
+
+    // Fast path, the common case of a known customer: every identifier is already bound to one
+    // profile. Nothing can be added, merged or over a limit, so the graph need not be read.
+    if !identifiers.is_empty() && bound.len() == identifiers.len() {
+        let mut profiles = bound.values();
+        let first = profiles.next().expect("identifiers is not empty");
+        if profiles.all(|p| p == first) {
+            if !store.has_graph(first)? {
+                return Err(ResolveError::Corrupt(format!(
+                    "identifiers are bound to {first}, which has no graph"
+                )));
+            }
+            resolution.profile = Some(first.clone());
+            return Ok(resolution);
+        }
+    }
+
+    let mut graphs: BTreeMap<ProfileId, ProfileGraph> = BTreeMap::new();
+    for (id, p) in &bound {
+        if !graphs.contains_key(p) {
+            let graph = store.graph(p)?.ok_or_else(|| {
                 ResolveError::Corrupt(format!("{id} is bound to {p}, which has no graph"))
             })?;
             graphs.insert(p.clone(), graph);
         }
-        bound.insert(id.clone(), p);
     }
 
     let ctx = Ctx {

@@ -19,6 +19,10 @@ pub trait IdentityStore {
     /// follows through redirects).
     fn profile_for(&self, id: &Identifier) -> Result<Option<ProfileId>, Self::Error>;
     fn graph(&self, profile: &ProfileId) -> Result<Option<ProfileGraph>, Self::Error>;
+    /// Whether a graph exists; implementations can answer without decoding it.
+    fn has_graph(&self, profile: &ProfileId) -> Result<bool, Self::Error> {
+        Ok(self.graph(profile)?.is_some())
+    }
     fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), Self::Error>;
     fn remove_graph(&mut self, profile: &ProfileId) -> Result<(), Self::Error>;
     /// Identifier -> profile mapping (overwrites).

@@ -229,6 +229,16 @@ impl IdentityStore for WriteTables<'_> {
         }
     }
 
+    fn has_graph(&self, profile: &ProfileId) -> Result<bool, StoreError> {
+        if let Some(cached) = self.graph_cache.get(profile.as_str()) {
+            return Ok(cached.is_some());
+        }
+        if self.graph_reads.borrow().contains_key(profile.as_str()) {
+            return Ok(true);
+        }
+        Ok(self.graphs.get(profile.as_str())?.is_some())
+    }
+
     fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
         self.graph_reads.get_mut().remove(graph.profile.as_str());
         self.graph_cache
