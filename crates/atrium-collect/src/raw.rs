@@ -1,55 +1,9 @@
-//! Borrowed JSON objects: the top-level keys of an object with their values left as raw text.
+//! Just-enough decoding of raw JSON values, and writing JSON strings.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+pub(crate) use atrium_types::raw_json::RawObject;
 use serde_json::value::RawValue;
-
-/// A JSON object as an ordered list of (key, raw value) pairs, borrowing from the input.
-pub(crate) struct RawObject<'a> {
-    pub(crate) fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-}
-
-impl<'a> RawObject<'a> {
-    pub(crate) fn parse(json: &'a str) -> Result<RawObject<'a>, serde_json::Error> {
-        serde_json::from_str(json)
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
-        // Last occurrence wins, like serde_json's own maps.
-        self.fields
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| *value)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-
-            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-                formatter.write_str("a json object")
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    fields.push((key, value));
-                }
-                Ok(RawObject { fields })
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
 
 /// What a raw value holds, decoded just enough to validate it.
 pub(crate) enum Scalar<'a> {

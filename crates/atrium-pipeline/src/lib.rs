@@ -9,6 +9,7 @@
 //! log segments are rewritten without its events, and the state file is vacuumed.
 
 mod erasure;
+mod slim;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -168,7 +169,7 @@ impl Pipeline {
         let written = self.store.write(|tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
-                let decoded = match LogRecord::decode(&record.payload) {
+                let decoded = match slim::decode(&record.payload) {
                     Ok(decoded) => decoded,
                     Err(error) => {
                         tracing::warn!(offset = record.offset, %error, "skipping undecodable log record");

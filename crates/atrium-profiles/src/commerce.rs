@@ -172,12 +172,8 @@ pub(crate) fn apply_order_event(
     properties: Option<&Map<String, Value>>,
     facts: EventFacts<'_>,
 ) -> bool {
-    let kind = match event_name {
-        "Order Completed" | "Completed Order" => OrderEvent::Completed,
-        "Order Updated" | "Updated Order" => OrderEvent::Updated,
-        "Order Refunded" | "Refunded Order" => OrderEvent::Refunded,
-        "Order Cancelled" | "Order Canceled" | "Cancelled Order" => OrderEvent::Cancelled,
-        _ => return false,
+    let Some(kind) = OrderEvent::from_name(event_name) else {
+        return false;
     };
     let Some(properties) = properties else {
         return false;
@@ -232,6 +228,24 @@ enum OrderEvent {
     Updated,
     Refunded,
     Cancelled,
+}
+
+impl OrderEvent {
+    /// E-commerce spec v2 names, and their v1 aliases.
+    fn from_name(event_name: &str) -> Option<OrderEvent> {
+        match event_name {
+            "Order Completed" | "Completed Order" => Some(OrderEvent::Completed),
+            "Order Updated" | "Updated Order" => Some(OrderEvent::Updated),
+            "Order Refunded" | "Refunded Order" => Some(OrderEvent::Refunded),
+            "Order Cancelled" | "Order Canceled" | "Cancelled Order" => Some(OrderEvent::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a track event of this name changes the order history (so its properties matter).
+pub fn is_order_event(event_name: &str) -> bool {
+    OrderEvent::from_name(event_name).is_some()
 }
 
 fn order_revenue(properties: &Map<String, Value>) -> Option<f64> {

@@ -6,6 +6,9 @@
 //! take the min/max. So a profile is the same whatever order merges happen in.
 //!
 //! Architecture invariant: no IO. The pipeline loads and stores profiles; this crate only computes.
+//!
+//! The fields read from an event are listed in [`EVENT_FIELDS`] and [`CONTEXT_FIELDS`] (plus
+//! `properties` of order events); the pipeline decodes only those.
 
 mod commerce;
 
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use commerce::{Commerce, Order, OrderStatus};
+pub use commerce::{Commerce, Order, OrderStatus, is_order_event};
 
 /// One trait value with the event time that set it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +100,29 @@ impl Touch {
         (self.at_ms, self.offset)
     }
 }
+
+/// Top-level event fields that profiles or identity resolution read.
+pub const EVENT_FIELDS: [&str; 10] = [
+    "type",
+    "userId",
+    "anonymousId",
+    "previousId",
+    "messageId",
+    "timestamp",
+    "receivedAt",
+    "event",
+    "traits",
+    "atrium",
+];
+/// `context` fields that profiles or identity resolution read.
+pub const CONTEXT_FIELDS: [&str; 6] = [
+    "traits",
+    "device",
+    "os",
+    "userAgent",
+    "campaign",
+    "externalIds",
+];
 
 /// Facts about an event that collection and the pipeline established.
 #[derive(Clone, Copy, Debug)]

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate performs no IO and knows nothing about HTTP.
 
 pub mod metrics;
+pub mod raw_json;
 pub mod record;
 pub mod source;
 pub mod time;
