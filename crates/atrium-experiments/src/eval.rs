@@ -1,0 +1,891 @@
+//! Feature and experiment evaluation for one user ([`Context`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+use crate::bucketing::{
+    choose_variation, get_bucket_ranges, get_equal_weights, get_query_string_override, hash,
+    in_namespace, in_range,
+};
+use crate::condition::{eval_condition, get_path};
+use crate::js;
+use crate::model::{
+    ContextualBanditAssignment, Experiment, ExperimentResult, FeatureResult, FeatureRule,
+    FeatureSource, Filter, ParentCondition, Payload, StickyAssignmentsDocument, TrackingCall,
+};
+use crate::sticky::{
+    StickyBucketService, sticky_bucket_attribute_key, sticky_bucket_experiment_key,
+};
+use crate::urls::{is_url_targeted, merge_query_strings};
+
+/// Everything evaluation needs about one user, plus the shared payload.
+///
+/// Evaluation mutates only the bookkeeping: sticky bucket documents it assigns, and the
+/// exposures it records for tracking (deduplicated per experiment/variation/user).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Features, auto experiments, saved groups and bandits; shared between users.
+    pub payload: Arc<Payload>,
+    /// The user's attributes (a JSON object).
+    pub attributes: Value,
+    /// The current page URL (query-string overrides and URL targeting).
+    pub url: String,
+    /// `false` excludes the user from every experiment.
+    pub enabled: bool,
+    /// QA mode: no random assignment; only forced variations apply.
+    pub qa_mode: bool,
+    /// Experiment key → forced variation index.
+    pub forced_variations: BTreeMap<String, i64>,
+    /// Feature key → forced value (`source: override`).
+    pub forced_features: BTreeMap<String, Value>,
+    /// Sticky bucket documents by [`sticky_bucket_attribute_key`]; `None` disables sticky
+    /// bucketing (and the `fallbackAttribute` of experiments).
+    pub sticky_bucket_assignment_docs: Option<BTreeMap<String, StickyAssignmentsDocument>>,
+    changed_sticky_docs: BTreeSet<String>,
+    tracked_experiments: HashSet<String>,
+    tracking_calls: Vec<TrackingCall>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new(Arc::new(Payload::default()), Value::Object(Map::new()))
+    }
+}
+
+impl Context {
+    pub fn new(payload: Arc<Payload>, attributes: Value) -> Self {
+        Self {
+            payload,
+            attributes,
+            url: String::new(),
+            enabled: true,
+            qa_mode: false,
+            forced_variations: BTreeMap::new(),
+            forced_features: BTreeMap::new(),
+            sticky_bucket_assignment_docs: None,
+            changed_sticky_docs: BTreeSet::new(),
+            tracked_experiments: HashSet::new(),
+            tracking_calls: Vec::new(),
+        }
+    }
+
+    /// Exposures recorded so far (each unique experiment/variation/user once).
+    pub fn tracking_calls(&self) -> &[TrackingCall] {
+        &self.tracking_calls
+    }
+
+    /// Takes the recorded exposures, leaving the deduplication memory in place.
+    pub fn take_tracking_calls(&mut self) -> Vec<TrackingCall> {
+        std::mem::take(&mut self.tracking_calls)
+    }
+
+    /// The `attribute name → value` pairs whose sticky bucket documents evaluation may read:
+    /// the hash and fallback attributes of every experiment rule and auto experiment.
+    pub fn sticky_bucket_attributes(&self) -> BTreeMap<String, String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for feature in self.payload.features.values() {
+            for rule in &feature.rules {
+                if rule.variations.is_some() || rule.contextual_variations.is_some() {
+                    names.insert(
+                        non_empty(rule.hash_attribute.as_deref())
+                            .unwrap_or("id")
+                            .into(),
+                    );
+                    if let Some(fallback) = non_empty(rule.fallback_attribute.as_deref()) {
+                        names.insert(fallback.to_owned());
+                    }
+                }
+            }
+        }
+        for experiment in &self.payload.experiments {
+            names.insert(
+                non_empty(experiment.hash_attribute.as_deref())
+                    .unwrap_or("id")
+                    .into(),
+            );
+            if let Some(fallback) = non_empty(experiment.fallback_attribute.as_deref()) {
+                names.insert(fallback.to_owned());
+            }
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let (_, value) = self.hash_attribute(Some(&name), None);
+                (name, sticky_string(&value))
+            })
+            .collect()
+    }
+
+    /// Enables sticky bucketing with the user's documents from `service`.
+    pub fn load_sticky_buckets(&mut self, service: &dyn StickyBucketService) {
+        let attributes = self.sticky_bucket_attributes();
+        self.sticky_bucket_assignment_docs = Some(service.get_all_assignments(&attributes));
+        self.changed_sticky_docs.clear();
+    }
+
+    /// Documents changed by evaluation since the last save, to persist.
+    pub fn changed_sticky_bucket_docs(&self) -> Vec<StickyAssignmentsDocument> {
+        let Some(docs) = &self.sticky_bucket_assignment_docs else {
+            return Vec::new();
+        };
+        self.changed_sticky_docs
+            .iter()
+            .filter_map(|key| docs.get(key).cloned())
+            .collect()
+    }
+
+    /// Saves the changed documents to `service`.
+    pub fn save_sticky_buckets(&mut self, service: &mut dyn StickyBucketService) {
+        for doc in self.changed_sticky_bucket_docs() {
+            service.save_assignments(doc);
+        }
+        self.changed_sticky_docs.clear();
+    }
+
+    fn condition_passes(&self, condition: &Value) -> bool {
+        eval_condition(&self.attributes, condition, &self.payload.saved_groups)
+    }
+
+    /// Resolves a hash attribute (default `id`): a literal key first, then a dotted path;
+    /// missing reads as `""`. Falls back to `fallback` when the value is falsy.
+    fn hash_attribute(&self, attribute: Option<&str>, fallback: Option<&str>) -> (String, Value) {
+        let mut name = non_empty(attribute).unwrap_or("id").to_owned();
+        let mut value = self.resolve_attribute(&name);
+        if !js::truthy(&value)
+            && let Some(fallback) = fallback
+        {
+            let fallback_value = self.resolve_attribute(fallback);
+            if js::truthy(&fallback_value) {
+                name = fallback.to_owned();
+                value = fallback_value;
+            }
+        }
+        (name, value)
+    }
+
+    fn resolve_attribute(&self, key: &str) -> Value {
+        if let Value::Object(map) = &self.attributes
+            && let Some(value) = map.get(key)
+        {
+            return value.clone();
+        }
+        match get_path(&self.attributes, key).into_owned() {
+            Value::Null => Value::String(String::new()),
+            value => value,
+        }
+    }
+
+    fn sticky_enabled(&self, disable_sticky_bucketing: Option<bool>) -> bool {
+        self.sticky_bucket_assignment_docs.is_some() && disable_sticky_bucketing != Some(true)
+    }
+
+    fn track(&mut self, experiment: &Experiment, result: &ExperimentResult) {
+        let dedupe_key = format!(
+            "{}{}{}{}",
+            result.hash_attribute,
+            js::to_string(&result.hash_value),
+            experiment.key,
+            result.variation_id
+        );
+        if self.tracked_experiments.insert(dedupe_key) {
+            self.tracking_calls.push(TrackingCall {
+                experiment: experiment.clone(),
+                result: result.clone(),
+            });
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    /// Reads the conformance suite's context shape: payload fields (`features`,
+    /// `savedGroups`, `experiments`, `contextualBandits`) next to the user fields.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Options {
+            #[serde(flatten)]
+            payload: Payload,
+            #[serde(default)]
+            attributes: Option<Value>,
+            #[serde(default)]
+            url: Option<String>,
+            #[serde(default)]
+            enabled: Option<bool>,
+            #[serde(default)]
+            qa_mode: Option<bool>,
+            #[serde(default)]
+            forced_variations: BTreeMap<String, i64>,
+            #[serde(default)]
+            forced_features: BTreeMap<String, Value>,
+            #[serde(default)]
+            sticky_bucket_assignment_docs: Option<BTreeMap<String, StickyAssignmentsDocument>>,
+        }
+        let options = Options::deserialize(deserializer)?;
+        let attributes = match options.attributes {
+            Some(Value::Object(map)) => Value::Object(map),
+            _ => Value::Object(Map::new()),
+        };
+        let mut context = Context::new(Arc::new(options.payload), attributes);
+        context.url = options.url.unwrap_or_default();
+        context.enabled = options.enabled.unwrap_or(true);
+        context.qa_mode = options.qa_mode.unwrap_or(false);
+        context.forced_variations = options.forced_variations;
+        context.forced_features = options.forced_features;
+        context.sticky_bucket_assignment_docs = options.sticky_bucket_assignment_docs;
+        Ok(context)
+    }
+}
+
+fn non_empty(text: Option<&str>) -> Option<&str> {
+    text.filter(|text| !text.is_empty())
+}
+
+/// `toString` for sticky bucket keys: strings as-is, anything else as JSON.
+fn sticky_string(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => js::stringify(other),
+    }
+}
+
+fn feature_result(value: Value, source: FeatureSource, rule_id: Option<&str>) -> FeatureResult {
+    let on = js::truthy(&value);
+    FeatureResult {
+        value,
+        on,
+        off: !on,
+        source,
+        rule_id: rule_id.unwrap_or_default().to_owned(),
+        experiment: None,
+        experiment_result: None,
+    }
+}
+
+/// Evaluates feature `key` for the user in `ctx`.
+pub fn eval_feature(ctx: &mut Context, key: &str) -> FeatureResult {
+    let mut stack = HashSet::new();
+    eval_feature_in_stack(ctx, key, &mut stack)
+}
+
+/// Runs an experiment directly (not through a feature) for the user in `ctx`.
+pub fn run_experiment(ctx: &mut Context, experiment: &Experiment) -> ExperimentResult {
+    let mut stack = HashSet::new();
+    run(ctx, experiment, None, &mut stack, None)
+}
+
+/// A URL redirect chosen by a redirect auto experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedirectDecision {
+    pub experiment_key: String,
+    /// The variation's `urlRedirect`.
+    pub url_redirect: String,
+    /// Where to navigate: `url_redirect`, with the current query string merged in when the
+    /// experiment has `persistQueryString`.
+    pub url_with_params: String,
+    pub result: ExperimentResult,
+}
+
+/// Runs the payload's redirect auto experiments in order and returns the first redirect the
+/// user is assigned to (skipping redirects whose target would itself be targeted, a loop).
+pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
+    let payload = Arc::clone(&ctx.payload);
+    for experiment in &payload.experiments {
+        let Some(patterns) = &experiment.url_patterns else {
+            continue;
+        };
+        let is_redirect = experiment.variations.iter().any(
+            |variation| matches!(variation, Value::Object(map) if map.contains_key("urlRedirect")),
+        );
+        if !is_redirect {
+            continue;
+        }
+        let result = run_experiment(ctx, experiment);
+        if !result.in_experiment {
+            continue;
+        }
+        let Some(url_redirect) = result.value.get("urlRedirect").and_then(Value::as_str) else {
+            continue;
+        };
+        if url_redirect.is_empty() {
+            continue;
+        }
+        let url_with_params = if experiment.persist_query_string == Some(true) {
+            merge_query_strings(&ctx.url, url_redirect)
+        } else {
+            url_redirect.to_owned()
+        };
+        if is_url_targeted(&url_with_params, patterns) {
+            continue;
+        }
+        return Some(RedirectDecision {
+            experiment_key: experiment.key.clone(),
+            url_redirect: url_redirect.to_owned(),
+            url_with_params,
+            result,
+        });
+    }
+    None
+}
+
+fn eval_feature_in_stack(
+    ctx: &mut Context,
+    id: &str,
+    stack: &mut HashSet<String>,
+) -> FeatureResult {
+    if stack.contains(id) {
+        return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+    }
+    stack.insert(id.to_owned());
+
+    if let Some(forced) = ctx.forced_features.get(id) {
+        return feature_result(forced.clone(), FeatureSource::Override, None);
+    }
+    let payload = Arc::clone(&ctx.payload);
+    let Some(feature) = payload.features.get(id) else {
+        return feature_result(Value::Null, FeatureSource::UnknownFeature, None);
+    };
+
+    let evaluated_before_rules = stack.clone();
+    'rules: for rule in &feature.rules {
+        if let Some(parents) = &rule.parent_conditions {
+            for parent in parents {
+                *stack = evaluated_before_rules.clone();
+                match check_parent(ctx, parent, stack) {
+                    ParentOutcome::Passed => {}
+                    ParentOutcome::Cyclic => {
+                        return feature_result(
+                            Value::Null,
+                            FeatureSource::CyclicPrerequisite,
+                            None,
+                        );
+                    }
+                    ParentOutcome::Failed => {
+                        if parent.gate == Some(true) {
+                            return feature_result(Value::Null, FeatureSource::Prerequisite, None);
+                        }
+                        continue 'rules;
+                    }
+                }
+            }
+        }
+        if let Some(filters) = &rule.filters
+            && is_filtered_out(ctx, filters)
+        {
+            continue;
+        }
+        if let Some(forced_value) = &rule.force {
+            if let Some(condition) = &rule.condition
+                && !ctx.condition_passes(condition)
+            {
+                continue;
+            }
+            if !is_included_in_rollout(ctx, rule, id) {
+                continue;
+            }
+            if let Some(tracks) = &rule.tracks {
+                for track in tracks {
+                    ctx.track(&track.experiment, &track.result);
+                }
+            }
+            return feature_result(
+                forced_value.clone(),
+                FeatureSource::Force,
+                rule.id.as_deref(),
+            );
+        }
+        let Some(variations) = rule
+            .contextual_variations
+            .as_ref()
+            .or(rule.variations.as_ref())
+        else {
+            continue;
+        };
+        let mut experiment = experiment_from_rule(rule, id, variations);
+        let bandit = select_bandit_leaf(ctx, rule, &mut experiment);
+        let result = run(ctx, &experiment, Some(id), stack, bandit);
+        if result.in_experiment && result.passthrough != Some(true) {
+            attach_bandit(&mut experiment, &result);
+            let mut feature = feature_result(
+                result.value.clone(),
+                FeatureSource::Experiment,
+                rule.id.as_deref(),
+            );
+            feature.experiment = Some(experiment);
+            feature.experiment_result = Some(result);
+            return feature;
+        }
+    }
+    feature_result(
+        feature.default_value.clone(),
+        FeatureSource::DefaultValue,
+        None,
+    )
+}
+
+enum ParentOutcome {
+    Passed,
+    Failed,
+    Cyclic,
+}
+
+fn check_parent(
+    ctx: &mut Context,
+    parent: &ParentCondition,
+    stack: &mut HashSet<String>,
+) -> ParentOutcome {
+    let parent_result = eval_feature_in_stack(ctx, &parent.id, stack);
+    if parent_result.source == FeatureSource::CyclicPrerequisite {
+        return ParentOutcome::Cyclic;
+    }
+    let value_object = json!({ "value": parent_result.value });
+    let condition = match &parent.condition {
+        Value::Null => Value::Object(Map::new()),
+        other => other.clone(),
+    };
+    if eval_condition(&value_object, &condition, &ctx.payload.saved_groups) {
+        ParentOutcome::Passed
+    } else {
+        ParentOutcome::Failed
+    }
+}
+
+/// Builds the experiment an experiment rule describes (only the fields the rule sets).
+fn experiment_from_rule(rule: &FeatureRule, feature_id: &str, variations: &[Value]) -> Experiment {
+    Experiment {
+        key: non_empty(rule.key.as_deref())
+            .unwrap_or(feature_id)
+            .to_owned(),
+        variations: variations.to_vec(),
+        coverage: rule.coverage,
+        weights: rule.weights.clone(),
+        hash_attribute: non_empty(rule.hash_attribute.as_deref()).map(str::to_owned),
+        fallback_attribute: non_empty(rule.fallback_attribute.as_deref()).map(str::to_owned),
+        disable_sticky_bucketing: rule.disable_sticky_bucketing.filter(|disabled| *disabled),
+        bucket_version: rule.bucket_version,
+        min_bucket_version: rule.min_bucket_version,
+        namespace: rule.namespace.clone(),
+        meta: rule.meta.clone(),
+        ranges: rule.ranges.clone(),
+        name: non_empty(rule.name.as_deref()).map(str::to_owned),
+        phase: non_empty(rule.phase.as_deref()).map(str::to_owned),
+        seed: non_empty(rule.seed.as_deref()).map(str::to_owned),
+        hash_version: rule.hash_version.filter(|version| *version != 0),
+        filters: rule.filters.clone(),
+        condition: rule.condition.clone(),
+        ..Experiment::default()
+    }
+}
+
+/// The contextual-bandit leaf selected for a rule (weights are written into the experiment).
+#[derive(Debug, Clone, Copy)]
+struct BanditLeaf {
+    leaf_id: i64,
+    bandit_version: Option<i64>,
+}
+
+/// Routes the user to the first leaf whose condition passes and uses its weights; with no
+/// match the rule's (marginal) weights stay and the leaf is `-1`. A dangling reference runs the
+/// rule as a plain experiment without bandit metadata.
+fn select_bandit_leaf(
+    ctx: &Context,
+    rule: &FeatureRule,
+    experiment: &mut Experiment,
+) -> Option<BanditLeaf> {
+    let reference = rule.contextual_bandit_ref.as_deref()?;
+    let definition = ctx.payload.contextual_bandits.get(reference)?;
+    let matched = definition
+        .contexts
+        .iter()
+        .find(|leaf| match &leaf.condition {
+            Value::Null => true,
+            condition => ctx.condition_passes(condition),
+        });
+    let leaf_id = match matched {
+        Some(leaf) => {
+            experiment.weights = Some(leaf.weights.clone());
+            leaf.leaf_id
+        }
+        None => -1,
+    };
+    Some(BanditLeaf {
+        leaf_id,
+        bandit_version: definition.bandit_version,
+    })
+}
+
+fn attach_bandit(experiment: &mut Experiment, result: &ExperimentResult) {
+    if let (Some(leaf_id), Some(variation_weights)) = (result.leaf_id, &result.variation_weights) {
+        experiment.contextual_bandit = Some(ContextualBanditAssignment {
+            leaf_id,
+            variation_weights: variation_weights.clone(),
+            bandit_version: result.bandit_version,
+        });
+    }
+}
+
+fn is_filtered_out(ctx: &Context, filters: &[Filter]) -> bool {
+    filters.iter().any(|filter| {
+        let (_, value) = ctx.hash_attribute(filter.attribute.as_deref(), None);
+        if !js::truthy(&value) {
+            return true;
+        }
+        let version = filter.hash_version.filter(|v| *v != 0).unwrap_or(2);
+        match hash(&filter.seed, &js::to_string(&value), version) {
+            Some(n) => !filter.ranges.iter().any(|range| in_range(n, *range)),
+            None => true,
+        }
+    })
+}
+
+/// Percentage rollout of a force rule: `range` wins over `coverage`; coverage 0 excludes.
+fn is_included_in_rollout(ctx: &Context, rule: &FeatureRule, feature_id: &str) -> bool {
+    if rule.range.is_none() && rule.coverage.is_none() {
+        return true;
+    }
+    if rule.range.is_none() && rule.coverage == Some(0.0) {
+        return false;
+    }
+    let fallback = if ctx.sticky_enabled(rule.disable_sticky_bucketing) {
+        non_empty(rule.fallback_attribute.as_deref())
+    } else {
+        None
+    };
+    let (_, value) = ctx.hash_attribute(rule.hash_attribute.as_deref(), fallback);
+    if !js::truthy(&value) {
+        return false;
+    }
+    let seed = non_empty(rule.seed.as_deref()).unwrap_or(feature_id);
+    let version = rule.hash_version.filter(|v| *v != 0).unwrap_or(1);
+    let Some(n) = hash(seed, &js::to_string(&value), version) else {
+        return false;
+    };
+    match (rule.range, rule.coverage) {
+        (Some(range), _) => in_range(n, range),
+        (None, Some(coverage)) => n <= coverage,
+        (None, None) => true,
+    }
+}
+
+struct StickyLookup {
+    variation: i64,
+    version_is_blocked: bool,
+}
+
+fn sticky_bucket_variation(ctx: &Context, experiment: &Experiment) -> StickyLookup {
+    let bucket_version = experiment.bucket_version.unwrap_or(0);
+    let min_bucket_version = experiment.min_bucket_version.unwrap_or(0);
+    let assignments = sticky_assignments(ctx, experiment);
+    for blocked_version in 0..min_bucket_version.clamp(0, 10_000) {
+        let blocked_key = sticky_bucket_experiment_key(&experiment.key, blocked_version);
+        if assignments.contains_key(&blocked_key) {
+            return StickyLookup {
+                variation: -1,
+                version_is_blocked: true,
+            };
+        }
+    }
+    let key = sticky_bucket_experiment_key(&experiment.key, bucket_version);
+    let variation = match (assignments.get(&key), &experiment.meta) {
+        (Some(variation_key), Some(meta)) => meta
+            .iter()
+            .position(|m| m.key.as_deref() == Some(variation_key.as_str()))
+            .map_or(-1, |index| index as i64),
+        _ => -1,
+    };
+    StickyLookup {
+        variation,
+        version_is_blocked: false,
+    }
+}
+
+/// Assignments from the fallback attribute's document overlaid with the hash attribute's.
+fn sticky_assignments(ctx: &Context, experiment: &Experiment) -> BTreeMap<String, String> {
+    let mut merged = BTreeMap::new();
+    let Some(docs) = &ctx.sticky_bucket_assignment_docs else {
+        return merged;
+    };
+    let (hash_name, hash_value) = ctx.hash_attribute(experiment.hash_attribute.as_deref(), None);
+    let hash_key = sticky_bucket_attribute_key(&hash_name, &sticky_string(&hash_value));
+    let (fallback_name, fallback_value) =
+        ctx.hash_attribute(experiment.fallback_attribute.as_deref(), None);
+    if js::truthy(&fallback_value) {
+        let fallback_key =
+            sticky_bucket_attribute_key(&fallback_name, &sticky_string(&fallback_value));
+        if let Some(doc) = docs.get(&fallback_key) {
+            merged.extend(doc.assignments.clone());
+        }
+    }
+    if let Some(doc) = docs.get(&hash_key) {
+        merged.extend(doc.assignments.clone());
+    }
+    merged
+}
+
+fn save_sticky_assignment(
+    ctx: &mut Context,
+    attribute_name: &str,
+    attribute_value: &str,
+    experiment_key: String,
+    variation_key: &str,
+) {
+    let key = sticky_bucket_attribute_key(attribute_name, attribute_value);
+    let Some(docs) = ctx.sticky_bucket_assignment_docs.as_mut() else {
+        return;
+    };
+    let doc = docs
+        .entry(key.clone())
+        .or_insert_with(|| StickyAssignmentsDocument {
+            attribute_name: attribute_name.to_owned(),
+            attribute_value: attribute_value.to_owned(),
+            assignments: BTreeMap::new(),
+        });
+    if doc.assignments.get(&experiment_key).map(String::as_str) != Some(variation_key) {
+        doc.assignments
+            .insert(experiment_key, variation_key.to_owned());
+        ctx.changed_sticky_docs.insert(key);
+    }
+}
+
+/// Result of a user who is not in the experiment (or forced into variation `index`).
+struct ResultSpec {
+    variation_index: i64,
+    hash_used: bool,
+    bucket: Option<f64>,
+    sticky_bucket_used: bool,
+}
+
+impl ResultSpec {
+    fn excluded() -> Self {
+        Self::forced(-1)
+    }
+
+    fn forced(variation_index: i64) -> Self {
+        Self {
+            variation_index,
+            hash_used: false,
+            bucket: None,
+            sticky_bucket_used: false,
+        }
+    }
+}
+
+fn experiment_result(
+    ctx: &Context,
+    experiment: &Experiment,
+    feature_id: Option<&str>,
+    spec: ResultSpec,
+) -> ExperimentResult {
+    let variation_count = experiment.variations.len() as i64;
+    let (variation_index, in_experiment) =
+        if spec.variation_index < 0 || spec.variation_index >= variation_count {
+            (0, false)
+        } else {
+            (spec.variation_index, true)
+        };
+    let fallback = if ctx.sticky_enabled(experiment.disable_sticky_bucketing) {
+        experiment.fallback_attribute.as_deref()
+    } else {
+        None
+    };
+    let (hash_attribute, hash_value) =
+        ctx.hash_attribute(experiment.hash_attribute.as_deref(), fallback);
+    let meta = experiment
+        .meta
+        .as_ref()
+        .and_then(|meta| meta.get(variation_index as usize));
+    let key = meta
+        .and_then(|meta| non_empty(meta.key.as_deref()))
+        .map_or_else(|| variation_index.to_string(), str::to_owned);
+    ExperimentResult {
+        value: experiment
+            .variations
+            .get(variation_index as usize)
+            .cloned()
+            .unwrap_or(Value::Null),
+        variation_id: variation_index,
+        in_experiment,
+        hash_used: spec.hash_used,
+        hash_attribute,
+        hash_value,
+        feature_id: feature_id.map(str::to_owned),
+        key,
+        bucket: spec.bucket,
+        name: meta
+            .and_then(|meta| non_empty(meta.name.as_deref()))
+            .map(str::to_owned),
+        passthrough: meta.and_then(|meta| meta.passthrough).filter(|p| *p),
+        sticky_bucket_used: spec.sticky_bucket_used,
+        leaf_id: None,
+        variation_weights: None,
+        bandit_version: None,
+    }
+}
+
+/// The experiment algorithm (steps numbered as in the GrowthBook spec).
+fn run(
+    ctx: &mut Context,
+    experiment: &Experiment,
+    feature_id: Option<&str>,
+    stack: &mut HashSet<String>,
+    bandit: Option<BanditLeaf>,
+) -> ExperimentResult {
+    let exclude =
+        |ctx: &Context| experiment_result(ctx, experiment, feature_id, ResultSpec::excluded());
+    let key = experiment.key.as_str();
+    let variation_count = experiment.variations.len();
+
+    // 1-2. Invalid experiment or disabled context.
+    if variation_count < 2 || !ctx.enabled {
+        return exclude(ctx);
+    }
+    // 2.6. URL targeting.
+    if let Some(patterns) = &experiment.url_patterns
+        && !is_url_targeted(&ctx.url, patterns)
+    {
+        return exclude(ctx);
+    }
+    // 3. Query-string override.
+    if let Some(forced) = get_query_string_override(key, &ctx.url, variation_count) {
+        let spec = ResultSpec::forced(forced as i64);
+        return experiment_result(ctx, experiment, feature_id, spec);
+    }
+    // 4. Forced in the context.
+    if let Some(forced) = ctx.forced_variations.get(key) {
+        let spec = ResultSpec::forced(*forced);
+        return experiment_result(ctx, experiment, feature_id, spec);
+    }
+    // 5. Draft or inactive.
+    if experiment.status.as_deref() == Some("draft") || experiment.active == Some(false) {
+        return exclude(ctx);
+    }
+    // 6. Hash attribute.
+    let sticky_enabled = ctx.sticky_enabled(experiment.disable_sticky_bucketing);
+    let fallback = if sticky_enabled {
+        experiment.fallback_attribute.as_deref()
+    } else {
+        None
+    };
+    let (hash_attribute, hash_value) =
+        ctx.hash_attribute(experiment.hash_attribute.as_deref(), fallback);
+    if !js::truthy(&hash_value) {
+        return exclude(ctx);
+    }
+    let hash_text = js::to_string(&hash_value);
+
+    let mut assigned = -1;
+    let mut found_sticky_bucket = false;
+    let mut sticky_version_is_blocked = false;
+    if sticky_enabled {
+        let lookup = sticky_bucket_variation(ctx, experiment);
+        found_sticky_bucket = lookup.variation >= 0;
+        assigned = lookup.variation;
+        sticky_version_is_blocked = lookup.version_is_blocked;
+    }
+
+    if !found_sticky_bucket {
+        // 7. Filters, or the legacy namespace.
+        if let Some(filters) = &experiment.filters {
+            if is_filtered_out(ctx, filters) {
+                return exclude(ctx);
+            }
+        } else if let Some(namespace) = &experiment.namespace
+            && !in_namespace(&hash_text, namespace)
+        {
+            return exclude(ctx);
+        }
+        // 8. Targeting condition.
+        if let Some(condition) = &experiment.condition
+            && !ctx.condition_passes(condition)
+        {
+            return exclude(ctx);
+        }
+        // 8.05. Prerequisites.
+        if let Some(parents) = &experiment.parent_conditions {
+            let evaluated_before = stack.clone();
+            for parent in parents {
+                *stack = evaluated_before.clone();
+                match check_parent(ctx, parent, stack) {
+                    ParentOutcome::Passed => {}
+                    ParentOutcome::Cyclic | ParentOutcome::Failed => return exclude(ctx),
+                }
+            }
+        }
+    }
+
+    // 9. Hash and choose a variation.
+    let seed = non_empty(experiment.seed.as_deref()).unwrap_or(key);
+    let version = experiment.hash_version.filter(|v| *v != 0).unwrap_or(1);
+    let Some(n) = hash(seed, &hash_text, version) else {
+        return exclude(ctx);
+    };
+    if !found_sticky_bucket {
+        let ranges = match &experiment.ranges {
+            Some(ranges) => ranges.clone(),
+            None => get_bucket_ranges(
+                variation_count,
+                experiment.coverage,
+                experiment.weights.as_deref(),
+            ),
+        };
+        assigned = choose_variation(n, &ranges);
+    }
+    // 9.5. An older sticky bucket blocks enrolment.
+    if sticky_version_is_blocked {
+        let spec = ResultSpec {
+            sticky_bucket_used: true,
+            ..ResultSpec::excluded()
+        };
+        return experiment_result(ctx, experiment, feature_id, spec);
+    }
+    // 10. Not in the experiment (coverage).
+    if assigned < 0 {
+        return exclude(ctx);
+    }
+    // 11. Forced variation on the experiment.
+    if let Some(forced) = experiment.force {
+        let spec = ResultSpec::forced(forced);
+        return experiment_result(ctx, experiment, feature_id, spec);
+    }
+    // 12. QA mode; 12.5. stopped experiments.
+    if ctx.qa_mode || experiment.status.as_deref() == Some("stopped") {
+        return exclude(ctx);
+    }
+    // 13. In the experiment.
+    let spec = ResultSpec {
+        variation_index: assigned,
+        hash_used: true,
+        bucket: Some(n),
+        sticky_bucket_used: found_sticky_bucket,
+    };
+    let mut result = experiment_result(ctx, experiment, feature_id, spec);
+    if let Some(leaf) = bandit {
+        result.leaf_id = Some(leaf.leaf_id);
+        result.variation_weights = Some(
+            experiment
+                .weights
+                .clone()
+                .unwrap_or_else(|| get_equal_weights(variation_count as i64)),
+        );
+        result.bandit_version = leaf.bandit_version;
+    }
+    // 13.5. Persist the sticky bucket.
+    if sticky_enabled {
+        let bucket_key = sticky_bucket_experiment_key(key, experiment.bucket_version.unwrap_or(0));
+        let variation_key = result.key.clone();
+        save_sticky_assignment(
+            ctx,
+            &hash_attribute,
+            &sticky_string(&hash_value),
+            bucket_key,
+            &variation_key,
+        );
+    }
+    // 14. Record the exposure.
+    let mut tracked_experiment = experiment.clone();
+    attach_bandit(&mut tracked_experiment, &result);
+    ctx.track(&tracked_experiment, &result);
+    result
+}
