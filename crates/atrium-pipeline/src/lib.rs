@@ -19,7 +19,7 @@ use std::time::Duration;
 use atrium_identity::{CompiledRules, EventRef, ProfileId};
 use atrium_log::{EventLog, LogError, Record};
 use atrium_profiles::{EventFacts, Profile};
-use atrium_store::{Store, StoreError, WriteTables};
+use atrium_store::{Durability, Store, StoreError, WriteTables};
 use atrium_types::metrics::{Counter, Histogram};
 use atrium_types::{Clock, ControlRecord, LogRecord, parse_timestamp_ms};
 use parking_lot::{Condvar, Mutex};
@@ -52,6 +52,9 @@ pub struct PipelineMetrics {
     pub freshness: Histogram,
 }
 
+/// Longest time between two durable state commits while the pipeline is busy.
+const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 pub struct PipelineConfig {
     /// Most records applied in one state-store transaction.
     pub batch_records: usize,
@@ -66,6 +69,7 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
     pub metrics: PipelineMetrics,
     applied: AtomicU64,
+    last_durable: Mutex<std::time::Instant>,
     /// The last hour whose `hour:` index entry is known to exist (saves a lookup per event).
     last_hour_indexed: AtomicI64,
     applied_lock: Mutex<()>,
@@ -88,6 +92,7 @@ impl Pipeline {
             metrics: PipelineMetrics::default(),
             applied: AtomicU64::new(applied),
             last_hour_indexed: AtomicI64::new(i64::MIN),
+            last_durable: Mutex::new(std::time::Instant::now()),
             applied_lock: Mutex::new(()),
             applied_changed: Condvar::new(),
         })
@@ -166,7 +171,15 @@ impl Pipeline {
     ) -> Result<Vec<erasure::Pending>, PipelineError> {
         let now_ms = self.clock.now_ms();
         let mut erasures = Vec::new();
-        let written = self.store.write(|tables| -> Result<(), PipelineError> {
+        // Fsync at most once a second while catching up, and whenever the pipeline is idle.
+        let caught_up = records.len() < self.config.batch_records;
+        let durability =
+            if caught_up || self.last_durable.lock().elapsed() >= DURABLE_COMMIT_INTERVAL {
+                Durability::Durable
+            } else {
+                Durability::CrashConsistent
+            };
+        let written = self.store.write_with(durability, |tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
                 let decoded = match slim::decode(&record.payload) {
@@ -196,6 +209,9 @@ impl Pipeline {
             // The hour index entries of this batch were rolled back with it.
             self.last_hour_indexed.store(i64::MIN, Ordering::Relaxed);
             return Err(error);
+        }
+        if durability == Durability::Durable {
+            *self.last_durable.lock() = std::time::Instant::now();
         }
         self.metrics.batches.add(1);
         Ok(erasures)
@@ -372,5 +388,6 @@ pub fn rebuild(
         }
         progress(pipeline.applied_offset(), end);
     }
+    store.sync()?;
     Ok(store)
 }

@@ -68,6 +68,13 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// Whether a commit waits for its data to reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    CrashConsistent,
+}
+
 /// The redb database holding all derived state. Cheap to share: readers take a snapshot of the
 /// current database handle, so [`Store::vacuum`] can swap the file underneath them.
 pub struct Store {
@@ -110,8 +117,28 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        self.write_with(Durability::Durable, work)
+    }
+
+    /// Like [`Store::write`], choosing whether the commit waits for fsync. A
+    /// [`Durability::CrashConsistent`] commit is visible at once; after a crash the store rolls
+    /// back to the last durable commit. Because the pipeline's offset commits together with its
+    /// state, a rollback only means re-applying those log records.
+    pub fn write_with<T, E>(
+        &self,
+        durability: Durability,
+        work: impl FnOnce(&mut WriteTables<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
         let database = self.handle();
-        let transaction = database.begin_write().map_err(StoreError::from)?;
+        let mut transaction = database.begin_write().map_err(StoreError::from)?;
+        if durability == Durability::CrashConsistent {
+            transaction
+                .set_durability(redb::Durability::None)
+                .map_err(StoreError::from)?;
+        }
         let result = {
             let mut tables = WriteTables::open(&transaction)?;
             let result = work(&mut tables)?;
@@ -131,6 +158,13 @@ impl Store {
         let transaction = database.begin_read()?;
         let tables = ReadTables::open(&transaction)?;
         work(&tables)
+    }
+
+    /// Makes every earlier crash-consistent commit durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let transaction = self.handle().begin_write()?;
+        transaction.commit()?;
+        Ok(())
     }
 
     /// The next log offset the pipeline will apply.
