@@ -26,6 +26,8 @@ pub struct WriteTables<'txn> {
     /// Graphs read (not changed) in this transaction: resolution reads the same graph for every
     /// event of a customer's session.
     graph_reads: RefCell<HashMap<String, ProfileGraph>>,
+    /// Timeline entries to insert, sorted, at flush (sorted B-tree inserts are much cheaper).
+    pending_timeline: Vec<(String, i64, u64)>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -44,12 +46,16 @@ impl<'txn> WriteTables<'txn> {
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
             graph_reads: RefCell::new(HashMap::new()),
+            pending_timeline: Vec::new(),
         })
     }
 
     /// Writes cached values back. Called by [`crate::Store::write`] before commit.
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        for (id, profile) in self.profile_cache.drain() {
+        self.flush_timeline()?;
+        let mut profiles: Vec<(String, Option<Profile>)> = self.profile_cache.drain().collect();
+        profiles.sort_by(|left, right| left.0.cmp(&right.0));
+        for (id, profile) in profiles {
             match profile {
                 Some(profile) => {
                     self.profiles
@@ -60,7 +66,9 @@ impl<'txn> WriteTables<'txn> {
                 }
             }
         }
-        for (id, graph) in self.graph_cache.drain() {
+        let mut graphs: Vec<(String, Option<ProfileGraph>)> = self.graph_cache.drain().collect();
+        graphs.sort_by(|left, right| left.0.cmp(&right.0));
+        for (id, graph) in graphs {
             match graph {
                 Some(graph) => {
                     self.graphs.insert(id.as_str(), encode(&graph).as_slice())?;
@@ -69,6 +77,15 @@ impl<'txn> WriteTables<'txn> {
                     self.graphs.remove(id.as_str())?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn flush_timeline(&mut self) -> Result<(), StoreError> {
+        self.pending_timeline.sort_unstable();
+        for (profile, time_ms, offset) in self.pending_timeline.drain(..) {
+            self.timeline
+                .insert((profile.as_str(), time_ms, offset), ())?;
         }
         Ok(())
     }
@@ -122,12 +139,13 @@ impl<'txn> WriteTables<'txn> {
         time_ms: i64,
         offset: u64,
     ) -> Result<(), StoreError> {
-        self.timeline.insert((id.as_str(), time_ms, offset), ())?;
+        self.pending_timeline.push((id.0.clone(), time_ms, offset));
         Ok(())
     }
 
     /// Removes a profile's whole timeline and returns the log offsets it held.
     pub fn take_timeline(&mut self, id: &ProfileId) -> Result<Vec<(i64, u64)>, StoreError> {
+        self.flush_timeline()?;
         let mut entries = Vec::new();
         for row in self
             .timeline
