@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{Identifier, IdentityError};
@@ -93,25 +93,26 @@ impl Default for IdentityRules {
 impl IdentityRules {
     /// Compiles the regexes. An invalid regex is reported with the rule's text.
     pub fn compile(&self) -> Result<CompiledRules, IdentityError> {
-        let compile_one = |kind: Option<&str>, rule: &str| {
-            Regex::new(&format!("^(?:{rule})$")).map_err(|source| IdentityError::InvalidRegex {
-                rule: rule.to_string(),
+        // Each rule is compiled on its own first, so an error names the rule that is wrong.
+        let compile_set = |kind: Option<&str>, rules: &[String]| {
+            let anchored: Vec<String> = rules.iter().map(|rule| format!("^(?:{rule})$")).collect();
+            for (rule, pattern) in rules.iter().zip(&anchored) {
+                Regex::new(pattern).map_err(|source| IdentityError::InvalidRegex {
+                    rule: rule.to_string(),
+                    kind: kind.map(str::to_string),
+                    source,
+                })?;
+            }
+            RegexSet::new(&anchored).map_err(|source| IdentityError::InvalidRegex {
+                rule: rules.join(" | "),
                 kind: kind.map(str::to_string),
                 source,
             })
         };
-        let blocked = self
-            .blocked_values
-            .iter()
-            .map(|r| compile_one(None, r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let blocked = compile_set(None, &self.blocked_values)?;
         let mut blocked_by_kind = BTreeMap::new();
         for (kind, rules) in &self.blocked_by_kind {
-            let compiled = rules
-                .iter()
-                .map(|r| compile_one(Some(kind), r))
-                .collect::<Result<Vec<_>, _>>()?;
-            blocked_by_kind.insert(kind.clone(), compiled);
+            blocked_by_kind.insert(kind.clone(), compile_set(Some(kind), rules)?);
         }
         Ok(CompiledRules {
             rules: self.clone(),
@@ -125,8 +126,9 @@ impl IdentityRules {
 #[derive(Clone, Debug)]
 pub struct CompiledRules {
     rules: IdentityRules,
-    blocked: Vec<Regex>,
-    blocked_by_kind: BTreeMap<String, Vec<Regex>>,
+    /// All global blocked-value patterns in one automaton: one pass per value.
+    blocked: RegexSet,
+    blocked_by_kind: BTreeMap<String, RegexSet>,
 }
 
 impl Default for CompiledRules {
@@ -145,11 +147,11 @@ impl CompiledRules {
 
     /// Whether `id`'s value matches a global or per-kind blocked-value regex.
     pub fn is_blocked(&self, id: &Identifier) -> bool {
-        self.blocked.iter().any(|r| r.is_match(&id.value))
+        self.blocked.is_match(&id.value)
             || self
                 .blocked_by_kind
                 .get(&id.kind)
-                .is_some_and(|rs| rs.iter().any(|r| r.is_match(&id.value)))
+                .is_some_and(|set| set.is_match(&id.value))
     }
 
     /// Priority rank of a kind: its index in `priority`, or `priority.len()` when unlisted
