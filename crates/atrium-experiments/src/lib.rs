@@ -12,7 +12,7 @@
 //! - [`hash`], [`get_bucket_ranges`], [`choose_variation`], [`in_namespace`],
 //!   [`get_query_string_override`], [`get_equal_weights`], [`padded_version_string`] are the
 //!   spec's building blocks.
-//! - [`decrypt`] opens encrypted payload fields.
+//! - [`decrypt`] opens encrypted payload fields; [`encrypt`] produces them.
 //! - [`validate_feature`] / [`validate_payload`] / [`validate_condition`] check definitions
 //!   before they are stored or served, with errors naming the JSON path.
 //!
@@ -57,7 +57,7 @@ pub use bucketing::{
 pub use condition::{
     KNOWN_OPERATORS, SavedGroups, eval_condition, get_path, padded_version_string,
 };
-pub use decrypt::{DecryptError, decrypt};
+pub use decrypt::{DecryptError, decrypt, encrypt};
 pub use eval::{Context, RedirectDecision, eval_feature, get_redirect, run_experiment};
 pub use model::{
     ContextualBanditAssignment, ContextualBanditDefinition, ContextualBanditLeaf,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use atrium_identity::{CompiledRules, EventRef, ProfileId};
 use atrium_log::{EventLog, LogError, Record};
 use atrium_profiles::{EventFacts, Profile};
-use atrium_store::{Durability, Store, StoreError, WriteTables};
+use atrium_store::{Durability, Store, StoreError, StoredDefinition, WriteTables};
 use atrium_types::metrics::{Counter, Histogram};
 use atrium_types::{Clock, ControlRecord, LogRecord, parse_timestamp_ms};
 use parking_lot::{Condvar, Mutex};
@@ -74,7 +74,14 @@ pub struct Pipeline {
     last_hour_indexed: AtomicI64,
     applied_lock: Mutex<()>,
     applied_changed: Condvar,
+    /// One past the offset of the last applied definition record (0: none).
+    definitions_offset: AtomicU64,
+    /// Told the new [`Pipeline::definitions_offset`] after a commit that changed definitions.
+    definitions_listener: Mutex<Option<DefinitionsListener>>,
 }
+
+/// Called (on the pipeline thread) after definitions changed, with the new definitions offset.
+pub type DefinitionsListener = Box<dyn Fn(u64) + Send + Sync>;
 
 impl Pipeline {
     pub fn new(
@@ -84,6 +91,8 @@ impl Pipeline {
         clock: Arc<dyn Clock>,
     ) -> Result<Pipeline, PipelineError> {
         let applied = store.pipeline_offset()?;
+        let definitions_offset =
+            store.read(|tables| tables.meta_u64(atrium_store::DEFINITIONS_OFFSET_KEY))?;
         Ok(Pipeline {
             log,
             store,
@@ -95,7 +104,20 @@ impl Pipeline {
             last_durable: Mutex::new(std::time::Instant::now()),
             applied_lock: Mutex::new(()),
             applied_changed: Condvar::new(),
+            definitions_offset: AtomicU64::new(definitions_offset),
+            definitions_listener: Mutex::new(None),
         })
+    }
+
+    /// One past the log offset of the last applied definition record (0: none yet). Changes
+    /// exactly when the served feature payload changes.
+    pub fn definitions_offset(&self) -> u64 {
+        self.definitions_offset.load(Ordering::Acquire)
+    }
+
+    /// Registers the callback told about definition changes (replaces any earlier one).
+    pub fn set_definitions_listener(&self, listener: DefinitionsListener) {
+        *self.definitions_listener.lock() = Some(listener);
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -150,8 +172,14 @@ impl Pipeline {
             return Ok(0);
         }
         let next_offset = records.last().map_or(from, |record| record.offset + 1);
-        let erasures = self.apply_batch(&records, next_offset)?;
+        let (erasures, definitions_offset) = self.apply_batch(&records, next_offset)?;
         self.publish_applied(next_offset);
+        if let Some(offset) = definitions_offset {
+            self.definitions_offset.store(offset, Ordering::Release);
+            if let Some(listener) = self.definitions_listener.lock().as_ref() {
+                listener(offset);
+            }
+        }
         if !erasures.is_empty() {
             erasure::complete(self, erasures)?;
         }
@@ -168,9 +196,10 @@ impl Pipeline {
         &self,
         records: &[Record],
         next_offset: u64,
-    ) -> Result<Vec<erasure::Pending>, PipelineError> {
+    ) -> Result<(Vec<erasure::Pending>, Option<u64>), PipelineError> {
         let now_ms = self.clock.now_ms();
         let mut erasures = Vec::new();
+        let mut definitions_offset = None;
         // Fsync at most once a second while catching up, and whenever the pipeline is idle.
         let caught_up = records.len() < self.config.batch_records;
         let durability =
@@ -196,11 +225,20 @@ impl Pipeline {
                     }
                     LogRecord::Control(control) => {
                         self.metrics.control_records.add(1);
+                        if matches!(
+                            control,
+                            ControlRecord::DefinitionPut { .. } | ControlRecord::DefinitionDelete { .. }
+                        ) {
+                            definitions_offset = Some(record.offset + 1);
+                        }
                         if let Some(pending) = self.apply_control(tables, record.offset, control)? {
                             erasures.push(pending);
                         }
                     }
                 }
+            }
+            if let Some(offset) = definitions_offset {
+                tables.set_meta_u64(atrium_store::DEFINITIONS_OFFSET_KEY, offset)?;
             }
             tables.set_meta_u64(atrium_store::PIPELINE_OFFSET_KEY, next_offset)?;
             Ok(())
@@ -214,7 +252,7 @@ impl Pipeline {
             *self.last_durable.lock() = std::time::Instant::now();
         }
         self.metrics.batches.add(1);
-        Ok(erasures)
+        Ok((erasures, definitions_offset))
     }
 
     fn apply_event(
@@ -339,6 +377,39 @@ impl Pipeline {
                     requested_ms,
                     suppress,
                 )
+            }
+            ControlRecord::DefinitionPut {
+                kind,
+                key,
+                body,
+                version,
+                at,
+            } => {
+                let definition = StoredDefinition {
+                    version,
+                    body,
+                    updated_at: at,
+                    offset,
+                    deleted: false,
+                };
+                tables.put_definition(kind.as_str(), &key, &definition)?;
+                Ok(None)
+            }
+            ControlRecord::DefinitionDelete {
+                kind,
+                key,
+                version,
+                at,
+            } => {
+                let definition = StoredDefinition {
+                    version,
+                    body: Value::Null,
+                    updated_at: at,
+                    offset,
+                    deleted: true,
+                };
+                tables.put_definition(kind.as_str(), &key, &definition)?;
+                Ok(None)
             }
         }
     }

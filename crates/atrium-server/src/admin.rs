@@ -90,7 +90,7 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
 }
 
 /// Runs blocking store or log work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -103,10 +103,13 @@ async fn blocking<T: Send + 'static>(
 #[derive(Deserialize, Default)]
 pub struct Consistency {
     /// Wait (up to 5 s) until the pipeline has applied every log offset below this one.
-    min_offset: Option<u64>,
+    pub(crate) min_offset: Option<u64>,
 }
 
-async fn wait_for_offset(state: &Arc<AppState>, consistency: &Consistency) -> Result<(), ApiError> {
+pub(crate) async fn wait_for_offset(
+    state: &Arc<AppState>,
+    consistency: &Consistency,
+) -> Result<(), ApiError> {
     if let Some(offset) = consistency.min_offset {
         let pipeline = state.pipeline.clone();
         let reached = tokio::task::spawn_blocking(move || {
@@ -133,7 +136,7 @@ fn resolve(tables: &ReadTables, reference: &str) -> Result<ProfileId, ApiError> 
 }
 
 /// `email: Ann@Example.com` and `email:ann@example.com` name the same identifier.
-fn normalize_reference(reference: &str) -> String {
+pub(crate) fn normalize_reference(reference: &str) -> String {
     match reference.parse::<Identifier>() {
         Ok(identifier) if !reference.starts_with("p_") => {
             match atrium_identity::normalize(&identifier.kind, identifier.value.trim()) {

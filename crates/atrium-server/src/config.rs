@@ -54,6 +54,21 @@ pub struct Config {
     pub pipeline_batch_records: usize,
     /// Segment file size of the event log, in MiB.
     pub log_segment_mib: u64,
+    /// Client keys of GrowthBook/OpenFeature SDKs (`/api/features/{clientKey}`, OFREP).
+    pub sdk_connections: Vec<SdkConnection>,
+}
+
+/// One SDK connection: a public client key, optionally with a payload encryption key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdkConnection {
+    pub name: String,
+    /// Public (it ships in web pages and apps); it only reads flags.
+    pub client_key: String,
+    /// Base64 AES key (16 bytes for GrowthBook's AES-128); when set the payload is served as
+    /// `encryptedFeatures` / `encryptedSavedGroups`.
+    #[serde(default)]
+    pub encryption_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,6 +95,7 @@ impl Default for Config {
             suppress_erased_identifiers: true,
             pipeline_batch_records: 2_000,
             log_segment_mib: 64,
+            sdk_connections: Vec::new(),
         }
     }
 }
@@ -177,6 +193,36 @@ impl Config {
                 ));
             }
         }
+        let mut client_keys = BTreeMap::new();
+        for connection in &self.sdk_connections {
+            if connection.client_key.len() < 8 {
+                return Err(ConfigError::Invalid(format!(
+                    "client key of sdk connection `{}` is shorter than 8 characters",
+                    connection.name
+                )));
+            }
+            if client_keys
+                .insert(connection.client_key.clone(), connection.name.clone())
+                .is_some()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "client key of sdk connection `{}` is used twice",
+                    connection.name
+                )));
+            }
+            if let Some(key) = &connection.encryption_key {
+                use base64::Engine;
+                let length = base64::engine::general_purpose::STANDARD
+                    .decode(key.trim())
+                    .map(|bytes| bytes.len());
+                if !matches!(length, Ok(16 | 24 | 32)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "encryption_key of sdk connection `{}` must be base64 of 16 random bytes (AES-128), e.g. from `openssl rand -base64 16`",
+                        connection.name
+                    )));
+                }
+            }
+        }
         if self.pipeline_batch_records == 0 || self.max_inflight_requests == 0 {
             return Err(ConfigError::Invalid(
                 "pipeline_batch_records and max_inflight_requests must be positive".into(),
@@ -225,6 +271,27 @@ mod tests {
         });
         assert!(config.validate().is_err());
     }
+
+    #[test]
+    fn sdk_connections_are_checked() {
+        let text = "[[sdk_connections]]\nname = \"web\"\nclient_key = \"sdk-web-0001\"\nencryption_key = \"Ns04T5n9+59rl2x3SlNHtQ==\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        config.validate().unwrap();
+        assert!(
+            toml::from_str::<Config>(
+                "[[sdk_connections]]\nname = \"w\"\nclient_key = \"sdk-web-0001\"\nkey = \"x\"\n"
+            )
+            .is_err()
+        );
+        let mut bad = config.clone();
+        bad.sdk_connections[0].encryption_key = Some("c2hvcnQ=".into());
+        assert!(bad.validate().is_err());
+        let mut twice = config.clone();
+        twice
+            .sdk_connections
+            .push(config.sdk_connections[0].clone());
+        assert!(twice.validate().is_err());
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +311,13 @@ mod example_file {
         assert_eq!(
             config.identity, defaults.identity,
             "the example documents the default identity rules"
+        );
+        assert!(
+            config
+                .sdk_connections
+                .iter()
+                .any(|connection| connection.encryption_key.is_some()),
+            "the example shows an encrypted sdk connection"
         );
     }
 }

@@ -17,6 +17,11 @@ pub enum ErrorCode {
     MissingAdminKey,
     InvalidAdminKey,
     ProfileNotFound,
+    InvalidDefinition,
+    DefinitionNotFound,
+    DefinitionConflict,
+    MissingClientKey,
+    InvalidClientKey,
     RouteNotFound,
     RateLimited,
     Overloaded,
@@ -51,6 +56,23 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND,
                 "invalid_request",
             ),
+            InvalidDefinition => (
+                "invalid_definition",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            DefinitionNotFound => (
+                "definition_not_found",
+                StatusCode::NOT_FOUND,
+                "invalid_request",
+            ),
+            DefinitionConflict => (
+                "definition_conflict",
+                StatusCode::CONFLICT,
+                "invalid_request",
+            ),
+            MissingClientKey => ("missing_client_key", StatusCode::UNAUTHORIZED, "auth"),
+            InvalidClientKey => ("invalid_client_key", StatusCode::UNAUTHORIZED, "auth"),
             RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, "invalid_request"),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "throttled"),
             Overloaded => ("overloaded", StatusCode::TOO_MANY_REQUESTS, "throttled"),
@@ -63,7 +85,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
         ErrorCode::BatchTooLarge,
@@ -74,6 +96,11 @@ impl ErrorCode {
         ErrorCode::MissingAdminKey,
         ErrorCode::InvalidAdminKey,
         ErrorCode::ProfileNotFound,
+        ErrorCode::InvalidDefinition,
+        ErrorCode::DefinitionNotFound,
+        ErrorCode::DefinitionConflict,
+        ErrorCode::MissingClientKey,
+        ErrorCode::InvalidClientKey,
         ErrorCode::RouteNotFound,
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
@@ -88,6 +115,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds the client should wait before retrying (429 and 503).
     pub retry_after: Option<u64>,
+    /// Itemized problems (e.g. `[{path, message}]` of an invalid definition), sent as `errors`.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -96,7 +125,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
+        self.details = Some(details);
+        self
     }
 
     pub fn retry_after(mut self, seconds: u64) -> ApiError {
@@ -114,12 +149,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status, kind) = self.code.describe();
-        let body = json!({
+        let mut body = json!({
             "code": code,
             "message": self.message,
             "type": kind,
             "link": format!("/docs/errors.md#{code}"),
         });
+        if let Some(details) = self.details {
+            body["errors"] = details;
+        }
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())

@@ -6,7 +6,9 @@
 
 pub mod admin;
 pub mod config;
+pub mod definitions;
 pub mod error;
+pub mod features;
 pub mod ingest;
 pub mod ops;
 pub mod state;
@@ -19,10 +21,10 @@ use atrium_types::{Clock, SystemClock};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method};
-use axum::routing::{get, post};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use axum::routing::{get, post, put};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-pub use config::{Config, ConfigError, SourceEntry, hash_secret};
+pub use config::{Config, ConfigError, SdkConnection, SourceEntry, hash_secret};
 pub use state::{AppState, StartError};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -74,8 +76,59 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::export_profile),
         )
         .route("/v1/pipeline", get(admin::pipeline_status))
+        .route("/v1/features", get(definitions::list_features))
+        .route(
+            "/v1/features/{key}",
+            put(definitions::put_feature)
+                .get(definitions::get_feature)
+                .delete(definitions::delete_feature),
+        )
+        .route("/v1/experiments", get(definitions::list_experiments))
+        .route(
+            "/v1/experiments/{key}",
+            put(definitions::put_experiment)
+                .get(definitions::get_experiment)
+                .delete(definitions::delete_experiment),
+        )
+        .route(
+            "/v1/experiments/{key}/start",
+            post(definitions::start_experiment),
+        )
+        .route(
+            "/v1/experiments/{key}/stop",
+            post(definitions::stop_experiment),
+        )
+        .route("/v1/saved-groups", get(definitions::list_saved_groups))
+        .route(
+            "/v1/saved-groups/{key}",
+            put(definitions::put_saved_group)
+                .get(definitions::get_saved_group)
+                .delete(definitions::delete_saved_group),
+        )
         .method_not_allowed_fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024));
+    // GrowthBook and OpenFeature SDKs run in browsers: any origin, no credentials.
+    let sdk_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers([
+            axum::http::header::ETAG,
+            HeaderName::from_static("x-sse-support"),
+        ])
+        .max_age(std::time::Duration::from_secs(86_400));
+    let sdk = Router::new()
+        .route("/api/features/{client_key}", get(features::get_features))
+        .route("/sub/{client_key}", get(features::subscribe))
+        .route("/api/eval/{client_key}", post(features::remote_eval))
+        .route("/ofrep/v1/evaluate/flags", post(features::ofrep_bulk))
+        .route(
+            "/ofrep/v1/evaluate/flags/{key}",
+            post(features::ofrep_single),
+        )
+        .method_not_allowed_fallback(ops::not_found)
+        .layer(sdk_cors)
+        .layer(DefaultBodyLimit::max(256 * 1024));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -86,6 +139,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(collection)
         .merge(admin)
+        .merge(sdk)
         .merge(ops)
         .fallback(ops::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
@@ -151,6 +205,7 @@ impl Server {
 
     /// Stops accepting requests, finishes in-flight ones, and stops the pipeline.
     pub async fn stop(mut self) {
+        self.state.closing.send_replace(true);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

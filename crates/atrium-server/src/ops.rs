@@ -319,6 +319,105 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Log end, applied offset and lag",
         Auth::Secret,
     ),
+    ("get", "/v1/features", "List feature flags", Auth::Secret),
+    (
+        "put",
+        "/v1/features/{key}",
+        "Create or replace a feature (GrowthBook defaultValue and rules; validated, appended to the log)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/features/{key}",
+        "One feature; history=true adds every version",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/features/{key}",
+        "Delete a feature (its history stays)",
+        Auth::Secret,
+    ),
+    ("get", "/v1/experiments", "List experiments", Auth::Secret),
+    (
+        "put",
+        "/v1/experiments/{key}",
+        "Create or replace an experiment (hypothesis, variations, weights, metrics, status)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/experiments/{key}",
+        "One experiment; history=true adds every version",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/experiments/{key}/start",
+        "Start an experiment: served as an experiment rule on its feature",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/experiments/{key}/stop",
+        "Stop an experiment: its rule leaves the payload",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/experiments/{key}",
+        "Delete an experiment (its history stays)",
+        Auth::Secret,
+    ),
+    ("get", "/v1/saved-groups", "List saved groups", Auth::Secret),
+    (
+        "put",
+        "/v1/saved-groups/{key}",
+        "Create or replace a saved group (values for $inGroup)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/saved-groups/{key}",
+        "One saved group; history=true adds every version",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/saved-groups/{key}",
+        "Delete a saved group",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/api/features/{clientKey}",
+        "GrowthBook SDK payload (encrypted when the connection has a key); ETag and If-None-Match",
+        Auth::None,
+    ),
+    (
+        "get",
+        "/sub/{clientKey}",
+        "Server-sent `features` events with the new payload when definitions change",
+        Auth::None,
+    ),
+    (
+        "post",
+        "/api/eval/{clientKey}",
+        "Remote evaluation of every feature for {attributes, forcedVariations, forcedFeatures, url, profile}",
+        Auth::None,
+    ),
+    (
+        "post",
+        "/ofrep/v1/evaluate/flags/{key}",
+        "OpenFeature remote evaluation (OFREP) of one flag",
+        Auth::ClientKey,
+    ),
+    (
+        "post",
+        "/ofrep/v1/evaluate/flags",
+        "OpenFeature remote evaluation (OFREP) of every flag; ETag and If-None-Match",
+        Auth::ClientKey,
+    ),
     ("get", "/healthz", "Liveness", Auth::None),
     (
         "get",
@@ -341,6 +440,8 @@ pub enum Auth {
     None,
     WriteKey,
     Secret,
+    /// An SDK connection's client key (`Authorization: Bearer` or `X-Client-Key`).
+    ClientKey,
 }
 
 pub fn openapi_document() -> Value {
@@ -350,9 +451,10 @@ pub fn openapi_document() -> Value {
             Auth::None => json!([]),
             Auth::WriteKey => json!([{"writeKeyBasic": []}, {"writeKeyHeader": []}]),
             Auth::Secret => json!([{"secretKey": []}]),
+            Auth::ClientKey => json!([{"clientKeyBearer": []}, {"clientKeyHeader": []}]),
         };
         let mut parameters = Vec::new();
-        for name in ["writeKey", "profile"] {
+        for name in ["writeKey", "profile", "key", "clientKey"] {
             if path.contains(&format!("{{{name}}}")) {
                 parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
             }
@@ -383,13 +485,15 @@ pub fn openapi_document() -> Value {
         .collect();
     json!({
         "openapi": "3.0.3",
-        "info": {"title": "Atrium API", "version": env!("CARGO_PKG_VERSION"), "description": "Segment-compatible collection, unified profiles and identity resolution."},
+        "info": {"title": "Atrium API", "version": env!("CARGO_PKG_VERSION"), "description": "Segment-compatible collection, unified profiles and identity resolution, feature flags and experiments (GrowthBook SDK payloads, OFREP)."},
         "paths": paths,
         "components": {
             "securitySchemes": {
                 "writeKeyBasic": {"type": "http", "scheme": "basic", "description": "write key as user name, empty password"},
                 "writeKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Write-Key"},
-                "secretKey": {"type": "http", "scheme": "bearer"}
+                "secretKey": {"type": "http", "scheme": "bearer"},
+                "clientKeyBearer": {"type": "http", "scheme": "bearer", "description": "SDK client key"},
+                "clientKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Client-Key"}
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["code", "message", "type", "link"], "properties": {

@@ -72,6 +72,14 @@ pub struct AppState {
     pub metrics: IngestMetrics,
     pub started_ms: i64,
     pub stop_pipeline: Arc<AtomicBool>,
+    /// Bumped (to the pipeline's definitions offset) whenever applied definitions change.
+    pub definitions_changed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Serializes definition writes; holds the log offset the next writer waits to be applied.
+    pub definition_writes: tokio::sync::Mutex<u64>,
+    /// The feature payload at the last definitions offset seen.
+    pub payload_cache: Mutex<Option<Arc<crate::features::ServedPayload>>>,
+    /// Set when the server stops, so long-lived streams (SSE) end.
+    pub closing: tokio::sync::watch::Sender<bool>,
     _data_dir_lock: std::fs::File,
 }
 
@@ -181,6 +189,14 @@ impl AppState {
                 )
             })
             .collect();
+        let (definitions_changed, _) = tokio::sync::watch::channel(pipeline.definitions_offset());
+        let definitions_changed = Arc::new(definitions_changed);
+        let notify = definitions_changed.clone();
+        pipeline.set_definitions_listener(Box::new(move |offset| {
+            notify.send_replace(offset);
+        }));
+        // Definition records appended before this start may not be applied yet.
+        let definition_writes = tokio::sync::Mutex::new(log.end_offset());
         let state = Arc::new(AppState {
             limits: config.limits.clone(),
             inflight: Semaphore::new(config.max_inflight_requests),
@@ -196,6 +212,10 @@ impl AppState {
             suppressed: RwLock::new(suppressed),
             metrics: IngestMetrics::default(),
             stop_pipeline: Arc::new(AtomicBool::new(false)),
+            definitions_changed,
+            definition_writes,
+            payload_cache: Mutex::new(None),
+            closing: tokio::sync::watch::channel(false).0,
             _data_dir_lock: data_dir_lock,
         });
         Ok(state)

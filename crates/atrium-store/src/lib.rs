@@ -10,6 +10,9 @@
 //! - `profiles`: profile id → [`Profile`].
 //! - `timeline`: (profile id, event time ms, log offset) → () — the profile's events, by event time.
 //! - `suppressed`: salted identifier hash → erasure time (GDPR suppression list).
+//! - `definitions`: (kind, key) → [`StoredDefinition`]: the current feature, experiment and
+//!   saved-group definitions (from `atrium.definition.*` control records).
+//! - `definition_history`: (kind, key, version) → [`StoredDefinition`], deletions included.
 //!
 //! Architecture invariant: the store is derived state. Deleting the file and replaying the event
 //! log from offset 0 produces a byte-identical [`Store::digest`].
@@ -33,6 +36,19 @@ pub use write::WriteTables;
 
 pub use atrium_identity::{Identifier, MergeLogEntry, ProfileGraph, ProfileId};
 pub use atrium_profiles::Profile;
+
+/// One version of a definition, as the pipeline stored it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredDefinition {
+    pub version: u64,
+    /// `null` for a deletion.
+    pub body: serde_json::Value,
+    pub updated_at: String,
+    /// Log offset of the record that wrote this version.
+    pub offset: u64,
+    #[serde(default)]
+    pub deleted: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -4,7 +4,9 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata}
 use sha2::{Digest, Sha256};
 
 use crate::tables::*;
-use crate::{MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, decode};
+use crate::{
+    MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, StoredDefinition, decode,
+};
 
 /// One event on a profile's timeline: where to find it in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +31,8 @@ pub struct ReadTables {
     profiles: ReadOnlyTable<&'static str, &'static [u8]>,
     timeline: ReadOnlyTable<(&'static str, i64, u64), ()>,
     suppressed: ReadOnlyTable<&'static str, i64>,
+    definitions: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    definition_history: ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
 }
 
 /// Follows merge redirects to the surviving profile; a bounded walk guards against cycles.
@@ -45,6 +49,8 @@ impl ReadTables {
             profiles: transaction.open_table(PROFILES)?,
             timeline: transaction.open_table(TIMELINE)?,
             suppressed: transaction.open_table(SUPPRESSED)?,
+            definitions: transaction.open_table(DEFINITIONS)?,
+            definition_history: transaction.open_table(DEFINITION_HISTORY)?,
         })
     }
 
@@ -221,6 +227,77 @@ impl ReadTables {
         Ok(hashes)
     }
 
+    /// The current definition of `kind` `key`, if it exists (not deleted).
+    pub fn definition(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        match self.definitions.get((kind, key))? {
+            Some(bytes) => Ok(Some(decode("definitions", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every current definition of `kind`, by key.
+    pub fn definitions(&self, kind: &str) -> Result<Vec<(String, StoredDefinition)>, StoreError> {
+        let mut found = Vec::new();
+        for row in self.definitions.range((kind, "")..)? {
+            let (key, bytes) = row?;
+            let (row_kind, row_key) = key.value();
+            if row_kind != kind {
+                break;
+            }
+            found.push((row_key.to_owned(), decode("definitions", bytes.value())?));
+        }
+        Ok(found)
+    }
+
+    /// Every version of `kind` `key`, oldest first (deletions included).
+    pub fn definition_history(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<Vec<StoredDefinition>, StoreError> {
+        let mut versions = Vec::new();
+        for row in self
+            .definition_history
+            .range((kind, key, 0u64)..=(kind, key, u64::MAX))?
+        {
+            let (_, bytes) = row?;
+            versions.push(decode("definition_history", bytes.value())?);
+        }
+        Ok(versions)
+    }
+
+    /// The highest version ever written for `kind` `key` (0: never written).
+    pub fn latest_definition_version(&self, kind: &str, key: &str) -> Result<u64, StoreError> {
+        let last = self
+            .definition_history
+            .range((kind, key, 0u64)..=(kind, key, u64::MAX))?
+            .next_back();
+        match last {
+            Some(row) => Ok(row?.0.value().2),
+            None => Ok(0),
+        }
+    }
+
+    /// The most recent definition change of any kind (the highest log offset), deletions included.
+    pub fn last_definition_change(&self) -> Result<Option<StoredDefinition>, StoreError> {
+        let mut latest: Option<StoredDefinition> = None;
+        for row in self.definition_history.iter()? {
+            let (_, bytes) = row?;
+            let definition: StoredDefinition = decode("definition_history", bytes.value())?;
+            if latest
+                .as_ref()
+                .is_none_or(|current| definition.offset > current.offset)
+            {
+                latest = Some(definition);
+            }
+        }
+        Ok(latest)
+    }
+
     /// A SHA-256 per table over its keys and values in key order.
     pub fn table_digests(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
         fn feed(hasher: &mut Sha256, bytes: &[u8]) {
@@ -282,6 +359,25 @@ impl ReadTables {
             feed(&mut hasher, &value.value().to_le_bytes());
         }
         finish("suppressed", hasher);
+        let mut hasher = Sha256::new();
+        for row in self.definitions.iter()? {
+            let (key, value) = row?;
+            let (kind, name) = key.value();
+            feed(&mut hasher, kind.as_bytes());
+            feed(&mut hasher, name.as_bytes());
+            feed(&mut hasher, value.value());
+        }
+        finish("definitions", hasher);
+        let mut hasher = Sha256::new();
+        for row in self.definition_history.iter()? {
+            let (key, value) = row?;
+            let (kind, name, version) = key.value();
+            feed(&mut hasher, kind.as_bytes());
+            feed(&mut hasher, name.as_bytes());
+            feed(&mut hasher, &version.to_le_bytes());
+            feed(&mut hasher, value.value());
+        }
+        finish("definition_history", hasher);
         Ok(digests)
     }
 }

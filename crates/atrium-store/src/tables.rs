@@ -12,8 +12,15 @@ pub const MERGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("merge_l
 pub const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 pub const TIMELINE: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("timeline");
 pub const SUPPRESSED: TableDefinition<&str, i64> = TableDefinition::new("suppressed");
+/// (kind, key) → current [`crate::StoredDefinition`] (JSON); deleted definitions are removed.
+pub const DEFINITIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("definitions");
+/// (kind, key, version) → [`crate::StoredDefinition`] (JSON), every version including deletions.
+pub const DEFINITION_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("definition_history");
 
 pub const PIPELINE_OFFSET_KEY: &str = "pipeline_offset";
+/// Meta key: one past the log offset of the last applied definition record (0: none yet).
+pub const DEFINITIONS_OFFSET_KEY: &str = "definitions_offset";
 
 pub(crate) fn create_all(transaction: &WriteTransaction) -> Result<(), StoreError> {
     transaction.open_table(META)?;
@@ -24,6 +31,8 @@ pub(crate) fn create_all(transaction: &WriteTransaction) -> Result<(), StoreErro
     transaction.open_table(PROFILES)?;
     transaction.open_table(TIMELINE)?;
     transaction.open_table(SUPPRESSED)?;
+    transaction.open_table(DEFINITIONS)?;
+    transaction.open_table(DEFINITION_HISTORY)?;
     Ok(())
 }
 
@@ -47,5 +56,7 @@ pub(crate) fn copy_all(read: &ReadTransaction, write: &WriteTransaction) -> Resu
     copy_table!(read, write, PROFILES);
     copy_table!(read, write, TIMELINE);
     copy_table!(read, write, SUPPRESSED);
+    copy_table!(read, write, DEFINITIONS);
+    copy_table!(read, write, DEFINITION_HISTORY);
     Ok(())
 }

@@ -9,7 +9,9 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::read::meta_u64;
 use crate::tables::*;
-use crate::{MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, decode, encode};
+use crate::{
+    MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, StoredDefinition, decode, encode,
+};
 
 pub struct WriteTables<'txn> {
     meta: Table<'txn, &'static str, &'static [u8]>,
@@ -20,6 +22,8 @@ pub struct WriteTables<'txn> {
     profiles: Table<'txn, &'static str, &'static [u8]>,
     timeline: Table<'txn, (&'static str, i64, u64), ()>,
     suppressed: Table<'txn, &'static str, i64>,
+    definitions: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    definition_history: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
     /// `None` marks a deletion still to be written.
     profile_cache: HashMap<String, Option<Profile>>,
     graph_cache: HashMap<String, Option<ProfileGraph>>,
@@ -43,6 +47,8 @@ impl<'txn> WriteTables<'txn> {
             profiles: transaction.open_table(PROFILES)?,
             timeline: transaction.open_table(TIMELINE)?,
             suppressed: transaction.open_table(SUPPRESSED)?,
+            definitions: transaction.open_table(DEFINITIONS)?,
+            definition_history: transaction.open_table(DEFINITION_HISTORY)?,
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
             graph_reads: RefCell::new(HashMap::new()),
@@ -182,6 +188,25 @@ impl<'txn> WriteTables<'txn> {
     pub fn suppression_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
         Ok(self.suppressed.len()?)
+    }
+
+    /// Writes a definition version: the current value (or its removal, for a deletion) and its
+    /// history entry.
+    pub fn put_definition(
+        &mut self,
+        kind: &str,
+        key: &str,
+        definition: &StoredDefinition,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(definition);
+        if definition.deleted {
+            self.definitions.remove((kind, key))?;
+        } else {
+            self.definitions.insert((kind, key), bytes.as_slice())?;
+        }
+        self.definition_history
+            .insert((kind, key, definition.version), bytes.as_slice())?;
+        Ok(())
     }
 
     /// Deletes every trace of a profile from identity state: its graph, bindings, redirects that

@@ -9,6 +9,6 @@ pub mod record;
 pub mod source;
 pub mod time;
 
-pub use record::{AtriumMeta, ControlRecord, EventFlag, LogRecord, RecordError};
+pub use record::{AtriumMeta, ControlRecord, DefinitionKind, EventFlag, LogRecord, RecordError};
 pub use source::{Channel, SourceConfig};
 pub use time::{Clock, ManualClock, SystemClock, format_timestamp_ms, parse_timestamp_ms};

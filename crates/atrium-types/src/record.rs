@@ -42,6 +42,56 @@ pub enum ControlRecord {
         /// Whether future events carrying these identifiers are suppressed.
         suppress: bool,
     },
+    /// Creates or replaces a flag/experiment definition. The server validated `body` and chose
+    /// `version` (one more than the key's last version) before appending.
+    #[serde(rename = "atrium.definition.put")]
+    DefinitionPut {
+        kind: DefinitionKind,
+        key: String,
+        body: Value,
+        version: u64,
+        /// When the write was accepted (processing time; replay keeps it).
+        at: String,
+    },
+    /// Deletes a definition; its history stays.
+    #[serde(rename = "atrium.definition.delete")]
+    DefinitionDelete {
+        kind: DefinitionKind,
+        key: String,
+        version: u64,
+        at: String,
+    },
+}
+
+/// What a definition record defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefinitionKind {
+    Feature,
+    Experiment,
+    SavedGroup,
+}
+
+impl DefinitionKind {
+    pub const ALL: [DefinitionKind; 3] = [
+        DefinitionKind::Feature,
+        DefinitionKind::Experiment,
+        DefinitionKind::SavedGroup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionKind::Feature => "feature",
+            DefinitionKind::Experiment => "experiment",
+            DefinitionKind::SavedGroup => "saved_group",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DefinitionKind> {
+        DefinitionKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,5 +153,16 @@ mod tests {
             LogRecord::Event(_)
         ));
         assert!(LogRecord::decode(b"[1]").is_err());
+        let put = ControlRecord::DefinitionPut {
+            kind: DefinitionKind::SavedGroup,
+            key: "beta".into(),
+            body: serde_json::json!({"values": ["u_1"]}),
+            version: 3,
+            at: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let bytes = LogRecord::encode_control(&put);
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""type":"atrium.definition.put""#));
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""kind":"saved_group""#));
+        assert_eq!(LogRecord::decode(&bytes).unwrap(), LogRecord::Control(put));
     }
 }

@@ -1,5 +1,6 @@
 //! Pipeline tests over a real segmented log and a real redb store in temporary directories.
 
+mod definitions;
 mod erasure;
 mod replay;
 mod stitching;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use atrium_server::{Config, Server, SourceEntry, hash_secret};
+use atrium_server::{Config, SdkConnection, Server, SourceEntry, hash_secret};
 use atrium_types::Channel;
 use base64::Engine;
 use reqwest::{Method, Response, StatusCode};
@@ -13,6 +13,11 @@ use tempfile::TempDir;
 pub const WEB_KEY: &str = "wk_test_web_0001";
 pub const SERVER_KEY: &str = "wk_test_srv_0001";
 pub const ADMIN_KEY: &str = "sk_test_admin_0001";
+/// SDK connection serving the plain payload.
+pub const CLIENT_KEY: &str = "sdk_test_web_0001";
+/// SDK connection serving the encrypted payload, with [`ENCRYPTION_KEY`].
+pub const ENCRYPTED_CLIENT_KEY: &str = "sdk_test_app_0001";
+pub const ENCRYPTION_KEY: &str = "Ns04T5n9+59rl2x3SlNHtQ==";
 
 /// Upper bound for any single wait in a test.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -34,6 +39,18 @@ pub fn base_config(data_dir: &Path) -> Config {
             },
         ],
         admin_key_sha256: vec![hash_secret(ADMIN_KEY)],
+        sdk_connections: vec![
+            SdkConnection {
+                name: "web".into(),
+                client_key: CLIENT_KEY.into(),
+                encryption_key: None,
+            },
+            SdkConnection {
+                name: "app".into(),
+                client_key: ENCRYPTED_CLIENT_KEY.into(),
+                encryption_key: Some(ENCRYPTION_KEY.into()),
+            },
+        ],
         ..Config::default()
     }
 }
@@ -148,6 +165,10 @@ impl TestServer {
 
     pub async fn admin_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         into_json(self.admin(Method::POST, path, Some(body)).await).await
+    }
+
+    pub async fn admin_put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        into_json(self.admin(Method::PUT, path, Some(body)).await).await
     }
 
     pub async fn admin_delete(&self, path: &str) -> (StatusCode, Value) {

@@ -3,6 +3,7 @@
 
 mod collect;
 mod dedup_time;
+mod flags;
 mod harness;
 mod ops;
 mod profiles;

@@ -21,6 +21,24 @@ async fn metrics_openapi_and_every_documented_route_exist() {
         .ingest("/v1/identify", &json!({"userId": "u-routes-delete"}))
         .await;
     server.wait_applied(end.max(end2)).await;
+    let definitions = [
+        ("/v1/features/routes-flag", json!({"defaultValue": true})),
+        (
+            "/v1/experiments/routes-exp",
+            json!({"feature": "routes-flag", "variations": [{"value": false}, {"value": true}]}),
+        ),
+        (
+            "/v1/saved-groups/routes-group",
+            json!({"values": ["u-routes"]}),
+        ),
+    ];
+    for (path, body) in &definitions {
+        let (status, written) = server.admin_put(path, body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{written}");
+        server
+            .wait_applied(written["min_offset"].as_u64().unwrap())
+            .await;
+    }
 
     let metrics = server.metrics().await;
     for name in [
@@ -66,11 +84,30 @@ async fn metrics_openapi_and_every_documented_route_exist() {
         } else {
             "user_id:u-routes"
         };
+        let definition_key = if path.starts_with("/v1/experiments") {
+            "routes-exp"
+        } else if path.starts_with("/v1/saved-groups") {
+            "routes-group"
+        } else {
+            "routes-flag"
+        };
         let path = path
             .replace("{writeKey}", WEB_KEY)
-            .replace("{profile}", profile);
+            .replace("{profile}", profile)
+            .replace("{key}", definition_key)
+            .replace("{clientKey}", CLIENT_KEY);
         let method: Method = method.to_ascii_uppercase().parse().unwrap();
-        let body = if path.ends_with("/traits") {
+        let definition = definitions
+            .iter()
+            .find(|(definition_path, _)| *definition_path == path)
+            .map(|(_, body)| body.clone());
+        let body = if let Some(definition) = definition {
+            definition
+        } else if path.starts_with("/ofrep/") {
+            json!({"context": {"targetingKey": "u-routes"}})
+        } else if path.starts_with("/api/eval/") {
+            json!({"attributes": {"id": "u-routes"}})
+        } else if path.ends_with("/traits") {
             json!({"traits": {"checked": true}})
         } else if path.ends_with("/batch") || path.ends_with("/import") || path.ends_with("/b") {
             json!({"batch": [{"type": "track", "userId": "u-routes", "event": "Route"}]})
@@ -81,13 +118,19 @@ async fn metrics_openapi_and_every_documented_route_exist() {
         request = match auth {
             Auth::WriteKey => request.basic_auth(WEB_KEY, Some("")),
             Auth::Secret => request.bearer_auth(ADMIN_KEY),
+            Auth::ClientKey => request.bearer_auth(CLIENT_KEY),
             Auth::None => request,
         };
-        if method == Method::POST {
+        if method == Method::POST || method == Method::PUT {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
+        if path.starts_with("/sub/") {
+            // An endless event stream: the headers are enough.
+            assert!(status.is_success(), "{method} {path}: {status}");
+            continue;
+        }
         let text = response.text().await.unwrap();
         let code = serde_json::from_str::<Value>(&text)
             .ok()
