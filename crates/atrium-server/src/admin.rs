@@ -110,20 +110,33 @@ pub(crate) async fn wait_for_offset(
     state: &Arc<AppState>,
     consistency: &Consistency,
 ) -> Result<(), ApiError> {
-    if let Some(offset) = consistency.min_offset {
-        let pipeline = state.pipeline.clone();
-        let reached = tokio::task::spawn_blocking(move || {
-            pipeline.wait_applied(offset, Duration::from_secs(5))
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        if !reached {
-            return Err(ApiError::new(
-                ErrorCode::Overloaded,
+    match consistency.min_offset {
+        Some(offset) => {
+            await_applied(
+                state,
+                offset,
                 format!("pipeline has not reached offset {offset} yet; retry"),
             )
-            .retry_after(1));
+            .await
         }
+        None => Ok(()),
+    }
+}
+
+/// Waits (up to 5 s, off the async workers) until the pipeline has applied every offset below
+/// `offset`; otherwise a 429 with `message`.
+pub(crate) async fn await_applied(
+    state: &Arc<AppState>,
+    offset: u64,
+    message: String,
+) -> Result<(), ApiError> {
+    let pipeline = state.pipeline.clone();
+    let reached =
+        tokio::task::spawn_blocking(move || pipeline.wait_applied(offset, Duration::from_secs(5)))
+            .await
+            .map_err(ApiError::internal)?;
+    if !reached {
+        return Err(ApiError::new(ErrorCode::Overloaded, message).retry_after(1));
     }
     Ok(())
 }

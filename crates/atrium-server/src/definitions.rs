@@ -4,7 +4,6 @@
 //! the `definitions` and `definition_history` tables, which the serving routes read.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use atrium_experiments::{
     Experiment, FeatureDefinition, FeatureRule, ValidationError, VariationMeta, validate_condition,
@@ -258,19 +257,12 @@ async fn write(
 ) -> Result<Response, ApiError> {
     let mut pending = state.definition_writes.lock().await;
     let wait_for = *pending;
-    let pipeline = state.pipeline.clone();
-    let reached = tokio::task::spawn_blocking(move || {
-        pipeline.wait_applied(wait_for, Duration::from_secs(5))
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    if !reached {
-        return Err(ApiError::new(
-            ErrorCode::Overloaded,
-            "the pipeline has not applied the previous definition write yet; retry",
-        )
-        .retry_after(1));
-    }
+    crate::admin::await_applied(
+        state,
+        wait_for,
+        "the pipeline has not applied the previous definition write yet; retry".to_owned(),
+    )
+    .await?;
     let read_key = key.clone();
     let (current, latest) = blocking(state, move |state| {
         Ok(state.store.read(|tables| {
