@@ -25,6 +25,12 @@ pub enum ErrorCode {
     RouteNotFound,
     RateLimited,
     Overloaded,
+    SqlSyntax,
+    SqlUnknownName,
+    SqlReadOnly,
+    SqlInvalid,
+    SqlTimeout,
+    SqlTooLarge,
     StorageUnavailable,
     Internal,
 }
@@ -76,6 +82,24 @@ impl ErrorCode {
             RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, "invalid_request"),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "throttled"),
             Overloaded => ("overloaded", StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            SqlSyntax => ("sql_syntax", StatusCode::BAD_REQUEST, "invalid_request"),
+            SqlUnknownName => (
+                "sql_unknown_name",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            SqlReadOnly => ("sql_read_only", StatusCode::FORBIDDEN, "invalid_request"),
+            SqlInvalid => ("sql_invalid", StatusCode::BAD_REQUEST, "invalid_request"),
+            SqlTimeout => (
+                "sql_timeout",
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+            ),
+            SqlTooLarge => (
+                "sql_too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+            ),
             StorageUnavailable => (
                 "storage_unavailable",
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -85,7 +109,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
         ErrorCode::BatchTooLarge,
@@ -104,6 +128,12 @@ impl ErrorCode {
         ErrorCode::RouteNotFound,
         ErrorCode::RateLimited,
         ErrorCode::Overloaded,
+        ErrorCode::SqlSyntax,
+        ErrorCode::SqlUnknownName,
+        ErrorCode::SqlReadOnly,
+        ErrorCode::SqlInvalid,
+        ErrorCode::SqlTimeout,
+        ErrorCode::SqlTooLarge,
         ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
     ];

@@ -11,6 +11,7 @@ pub mod error;
 pub mod features;
 pub mod ingest;
 pub mod ops;
+pub mod sql;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -76,6 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::export_profile),
         )
         .route("/v1/pipeline", get(admin::pipeline_status))
+        .route("/v1/sql", post(sql::post_sql))
         .route("/v1/features", get(definitions::list_features))
         .route(
             "/v1/features/{key}",
@@ -153,6 +155,7 @@ pub struct Server {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serve_task: Option<tokio::task::JoinHandle<()>>,
     pipeline_thread: Option<std::thread::JoinHandle<()>>,
+    warehouse_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -169,6 +172,7 @@ impl Server {
             .await
             .expect("opening state does not panic")?;
         let pipeline_thread = state.pipeline.clone().spawn(state.stop_pipeline.clone());
+        let warehouse_thread = state.warehouse.clone().spawn(state.stop_pipeline.clone());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -196,6 +200,7 @@ impl Server {
             shutdown: Some(shutdown),
             serve_task: Some(serve_task),
             pipeline_thread: Some(pipeline_thread),
+            warehouse_thread: Some(warehouse_thread),
         })
     }
 
@@ -214,6 +219,10 @@ impl Server {
         }
         self.state.stop_pipeline.store(true, Ordering::Release);
         if let Some(thread) = self.pipeline_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // The warehouse flushes its hot tier on the way out.
+        if let Some(thread) = self.warehouse_thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }

@@ -319,6 +319,12 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Log end, applied offset and lag",
         Auth::Secret,
     ),
+    (
+        "post",
+        "/v1/sql",
+        "Read-only SQL over the warehouse tables (body {query, format: json|csv|arrow, limit, timeout_ms})",
+        Auth::Secret,
+    ),
     ("get", "/v1/features", "List feature flags", Auth::Secret),
     (
         "put",

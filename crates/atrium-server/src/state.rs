@@ -34,6 +34,8 @@ pub enum StartError {
     Store(#[from] atrium_store::StoreError),
     #[error(transparent)]
     Pipeline(#[from] atrium_pipeline::PipelineError),
+    #[error(transparent)]
+    Warehouse(#[from] atrium_warehouse::WarehouseError),
     #[error("data directory {path} is in use by another atrium process; stop it first")]
     Locked { path: std::path::PathBuf },
     #[error("cannot listen on {address}: {source}")]
@@ -61,6 +63,10 @@ pub struct AppState {
     pub log: Arc<SegmentedLog>,
     pub store: Arc<Store>,
     pub pipeline: Arc<Pipeline>,
+    /// The SQL warehouse; its materializer is the log's second consumer.
+    pub warehouse: Arc<atrium_warehouse::Warehouse>,
+    /// Free slots for concurrent `POST /v1/sql` queries.
+    pub sql_slots: Semaphore,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub sources_by_key: HashMap<String, SourceConfig>,
@@ -154,6 +160,20 @@ pub fn open_log(config: &Config) -> Result<Arc<SegmentedLog>, StartError> {
     Ok(Arc::new(SegmentedLog::open(log_config)?))
 }
 
+/// Opens the warehouse under `<data dir>/warehouse`, over the log and the store's identity graph.
+pub fn open_warehouse(
+    config: &Config,
+    log: Arc<SegmentedLog>,
+    store: Arc<Store>,
+) -> Result<atrium_warehouse::Warehouse, StartError> {
+    Ok(atrium_warehouse::Warehouse::open(
+        config.data_dir.join("warehouse"),
+        log,
+        Some(store),
+        atrium_warehouse::WarehouseConfig::default(),
+    )?)
+}
+
 pub fn store_path(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("state.redb")
 }
@@ -170,6 +190,7 @@ impl AppState {
             pipeline_config(&config, &config.data_dir)?,
             clock.clone(),
         )?);
+        let warehouse = Arc::new(open_warehouse(&config, log.clone(), store.clone())?);
         let window_ms = i64::from(config.dedup_window_hours) * 3_600_000;
         let dedup = rebuild_dedup(&*log, &store, window_ms, clock.now_ms())?;
         let suppressed: HashSet<String> = store
@@ -205,6 +226,8 @@ impl AppState {
             log,
             store,
             pipeline,
+            warehouse,
+            sql_slots: Semaphore::new(crate::sql::MAX_CONCURRENT_QUERIES),
             started_ms: clock.now_ms(),
             clock,
             sources_by_key,

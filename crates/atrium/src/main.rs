@@ -3,6 +3,7 @@
 
 mod demo;
 mod import;
+mod warehouse;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ enum Command {
     Replay(DataArgs),
     /// Print a digest of the derived state (equal digests mean equal state).
     Digest(DigestArgs),
+    /// Run a read-only SQL query over the warehouse tables and print the result.
+    Sql(warehouse::SqlArgs),
+    /// Export the warehouse tables as Parquet or JSON lines.
+    Export(warehouse::ExportArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -150,6 +155,8 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Replay(args) => replay(args),
         Command::Digest(args) => digest(args),
+        Command::Sql(args) => warehouse::run_sql(args),
+        Command::Export(args) => warehouse::run_export(args),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
     }
 }

@@ -7,3 +7,4 @@ mod flags;
 mod harness;
 mod ops;
 mod profiles;
+mod sql;

@@ -107,6 +107,8 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             json!({"context": {"targetingKey": "u-routes"}})
         } else if path.starts_with("/api/eval/") {
             json!({"attributes": {"id": "u-routes"}})
+        } else if path == "/v1/sql" {
+            json!({"query": "SELECT count(*) FROM events"})
         } else if path.ends_with("/traits") {
             json!({"traits": {"checked": true}})
         } else if path.ends_with("/batch") || path.ends_with("/import") || path.ends_with("/b") {

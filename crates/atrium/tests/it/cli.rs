@@ -45,6 +45,8 @@ fn help_works_for_every_subcommand() {
         vec!["import"],
         vec!["replay"],
         vec!["digest"],
+        vec!["sql"],
+        vec!["export"],
         vec!["bench"],
         vec!["bench", "ingest"],
     ];
@@ -119,6 +121,69 @@ fn import_then_replay_gives_the_same_digest() {
     );
     let after = stdout(&run_ok(&["digest", "--data-dir", path(&data)]));
     assert_eq!(after.trim(), digest, "digest after replay");
+}
+
+#[test]
+fn sql_and_export_run_offline_over_the_data_dir() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let events = dir.path().join("events.jsonl");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &events,
+        run_ok(&["gen", "--seed", "3", "--events", "300"]).stdout,
+    )
+    .expect("writing events");
+    run_ok(&["import", path(&events), "--data-dir", path(&data)]);
+
+    let table = stdout(&run_ok(&[
+        "sql",
+        "SELECT count(*) AS n, count(DISTINCT message_id) AS ids FROM events",
+        "--data-dir",
+        path(&data),
+    ]));
+    assert!(table.contains("| n   | ids |"), "{table}");
+    assert!(table.contains("| 300 | 300 |"), "{table}");
+    assert!(table.trim_end().ends_with("1 row"), "{table}");
+    let csv = stdout(&run_ok(&[
+        "sql",
+        "SELECT count(*) AS n FROM events_resolved WHERE profile_id IS NOT NULL",
+        "--format",
+        "csv",
+        "--data-dir",
+        path(&data),
+    ]));
+    assert_eq!(csv, "n\n300\n");
+
+    let refused = run(&["sql", "DROP VIEW events", "--data-dir", path(&data)]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("read-only"), "{message}");
+
+    let out = dir.path().join("export");
+    let summary = stdout(&run_ok(&[
+        "export",
+        "--format",
+        "jsonl",
+        "--out",
+        path(&out),
+        "--data-dir",
+        path(&data),
+    ]));
+    assert!(summary.contains("events       300 rows"), "{summary}");
+    let lines = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
+    assert_eq!(lines.lines().count(), 300);
+    let out = dir.path().join("export-parquet");
+    run_ok(&[
+        "export",
+        "--format",
+        "parquet",
+        "--out",
+        path(&out),
+        "--data-dir",
+        path(&data),
+    ]);
+    assert!(out.join("profiles.parquet").is_file());
+    assert!(out.join("events").is_dir());
 }
 
 #[test]

@@ -1,0 +1,608 @@
+//! The warehouse: columnar tables derived from the event log, queryable with SQL (Apache
+//! DataFusion).
+//!
+//! A second consumer of the log (besides the profile pipeline) materializes `events`, `orders`
+//! and `order_lines`. New rows go to a *hot tier* of in-memory Arrow batches, queryable at once;
+//! a flush writes them as Parquet files partitioned by day
+//! (`<table>/date=YYYY-MM-DD/part-<first offset>-<last offset>.parquet`), and background
+//! compaction merges a day's small files into one.
+//!
+//! # Crash safety
+//!
+//! `manifest.json` is the commit point: it holds the next log offset to read and the list of
+//! Parquet files holding every row below it. A flush syncs the new files and their directories,
+//! then replaces the manifest atomically. On open, Parquet files the manifest does not list
+//! (written by a flush or compaction that crashed before its commit) are deleted and the
+//! materializer resumes at the manifest's offset, so no row is lost or written twice.
+//!
+//! # Identity at query time
+//!
+//! Rows keep the `anonymous_id` / `user_id` the event carried. Each query gets a snapshot of the
+//! store's identity graph as the `identities` table and the views `events_resolved` /
+//! `orders_resolved` add a `profile_id` column by joining to it, so after a merge the anonymous
+//! history counts for the merged profile without rewriting any file (retroactive stitching).
+//!
+//! # Not yet done
+//!
+//! `atrium.erase` control records are skipped: rows of an erased profile stay in the warehouse
+//! files until the warehouse directory is deleted and rebuilt from the (rewritten) log.
+
+mod manifest;
+mod query;
+mod rows;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use atrium_log::{EventLog, LogError};
+use atrium_store::{Store, StoreError};
+use atrium_types::LogRecord;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::properties::WriterProperties;
+use parking_lot::Mutex;
+
+pub use datafusion;
+pub use manifest::{DataFile, MANIFEST_FILE, Manifest};
+pub use query::{ExportFormat, QueryOutput, SqlLimits};
+pub use rows::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt warehouse file {}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The SQL text does not parse.
+    #[error("SQL syntax error: {0}")]
+    Syntax(String),
+    /// The query names a table that does not exist.
+    #[error("unknown table: {0}")]
+    UnknownTable(String),
+    /// The query names a column that does not exist.
+    #[error("unknown column: {0}")]
+    UnknownColumn(String),
+    /// The statement is not a read-only query (INSERT, COPY ... TO, CREATE, SET, ...).
+    #[error("only read-only queries (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) are allowed: {0}")]
+    WriteRefused(String),
+    /// The query parsed but cannot be planned or run (type errors, unsupported features, ...).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The query ran longer than its time limit and was cancelled.
+    #[error("query exceeded its time limit of {} ms and was cancelled", .0.as_millis())]
+    Timeout(Duration),
+    /// The result has more rows than allowed.
+    #[error("query returned more than {0} rows; add a LIMIT or aggregate (or raise the row limit)")]
+    TooManyRows(usize),
+    /// The query needed more memory than the warehouse allows.
+    #[error("query exceeded the memory limit: {0}")]
+    ResourcesExhausted(String),
+    /// Any other DataFusion failure.
+    #[error("query engine error: {0}")]
+    Engine(String),
+}
+
+impl WarehouseError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        WarehouseError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// True when the error is the caller's fault (bad SQL, limits): a 4xx, not a 5xx.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            WarehouseError::Syntax(_)
+                | WarehouseError::UnknownTable(_)
+                | WarehouseError::UnknownColumn(_)
+                | WarehouseError::WriteRefused(_)
+                | WarehouseError::InvalidQuery(_)
+                | WarehouseError::Timeout(_)
+                | WarehouseError::TooManyRows(_)
+                | WarehouseError::ResourcesExhausted(_)
+        )
+    }
+}
+
+impl From<DataFusionError> for WarehouseError {
+    fn from(error: DataFusionError) -> Self {
+        query::classify(error)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WarehouseConfig {
+    /// Most log records read per materializer step.
+    pub read_batch: usize,
+    /// Flush the hot tier to Parquet once it holds this many event rows.
+    pub flush_rows: usize,
+    /// ... or once its oldest row is this old.
+    pub flush_interval: Duration,
+    /// Compact a day partition of a table once it has this many files (0: never).
+    pub compact_files: usize,
+    /// Worker threads of the query runtime (and DataFusion's target partitions).
+    pub query_threads: usize,
+    /// Memory one query may use for sorts, joins and aggregations.
+    pub query_memory_bytes: usize,
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        WarehouseConfig {
+            read_batch: 2_000,
+            flush_rows: 100_000,
+            flush_interval: Duration::from_secs(30),
+            compact_files: 8,
+            query_threads: 2,
+            query_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Rows not yet in Parquet files, keyed by table and day.
+#[derive(Default)]
+struct Hot {
+    batches: BTreeMap<(Table, i32), Vec<RecordBatch>>,
+    event_rows: usize,
+    /// First log offset the hot tier covers (= the manifest's offset).
+    first_offset: u64,
+    /// One past the last log offset read into the hot tier.
+    next_offset: u64,
+    since: Option<Instant>,
+}
+
+struct State {
+    manifest: Manifest,
+    hot: Hot,
+}
+
+/// Files a compaction replaced; deleted once no query can still be reading them.
+struct Retired {
+    at: Instant,
+    path: PathBuf,
+}
+
+const RETIRE_AFTER: Duration = Duration::from_secs(600);
+
+pub struct Warehouse {
+    dir: PathBuf,
+    log: Arc<dyn EventLog>,
+    store: Option<Arc<Store>>,
+    config: WarehouseConfig,
+    state: Mutex<State>,
+    /// Serializes materializer steps, flushes and compactions (queries never take it).
+    writer: Mutex<Vec<Retired>>,
+    snapshot: Mutex<Option<query::GraphSnapshot>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Warehouse {
+    /// Opens (or creates) the warehouse in `dir`. `store`, when given, provides the identity
+    /// graph and profiles for the `identities` and `profiles` tables.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        log: Arc<dyn EventLog>,
+        store: Option<Arc<Store>>,
+        config: WarehouseConfig,
+    ) -> Result<Warehouse, WarehouseError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+        let manifest = Manifest::load(&dir)?;
+        let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        for orphan in manifest::parquet_files(&dir)? {
+            if !listed.contains(orphan.as_str()) {
+                tracing::warn!(file = %orphan, "deleting warehouse file of an uncommitted flush");
+                let path = dir.join(&orphan);
+                std::fs::remove_file(&path).map_err(|e| WarehouseError::io(&path, e))?;
+            }
+        }
+        for file in &manifest.files {
+            let path = dir.join(&file.path);
+            if !path.is_file() {
+                return Err(WarehouseError::Corrupt {
+                    path,
+                    reason: "listed in the manifest but missing".into(),
+                });
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.query_threads.max(1))
+            .thread_name("atrium-sql")
+            .enable_time()
+            .build()
+            .map_err(|e| WarehouseError::io(&dir, e))?;
+        let hot = Hot {
+            first_offset: manifest.offset,
+            next_offset: manifest.offset,
+            ..Hot::default()
+        };
+        Ok(Warehouse {
+            dir,
+            log,
+            store,
+            config,
+            state: Mutex::new(State { manifest, hot }),
+            writer: Mutex::new(Vec::new()),
+            snapshot: Mutex::new(None),
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One past the last log offset whose rows are committed to Parquet files.
+    pub fn committed_offset(&self) -> u64 {
+        self.state.lock().manifest.offset
+    }
+
+    /// One past the last log offset whose rows are queryable (hot tier included).
+    pub fn visible_offset(&self) -> u64 {
+        self.state.lock().hot.next_offset
+    }
+
+    /// Committed data files (a copy of the manifest).
+    pub fn manifest(&self) -> Manifest {
+        self.state.lock().manifest.clone()
+    }
+
+    /// Rows per table in the hot tier.
+    pub fn hot_rows(&self) -> BTreeMap<&'static str, usize> {
+        let state = self.state.lock();
+        let mut counts = BTreeMap::new();
+        for ((table, _), batches) in &state.hot.batches {
+            *counts.entry(table.name()).or_default() +=
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        }
+        counts
+    }
+
+    /// Reads one batch of log records into the hot tier, and flushes the hot tier when it is
+    /// large or old enough. Returns how many log records it read.
+    pub fn step(&self) -> Result<usize, WarehouseError> {
+        let mut retired = self.writer.lock();
+        let read = self.read_batch()?;
+        let flush_due = {
+            let state = self.state.lock();
+            state.hot.event_rows >= self.config.flush_rows
+                || state
+                    .hot
+                    .since
+                    .is_some_and(|since| since.elapsed() >= self.config.flush_interval)
+        };
+        if flush_due {
+            self.flush_locked(FlushMode::Commit)?;
+            self.compact_locked(&mut retired)?;
+        }
+        Ok(read)
+    }
+
+    /// Reads the whole log into the hot tier (no flush). Returns the visible offset.
+    pub fn catch_up(&self) -> Result<u64, WarehouseError> {
+        let _writer = self.writer.lock();
+        while self.visible_offset() < self.log.end_offset() {
+            if self.read_batch()? == 0 {
+                break;
+            }
+        }
+        Ok(self.visible_offset())
+    }
+
+    fn read_batch(&self) -> Result<usize, WarehouseError> {
+        let from = self.visible_offset();
+        let records = self.log.read(from, self.config.read_batch)?;
+        let Some(last) = records.last() else {
+            return Ok(0);
+        };
+        let next_offset = last.offset + 1;
+        let mut grouped: BTreeMap<(Table, i32), Vec<rows::Row>> = BTreeMap::new();
+        let mut event_rows = 0;
+        for record in &records {
+            let event = match LogRecord::decode(&record.payload) {
+                Ok(LogRecord::Event(event)) => event,
+                // Control records (erasure, definitions) are not rows. See the crate docs.
+                Ok(LogRecord::Control(_)) => continue,
+                Err(error) => {
+                    tracing::warn!(offset = record.offset, %error, "warehouse skips undecodable log record");
+                    continue;
+                }
+            };
+            let rows = rows::event_rows(record.offset, &event);
+            event_rows += 1;
+            grouped
+                .entry((Table::Events, rows.day))
+                .or_default()
+                .push(rows.event);
+            if let Some(order) = rows.order {
+                grouped
+                    .entry((Table::Orders, rows.day))
+                    .or_default()
+                    .push(order);
+            }
+            if !rows.lines.is_empty() {
+                grouped
+                    .entry((Table::OrderLines, rows.day))
+                    .or_default()
+                    .extend(rows.lines);
+            }
+        }
+        let mut built = Vec::with_capacity(grouped.len());
+        for (key, rows) in grouped {
+            built.push((key, rows::build_batch(key.0, &rows)?));
+        }
+        let mut state = self.state.lock();
+        for (key, batch) in built {
+            state.hot.batches.entry(key).or_default().push(batch);
+        }
+        state.hot.event_rows += event_rows;
+        state.hot.next_offset = next_offset;
+        if state.hot.since.is_none() && event_rows > 0 {
+            state.hot.since = Some(Instant::now());
+        }
+        Ok(records.len())
+    }
+
+    /// Writes the hot tier to Parquet files and commits them with the new offset.
+    pub fn flush(&self) -> Result<(), WarehouseError> {
+        let _writer = self.writer.lock();
+        self.flush_locked(FlushMode::Commit)
+    }
+
+    /// Test hook: writes the hot tier's Parquet files but "crashes" before the manifest commit
+    /// (the files stay on disk unlisted, the hot tier is kept). Drop the warehouse afterwards.
+    #[doc(hidden)]
+    pub fn flush_without_commit(&self) -> Result<(), WarehouseError> {
+        let _writer = self.writer.lock();
+        self.flush_locked(FlushMode::CrashBeforeCommit)
+    }
+
+    fn flush_locked(&self, mode: FlushMode) -> Result<(), WarehouseError> {
+        let (batches, first, next) = {
+            let state = self.state.lock();
+            (
+                state.hot.batches.clone(),
+                state.hot.first_offset,
+                state.hot.next_offset,
+            )
+        };
+        if next == first {
+            return Ok(());
+        }
+        let mut files = Vec::with_capacity(batches.len());
+        let mut dirs = BTreeSet::new();
+        for ((table, day), parts) in &batches {
+            let batch = concat_batches(&table.schema(), parts)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let relative = format!(
+                "{}/date={}/part-{first:020}-{:020}.parquet",
+                table.name(),
+                rows::day_name(*day),
+                next - 1
+            );
+            let path = self.dir.join(&relative);
+            write_parquet(&path, std::slice::from_ref(&batch))?;
+            dirs.insert(path.parent().expect("has parent").to_path_buf());
+            dirs.insert(self.dir.join(table.name()));
+            files.push(DataFile {
+                table: table.name().into(),
+                path: relative,
+                day: *day,
+                rows: batch.num_rows() as u64,
+                first_offset: first,
+                last_offset: next - 1,
+            });
+        }
+        for dir in &dirs {
+            manifest::sync_dir(dir)?;
+        }
+        if mode == FlushMode::CrashBeforeCommit {
+            return Ok(());
+        }
+        let mut manifest = self.manifest();
+        manifest.offset = next;
+        manifest.files.extend(files);
+        manifest.store(&self.dir)?;
+        let mut state = self.state.lock();
+        state.manifest = manifest;
+        // Only this (writer-locked) thread adds to the hot tier, so it still holds exactly what
+        // was flushed.
+        state.hot = Hot {
+            first_offset: next,
+            next_offset: next,
+            ..Hot::default()
+        };
+        Ok(())
+    }
+
+    /// Merges the files of each day partition that has at least `compact_files` of them.
+    pub fn compact(&self) -> Result<usize, WarehouseError> {
+        let mut retired = self.writer.lock();
+        self.compact_locked(&mut retired)
+    }
+
+    fn compact_locked(&self, retired: &mut Vec<Retired>) -> Result<usize, WarehouseError> {
+        // Delete files retired long enough ago that no query can still be reading them.
+        retired.retain(|file| {
+            if file.at.elapsed() < RETIRE_AFTER {
+                return true;
+            }
+            if let Err(error) = std::fs::remove_file(&file.path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %file.path.display(), %error, "cannot delete compacted file");
+            }
+            false
+        });
+        if self.config.compact_files < 2 {
+            return Ok(0);
+        }
+        let manifest = self.manifest();
+        let mut partitions: BTreeMap<(String, i32), Vec<&DataFile>> = BTreeMap::new();
+        for file in &manifest.files {
+            partitions
+                .entry((file.table.clone(), file.day))
+                .or_default()
+                .push(file);
+        }
+        let mut replaced: BTreeSet<String> = BTreeSet::new();
+        let mut added = Vec::new();
+        for ((table_name, day), files) in partitions {
+            if files.len() < self.config.compact_files {
+                continue;
+            }
+            let table = Table::parse(&table_name).ok_or_else(|| WarehouseError::Corrupt {
+                path: self.dir.join(MANIFEST_FILE),
+                reason: format!("unknown table {table_name}"),
+            })?;
+            let mut batches = Vec::new();
+            for file in &files {
+                batches.extend(read_parquet(&self.dir.join(&file.path))?);
+            }
+            let first = files.iter().map(|f| f.first_offset).min().unwrap_or(0);
+            let last = files.iter().map(|f| f.last_offset).max().unwrap_or(0);
+            let relative = format!(
+                "{}/date={}/part-{first:020}-{last:020}.parquet",
+                table.name(),
+                rows::day_name(day)
+            );
+            let path = self.dir.join(&relative);
+            let merged = concat_batches(&table.schema(), &batches)?;
+            write_parquet(&path, std::slice::from_ref(&merged))?;
+            manifest::sync_dir(path.parent().expect("has parent"))?;
+            replaced.extend(files.iter().map(|f| f.path.clone()));
+            added.push(DataFile {
+                table: table_name,
+                path: relative,
+                day,
+                rows: merged.num_rows() as u64,
+                first_offset: first,
+                last_offset: last,
+            });
+        }
+        if added.is_empty() {
+            return Ok(0);
+        }
+        let count = added.len();
+        let mut state = self.state.lock();
+        let mut next = state.manifest.clone();
+        next.files.retain(|f| !replaced.contains(&f.path));
+        next.files.extend(added);
+        next.store(&self.dir)?;
+        state.manifest = next;
+        drop(state);
+        let now = Instant::now();
+        retired.extend(replaced.into_iter().map(|path| Retired {
+            at: now,
+            path: self.dir.join(path),
+        }));
+        Ok(count)
+    }
+
+    /// Runs the materializer on a background thread until `stop` is set; flushes on the way out.
+    pub fn spawn(self: Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("atrium-warehouse".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match self.step() {
+                        Ok(0) => {
+                            self.log
+                                .wait_for(self.visible_offset(), Duration::from_millis(200));
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "warehouse step failed, retrying in 1s");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+                if let Err(error) = self.flush() {
+                    tracing::error!(%error, "final warehouse flush failed");
+                }
+            })
+            .expect("spawning the warehouse thread")
+    }
+
+    /// Waits until rows up to `offset` (exclusive) are queryable, or the timeout passes.
+    pub fn wait_visible(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.visible_offset() < offset {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("runtime lives until drop")
+    }
+}
+
+impl Drop for Warehouse {
+    fn drop(&mut self) {
+        // Dropping a runtime from async code panics; let it wind down in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlushMode {
+    Commit,
+    CrashBeforeCommit,
+}
+
+fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(), WarehouseError> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let parent = path.parent().expect("data files live in a directory");
+    std::fs::create_dir_all(parent).map_err(|e| WarehouseError::io(parent, e))?;
+    let file = File::create(path).map_err(|e| WarehouseError::io(path, e))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, first.schema(), Some(properties))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(|e| WarehouseError::io(path, e))
+}
+
+fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, WarehouseError> {
+    let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    Ok(reader.collect::<Result<Vec<_>, ArrowError>>()?)
+}

@@ -1,0 +1,594 @@
+//! Read-only SQL over the warehouse: one DataFusion session per query over a snapshot of the
+//! committed files, the hot tier and the store's identity graph; limits; error classification;
+//! result encodings; export.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atrium_store::Profile;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::catalog::memory::MemorySchemaProvider;
+use datafusion::common::SchemaError;
+use datafusion::config::Dialect;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures_util::StreamExt;
+
+use crate::{Table, Warehouse, WarehouseError};
+
+/// Limits of one query.
+#[derive(Clone, Copy, Debug)]
+pub struct SqlLimits {
+    /// Wall-clock time after which the query is cancelled.
+    pub timeout: Duration,
+    /// Most result rows; a query producing more fails with [`WarehouseError::TooManyRows`].
+    pub max_rows: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            timeout: Duration::from_secs(30),
+            max_rows: 10_000,
+        }
+    }
+}
+
+/// A query result.
+#[derive(Clone, Debug)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub row_count: usize,
+}
+
+/// Export formats of [`Warehouse::export`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The day-partitioned Parquet files as they are, plus `profiles.parquet` and
+    /// `identities.parquet`.
+    Parquet,
+    /// One `<table>.jsonl` per table, one JSON object per row.
+    Jsonl,
+}
+
+const INTERNAL_SCHEMA: &str = "atrium_internal";
+
+/// Store tables, rebuilt when the pipeline's applied offset moves.
+pub(crate) struct GraphSnapshot {
+    offset: u64,
+    identities: RecordBatch,
+    profiles: RecordBatch,
+}
+
+fn identities_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+    ]))
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn profiles_schema() -> SchemaRef {
+    let text = |name| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("first_seen", timestamp(), true),
+        Field::new("last_seen", timestamp(), true),
+        Field::new("event_count", DataType::Int64, false),
+        Field::new("order_count", DataType::Int64, false),
+        Field::new("gross_revenue", DataType::Float64, false),
+        Field::new("net_revenue", DataType::Float64, false),
+        Field::new("last_order_at", timestamp(), true),
+        text("first_touch_source"),
+        text("first_touch_medium"),
+        text("first_touch_campaign"),
+        text("last_touch_source"),
+        text("last_touch_medium"),
+        text("last_touch_campaign"),
+        text("traits"),
+    ]))
+}
+
+fn identities_batch(rows: &[(String, String)]) -> Result<RecordBatch, WarehouseError> {
+    let mut kind = StringBuilder::new();
+    let mut value = StringBuilder::new();
+    let mut profile = StringBuilder::new();
+    for (key, profile_id) in rows {
+        let (k, v) = key.split_once(':').unwrap_or(("", key));
+        kind.append_value(k);
+        value.append_value(v);
+        profile.append_value(profile_id);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(kind.finish()),
+        Arc::new(value.finish()),
+        Arc::new(profile.finish()),
+    ];
+    Ok(RecordBatch::try_new(identities_schema(), columns)?)
+}
+
+fn profiles_batch(profiles: &[Profile]) -> Result<RecordBatch, WarehouseError> {
+    let mut id = StringBuilder::new();
+    let mut first_seen = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut last_seen = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut events = Int64Builder::new();
+    let mut orders = Int64Builder::new();
+    let mut gross = Float64Builder::new();
+    let mut net = Float64Builder::new();
+    let mut last_order = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut touches: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::new()).collect();
+    let mut traits = StringBuilder::new();
+    for profile in profiles {
+        id.append_value(&profile.id);
+        first_seen.append_value(profile.first_seen_ms);
+        last_seen.append_value(profile.last_seen_ms);
+        events.append_value(profile.event_total as i64);
+        orders.append_value(profile.commerce.order_count as i64);
+        gross.append_value(profile.commerce.gross_revenue);
+        net.append_value(profile.commerce.net_revenue);
+        last_order.append_option(profile.commerce.last_order_ms);
+        for (index, touch) in [profile.first_touch.as_ref(), profile.last_touch.as_ref()]
+            .into_iter()
+            .enumerate()
+        {
+            touches[index * 3].append_option(touch.and_then(|t| t.source.as_deref()));
+            touches[index * 3 + 1].append_option(touch.and_then(|t| t.medium.as_deref()));
+            touches[index * 3 + 2].append_option(touch.and_then(|t| t.name.as_deref()));
+        }
+        traits.append_value(serde_json::Value::Object(profile.trait_values()).to_string());
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(first_seen.finish()),
+        Arc::new(last_seen.finish()),
+        Arc::new(events.finish()),
+        Arc::new(orders.finish()),
+        Arc::new(gross.finish()),
+        Arc::new(net.finish()),
+        Arc::new(last_order.finish()),
+    ];
+    columns.extend(
+        touches
+            .iter_mut()
+            .map(|builder| Arc::new(builder.finish()) as ArrayRef),
+    );
+    columns.push(Arc::new(traits.finish()));
+    Ok(RecordBatch::try_new(profiles_schema(), columns)?)
+}
+
+/// The views that attribute rows to the profile their identifiers resolve to *now*.
+const RESOLVED_VIEWS: [(&str, &str); 2] =
+    [("events_resolved", "events"), ("orders_resolved", "orders")];
+
+impl Warehouse {
+    /// The identity graph and profiles as of the pipeline's latest commit (cached per offset).
+    fn graph_snapshot(&self) -> Result<(RecordBatch, RecordBatch), WarehouseError> {
+        let Some(store) = &self.store else {
+            return Ok((identities_batch(&[])?, profiles_batch(&[])?));
+        };
+        let offset = store.pipeline_offset()?;
+        let mut cached = self.snapshot.lock();
+        if let Some(snapshot) = cached.as_ref()
+            && snapshot.offset == offset
+        {
+            return Ok((snapshot.identities.clone(), snapshot.profiles.clone()));
+        }
+        let (offset, identifiers, profiles) = store.read(|tables| {
+            let offset = tables.pipeline_offset()?;
+            let identifiers = tables.search_identifiers("", usize::MAX)?;
+            let mut profiles = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = tables.list_profiles(cursor.as_deref(), 1_000)?;
+                profiles.extend(page.profiles);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            Ok((offset, identifiers, profiles))
+        })?;
+        let identifiers: Vec<(String, String)> = identifiers
+            .into_iter()
+            .map(|(key, profile)| (key, profile.0))
+            .collect();
+        let snapshot = GraphSnapshot {
+            offset,
+            identities: identities_batch(&identifiers)?,
+            profiles: profiles_batch(&profiles)?,
+        };
+        let result = (snapshot.identities.clone(), snapshot.profiles.clone());
+        *cached = Some(snapshot);
+        Ok(result)
+    }
+
+    /// A DataFusion session over a consistent snapshot of every table.
+    pub fn session(&self) -> Result<SessionContext, WarehouseError> {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.config.query_threads.max(1))
+            .with_information_schema(true);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.query_memory_bytes, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        // Internal tables and views are created with full rights; user queries never get them.
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| WarehouseError::Engine("default catalog missing".into()))?;
+        catalog.register_schema(INTERNAL_SCHEMA, Arc::new(MemorySchemaProvider::new()))?;
+
+        let (manifest, hot) = {
+            let state = self.state.lock();
+            (state.manifest.clone(), state.hot.batches.clone())
+        };
+        for table in Table::ALL {
+            let schema = table.schema();
+            let files: Vec<&str> = manifest
+                .files
+                .iter()
+                .filter(|f| f.table == table.name())
+                .map(|f| f.path.as_str())
+                .collect();
+            let cold: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
+                Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?)
+            } else {
+                let urls = files
+                    .iter()
+                    .map(|path| ListingTableUrl::parse(self.dir.join(path).to_string_lossy()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                    .with_file_extension(".parquet");
+                let config = ListingTableConfig::new_with_multi_paths(urls)
+                    .with_listing_options(options)
+                    .with_schema(schema.clone());
+                Arc::new(ListingTable::try_new(config)?)
+            };
+            let hot_batches: Vec<RecordBatch> = hot
+                .iter()
+                .filter(|((t, _), _)| *t == table)
+                .flat_map(|(_, batches)| batches.iter().cloned())
+                .collect();
+            let hot_table = MemTable::try_new(schema, vec![hot_batches])?;
+            let name = table.name();
+            ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_files"), cold)?;
+            ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_hot"), Arc::new(hot_table))?;
+        }
+        let (identities, profiles) = self.graph_snapshot()?;
+        ctx.register_batch("identities", identities)?;
+        ctx.register_batch("profiles", profiles)?;
+
+        Ok(ctx)
+    }
+
+    /// Runs `work` on the warehouse's runtime and waits for it (never blocks an async worker of
+    /// another runtime: the caller's thread only waits on a channel).
+    fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, WarehouseError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.runtime().spawn(async move {
+            let _ = sender.send(work.await);
+        });
+        receiver
+            .recv()
+            .map_err(|_| WarehouseError::Engine("the query task ended without a result".into()))
+    }
+
+    /// Runs one read-only query within `limits`. Blocking: call it from a blocking thread
+    /// (the query itself runs on the warehouse's own runtime).
+    pub fn sql(&self, query: &str, limits: &SqlLimits) -> Result<QueryOutput, WarehouseError> {
+        let ctx = self.session()?;
+        let query = query.to_owned();
+        let max_rows = limits.max_rows;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let task = self.runtime().spawn(async move {
+            let result = run_query(&ctx, &query, max_rows).await;
+            let _ = sender.send(result);
+        });
+        match receiver.recv_timeout(limits.timeout) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(WarehouseError::Timeout(limits.timeout))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(WarehouseError::Engine(
+                "the query task ended without a result".into(),
+            )),
+        }
+    }
+
+    /// Writes every table to `out` (created if missing). Flushes the hot tier first.
+    /// Returns rows written per table.
+    pub fn export(
+        &self,
+        out: &Path,
+        format: ExportFormat,
+    ) -> Result<BTreeMap<String, u64>, WarehouseError> {
+        self.flush()?;
+        std::fs::create_dir_all(out).map_err(|e| WarehouseError::io(out, e))?;
+        let mut counts = BTreeMap::new();
+        match format {
+            ExportFormat::Parquet => {
+                for file in self.manifest().files {
+                    let target = out.join(&file.path);
+                    let parent = target.parent().expect("has parent");
+                    std::fs::create_dir_all(parent).map_err(|e| WarehouseError::io(parent, e))?;
+                    std::fs::copy(self.dir.join(&file.path), &target)
+                        .map_err(|e| WarehouseError::io(&target, e))?;
+                    *counts.entry(file.table.clone()).or_default() += file.rows;
+                }
+                for table in Table::ALL {
+                    counts.entry(table.name().to_owned()).or_default();
+                }
+                let (identities, profiles) = self.graph_snapshot()?;
+                for (name, batch) in [("identities", identities), ("profiles", profiles)] {
+                    counts.insert(name.into(), batch.num_rows() as u64);
+                    crate::write_parquet(&out.join(format!("{name}.parquet")), &[batch])?;
+                }
+            }
+            ExportFormat::Jsonl => {
+                let names = Table::ALL
+                    .iter()
+                    .map(|t| t.name())
+                    .chain(["profiles", "identities"]);
+                for name in names {
+                    let path = out.join(format!("{name}.jsonl"));
+                    let file = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
+                    let mut writer =
+                        datafusion::arrow::json::LineDelimitedWriter::new(BufWriter::new(file));
+                    let ctx = self.session()?;
+                    let query = format!("SELECT * FROM {name}");
+                    let (sender, receiver) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+                    let task = self.runtime().spawn(async move {
+                        add_views(&ctx).await?;
+                        let frame = ctx.sql(&query).await?;
+                        let mut stream = frame.execute_stream().await?;
+                        while let Some(batch) = stream.next().await {
+                            if sender.send(batch?).is_err() {
+                                break;
+                            }
+                        }
+                        Ok::<(), DataFusionError>(())
+                    });
+                    let mut rows = 0u64;
+                    for batch in receiver {
+                        rows += batch.num_rows() as u64;
+                        writer.write(&batch)?;
+                    }
+                    self.run_blocking(task)?
+                        .map_err(|e| WarehouseError::Engine(e.to_string()))??;
+                    writer.finish()?;
+                    writer
+                        .into_inner()
+                        .flush()
+                        .map_err(|e| WarehouseError::io(&path, e))?;
+                    counts.insert(name.to_owned(), rows);
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// The user-facing views: each materialized table as its files plus its hot tier, and the
+/// identity-resolved views.
+async fn add_views(ctx: &SessionContext) -> Result<(), DataFusionError> {
+    for table in Table::ALL {
+        let name = table.name();
+        ctx.sql(&format!(
+            "CREATE VIEW {name} AS SELECT * FROM {INTERNAL_SCHEMA}.{name}_files \
+             UNION ALL SELECT * FROM {INTERNAL_SCHEMA}.{name}_hot"
+        ))
+        .await?;
+    }
+    for (view, base) in RESOLVED_VIEWS {
+        ctx.sql(&format!(
+            "CREATE VIEW {view} AS SELECT b.*, COALESCE(u.profile_id, a.profile_id) AS profile_id \
+             FROM {base} b \
+             LEFT JOIN identities u ON u.kind = 'user_id' AND u.value = b.user_id \
+             LEFT JOIN identities a ON a.kind = 'anonymous_id' AND a.value = b.anonymous_id"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn run_query(
+    ctx: &SessionContext,
+    query: &str,
+    max_rows: usize,
+) -> Result<QueryOutput, WarehouseError> {
+    check_read_only(ctx, query)?;
+    add_views(ctx).await?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx.sql_with_options(query, options).await?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let mut stream = frame.execute_stream().await?;
+    let mut batches = Vec::new();
+    let mut row_count = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        row_count += batch.num_rows();
+        if row_count > max_rows {
+            return Err(WarehouseError::TooManyRows(max_rows));
+        }
+        if batch.num_rows() > 0 {
+            batches.push(batch);
+        }
+    }
+    Ok(QueryOutput {
+        schema,
+        batches,
+        row_count,
+    })
+}
+
+/// Refuses anything but queries before planning, so the error names the statement.
+fn check_read_only(ctx: &SessionContext, query: &str) -> Result<(), WarehouseError> {
+    let statement = ctx.state().sql_to_statement(query, &Dialect::Generic)?;
+    if is_read_only(&statement) {
+        Ok(())
+    } else {
+        let text = statement.to_string();
+        let head: String = text
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Err(WarehouseError::WriteRefused(format!("{head} ...")))
+    }
+}
+
+fn is_read_only(statement: &DfStatement) -> bool {
+    match statement {
+        DfStatement::Statement(inner) => match inner.as_ref() {
+            SqlStatement::Query(_)
+            | SqlStatement::ShowTables { .. }
+            | SqlStatement::ShowColumns { .. }
+            | SqlStatement::ExplainTable { .. } => true,
+            SqlStatement::Explain { statement, .. } => {
+                matches!(statement.as_ref(), SqlStatement::Query(_))
+            }
+            _ => false,
+        },
+        DfStatement::Explain(explain) => is_read_only(&explain.statement),
+        DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => {
+            false
+        }
+    }
+}
+
+/// Maps DataFusion failures onto the kinds a caller reacts to differently.
+pub(crate) fn classify(error: DataFusionError) -> WarehouseError {
+    let root = error.find_root();
+    match root {
+        DataFusionError::SQL(parser, _) => WarehouseError::Syntax(parser.to_string()),
+        DataFusionError::SchemaError(schema, _) => match schema.as_ref() {
+            SchemaError::FieldNotFound { .. } => WarehouseError::UnknownColumn(schema.to_string()),
+            other => WarehouseError::InvalidQuery(other.to_string()),
+        },
+        DataFusionError::Plan(message) => {
+            if message.starts_with("DDL not supported")
+                || message.starts_with("DML not supported")
+                || message.starts_with("Statement not supported")
+            {
+                WarehouseError::WriteRefused(message.clone())
+            } else if message.starts_with("table '") && message.ends_with("not found") {
+                WarehouseError::UnknownTable(message.clone())
+            } else {
+                WarehouseError::InvalidQuery(message.clone())
+            }
+        }
+        DataFusionError::NotImplemented(message) | DataFusionError::Execution(message) => {
+            WarehouseError::InvalidQuery(message.clone())
+        }
+        DataFusionError::ArrowError(arrow, _) => WarehouseError::InvalidQuery(arrow.to_string()),
+        DataFusionError::ResourcesExhausted(message) => {
+            WarehouseError::ResourcesExhausted(message.clone())
+        }
+        other => WarehouseError::Engine(other.to_string()),
+    }
+}
+
+impl QueryOutput {
+    /// Column names and Arrow type names.
+    pub fn columns(&self) -> Vec<(String, String)> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect()
+    }
+
+    /// The rows as a JSON array of objects (nulls explicit).
+    pub fn to_json_rows(&self) -> Result<Vec<u8>, WarehouseError> {
+        use datafusion::arrow::json::{WriterBuilder, writer::JsonArray};
+        let mut buffer = Vec::new();
+        {
+            let mut writer = WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, JsonArray>(&mut buffer);
+            for batch in &self.batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+        if buffer.is_empty() {
+            buffer.extend_from_slice(b"[]");
+        }
+        Ok(buffer)
+    }
+
+    /// CSV with a header line.
+    pub fn to_csv(&self) -> Result<Vec<u8>, WarehouseError> {
+        let mut buffer = Vec::new();
+        if self.batches.is_empty() {
+            let names: Vec<&str> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            buffer.extend_from_slice(names.join(",").as_bytes());
+            buffer.push(b'\n');
+            return Ok(buffer);
+        }
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buffer);
+        for batch in &self.batches {
+            writer.write(batch)?;
+        }
+        drop(writer);
+        Ok(buffer)
+    }
+
+    /// An Arrow IPC stream.
+    pub fn to_arrow_ipc(&self) -> Result<Vec<u8>, WarehouseError> {
+        let mut buffer = Vec::new();
+        let mut writer =
+            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &self.schema)?;
+        for batch in &self.batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+        drop(writer);
+        Ok(buffer)
+    }
+
+    /// A boxed text table for terminals.
+    pub fn to_table(&self) -> Result<String, WarehouseError> {
+        if self.batches.is_empty() {
+            let empty = RecordBatch::new_empty(self.schema.clone());
+            return Ok(
+                datafusion::arrow::util::pretty::pretty_format_batches(&[empty])?.to_string(),
+            );
+        }
+        Ok(datafusion::arrow::util::pretty::pretty_format_batches(&self.batches)?.to_string())
+    }
+}

@@ -1,0 +1,273 @@
+use atrium_log::EventLog;
+use std::collections::BTreeSet;
+
+use atrium_warehouse::datafusion::arrow::array::AsArray;
+use atrium_warehouse::{ExportFormat, MANIFEST_FILE, WarehouseConfig};
+use serde_json::Value;
+
+use crate::{Harness, manual_config, query, scalar};
+
+fn is_order_event(event: &Value) -> bool {
+    event["type"] == "track"
+        && matches!(
+            event["event"].as_str(),
+            Some("Order Completed" | "Order Updated" | "Order Refunded" | "Order Cancelled")
+        )
+}
+
+/// Every message id in `events`, from SQL.
+fn warehouse_message_ids(warehouse: &atrium_warehouse::Warehouse) -> Vec<String> {
+    let output = query(warehouse, "SELECT message_id FROM events");
+    let mut ids = Vec::new();
+    for batch in &output.batches {
+        let column = batch.column(0).as_string::<i32>();
+        ids.extend(column.iter().map(|id| id.unwrap().to_owned()));
+    }
+    ids
+}
+
+fn assert_matches_log(harness: &Harness, warehouse: &atrium_warehouse::Warehouse) {
+    let events = harness.log_events();
+    let offsets: i64 = events.iter().map(|(offset, _)| *offset as i64).sum();
+    assert_eq!(
+        scalar(warehouse, "SELECT count(*) FROM events"),
+        events.len() as i64
+    );
+    assert_eq!(
+        scalar(warehouse, "SELECT sum(\"offset\") FROM events"),
+        offsets,
+        "offset checksum"
+    );
+    let mut ids = warehouse_message_ids(warehouse);
+    ids.sort();
+    let mut expected: Vec<String> = events
+        .iter()
+        .map(|(_, event)| event["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected, "message ids: none missing, none duplicated");
+}
+
+#[test]
+fn generated_events_become_typed_rows_visible_before_any_flush() {
+    let harness = Harness::create();
+    harness.ingest_generated(11, 1_500);
+    let warehouse = harness.warehouse(manual_config());
+    warehouse.catch_up().unwrap();
+    assert_eq!(warehouse.committed_offset(), 0, "nothing flushed yet");
+    assert!(warehouse.manifest().files.is_empty());
+    // Hot tier only.
+    assert_matches_log(&harness, &warehouse);
+
+    let events = harness.log_events();
+    let orders: Vec<&Value> = events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| is_order_event(e))
+        .collect();
+    assert!(!orders.is_empty(), "the generator produces orders");
+    let lines: usize = orders
+        .iter()
+        .map(|e| e["properties"]["products"].as_array().map_or(0, Vec::len))
+        .sum();
+    let completed_revenue: f64 = orders
+        .iter()
+        .filter(|e| e["event"] == "Order Completed")
+        .filter_map(|e| e["properties"]["revenue"].as_f64())
+        .sum();
+    let check = |warehouse: &atrium_warehouse::Warehouse| {
+        assert_eq!(
+            scalar(warehouse, "SELECT count(*) FROM orders"),
+            orders.len() as i64
+        );
+        assert_eq!(
+            scalar(warehouse, "SELECT count(*) FROM order_lines"),
+            lines as i64
+        );
+        let revenue = scalar(
+            warehouse,
+            "SELECT CAST(round(sum(revenue) * 100) AS BIGINT) FROM orders WHERE status = 'completed'",
+        );
+        assert_eq!(revenue, (completed_revenue * 100.0).round() as i64);
+        // Typed e-commerce columns on `events` agree with `orders`.
+        assert_eq!(
+            scalar(
+                warehouse,
+                "SELECT count(*) FROM events WHERE event = 'Order Completed' AND revenue IS NOT NULL"
+            ),
+            scalar(
+                warehouse,
+                "SELECT count(*) FROM orders WHERE status = 'completed' AND revenue IS NOT NULL"
+            )
+        );
+        assert_eq!(
+            scalar(
+                warehouse,
+                "SELECT count(*) FROM events WHERE source IS NULL OR channel IS NULL OR type IS NULL"
+            ),
+            0
+        );
+        assert!(
+            scalar(
+                warehouse,
+                "SELECT count(DISTINCT event_date) FROM events WHERE timestamp >= TIMESTAMP '2026-01-01T00:00:00Z'"
+            ) > 10
+        );
+    };
+    check(&warehouse);
+
+    warehouse.flush().unwrap();
+    assert_eq!(warehouse.committed_offset(), harness.log.end_offset());
+    assert!(warehouse.hot_rows().is_empty());
+    let manifest = warehouse.manifest();
+    assert!(
+        manifest
+            .files
+            .iter()
+            .all(|f| f.path.contains("/date=2026-") && f.path.ends_with(".parquet"))
+    );
+    assert!(manifest.files.iter().any(|f| f.table == "order_lines"));
+    assert_matches_log(&harness, &warehouse);
+    check(&warehouse);
+
+    // Reopen: everything comes from the committed files.
+    drop(warehouse);
+    let warehouse = harness.warehouse(manual_config());
+    assert_eq!(warehouse.committed_offset(), harness.log.end_offset());
+    assert_matches_log(&harness, &warehouse);
+    check(&warehouse);
+}
+
+#[test]
+fn a_crash_between_parquet_write_and_manifest_commit_loses_and_duplicates_nothing() {
+    let harness = Harness::create();
+    harness.ingest_generated(5, 900);
+    let dir = harness.dir.path().join("warehouse");
+
+    let warehouse = harness.warehouse(manual_config());
+    warehouse.step().unwrap();
+    warehouse.step().unwrap();
+    warehouse.flush().unwrap();
+    let committed = warehouse.committed_offset();
+    assert!(committed > 0 && committed < harness.log.end_offset());
+    warehouse.step().unwrap();
+    warehouse.flush_without_commit().unwrap();
+    let listed: BTreeSet<String> = warehouse
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    drop(warehouse); // the "crash": hot tier gone, orphan files on disk
+
+    let on_disk = parquet_files(&dir);
+    let orphans: Vec<&String> = on_disk.iter().filter(|f| !listed.contains(*f)).collect();
+    assert!(!orphans.is_empty(), "the crashed flush left files behind");
+
+    let warehouse = harness.warehouse(manual_config());
+    assert_eq!(warehouse.committed_offset(), committed);
+    assert_eq!(parquet_files(&dir), listed, "orphans deleted on open");
+    warehouse.catch_up().unwrap();
+    assert_matches_log(&harness, &warehouse);
+    warehouse.flush().unwrap();
+    assert_matches_log(&harness, &warehouse);
+
+    // More events after the restart, then another reopen.
+    harness.ingest_generated(6, 200);
+    warehouse.catch_up().unwrap();
+    warehouse.flush().unwrap();
+    drop(warehouse);
+    let warehouse = harness.warehouse(manual_config());
+    assert_matches_log(&harness, &warehouse);
+    assert!(dir.join(MANIFEST_FILE).is_file());
+}
+
+#[test]
+fn compaction_merges_small_files_without_changing_results() {
+    let harness = Harness::create();
+    let events: Vec<Value> = (0..30)
+        .map(|i| {
+            serde_json::json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("a{}", i % 4),
+                "properties": {"product_id": format!("p{i}"), "price": i},
+                "timestamp": format!("2026-01-01T10:{:02}:00Z", i)})
+        })
+        .collect();
+    harness.ingest("web", atrium_types::Channel::Web, &events);
+    let config = WarehouseConfig {
+        compact_files: 3,
+        read_batch: 5,
+        ..manual_config()
+    };
+    let warehouse = harness.warehouse(config);
+    for _ in 0..5 {
+        warehouse.step().unwrap();
+        warehouse.flush().unwrap();
+    }
+    warehouse.catch_up().unwrap();
+    warehouse.flush().unwrap();
+    let before = warehouse.manifest().files.len();
+    let merged = warehouse.compact().unwrap();
+    assert!(merged > 0, "some day partition had 3+ files");
+    assert!(warehouse.manifest().files.len() < before);
+    assert_matches_log(&harness, &warehouse);
+    drop(warehouse);
+    // Files replaced by compaction are deleted on reopen at the latest.
+    let warehouse = harness.warehouse(manual_config());
+    let listed: BTreeSet<String> = warehouse
+        .manifest()
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(parquet_files(&harness.dir.path().join("warehouse")), listed);
+    assert_matches_log(&harness, &warehouse);
+}
+
+#[test]
+fn export_writes_parquet_and_jsonl() {
+    let harness = Harness::create();
+    harness.ingest_generated(3, 300);
+    harness.pipeline.run_until_caught_up().unwrap();
+    let warehouse = harness.warehouse(manual_config());
+    warehouse.catch_up().unwrap();
+    let events = harness.log_events().len() as u64;
+
+    let out = harness.dir.path().join("export-jsonl");
+    let counts = warehouse.export(&out, ExportFormat::Jsonl).unwrap();
+    assert_eq!(counts["events"], events);
+    assert!(counts["profiles"] > 0);
+    let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert_eq!(text.lines().count() as u64, events);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first["message_id"].is_string());
+
+    let out = harness.dir.path().join("export-parquet");
+    let counts = warehouse.export(&out, ExportFormat::Parquet).unwrap();
+    assert_eq!(counts["events"], events);
+    assert!(out.join("profiles.parquet").is_file());
+    assert!(!parquet_files(&out.join("events")).is_empty());
+}
+
+fn parquet_files(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.insert(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found
+}
