@@ -1,0 +1,7 @@
+mod als;
+mod covisit;
+mod eval;
+mod interaction;
+mod models;
+mod rules;
+mod shop;
