@@ -211,6 +211,15 @@ fn report(options: &Options) -> Result<(), Error> {
         }
         let scored = evaluate_model(&implicit, &train, &test, items, k);
         print_row("implicit ALS", &scored, Some(seconds));
+        // CI gate: Atrium's ALS must reach this fraction of implicit's NDCG@10.
+        let min_ratio: f64 = options.number("min-ndcg-ratio", 0.0)?;
+        if atrium.ndcg < min_ratio * scored.ndcg {
+            return Err(format!(
+                "atrium ALS NDCG@10 {:.4} is below {min_ratio} × implicit's {:.4}",
+                atrium.ndcg, scored.ndcg
+            )
+            .into());
+        }
     }
     Ok(())
 }

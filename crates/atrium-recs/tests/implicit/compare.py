@@ -107,6 +107,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cholesky", action="store_true")
+    parser.add_argument("--min-ndcg-ratio", type=float, default=0.0,
+                        help="fail unless Atrium's NDCG@10 >= this fraction of implicit's")
     args = parser.parse_args()
 
     runs = []
@@ -129,6 +131,7 @@ def main():
                   "--seed", str(args.seed)]
         if args.cholesky:
             report.append("--cholesky")
+        report += ["--min-ndcg-ratio", str(args.min_ndcg_ratio)]
         cargo_example(*report)
 
 
