@@ -56,6 +56,44 @@ pub struct Config {
     pub log_segment_mib: u64,
     /// Client keys of GrowthBook/OpenFeature SDKs (`/api/features/{clientKey}`, OFREP).
     pub sdk_connections: Vec<SdkConnection>,
+    /// The SQL warehouse's materializer (`[warehouse]`).
+    pub warehouse: WarehouseSettings,
+}
+
+/// `[warehouse]`: when the hot tier is flushed to Parquet, and how the files are compressed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseSettings {
+    /// Flush the hot tier once its oldest row is this old, in ms
+    /// (`ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS`).
+    pub flush_interval_ms: u64,
+    /// ... or once it holds this many events (`ATRIUM_WAREHOUSE_FLUSH_ROWS`).
+    pub flush_rows: usize,
+    /// `zstd` or `none` (`ATRIUM_WAREHOUSE_COMPRESSION`).
+    pub compression: atrium_warehouse::ParquetCompression,
+}
+
+impl Default for WarehouseSettings {
+    fn default() -> Self {
+        let defaults = atrium_warehouse::WarehouseConfig::default();
+        WarehouseSettings {
+            flush_interval_ms: defaults.flush_interval.as_millis() as u64,
+            flush_rows: defaults.flush_rows,
+            compression: defaults.compression,
+        }
+    }
+}
+
+impl WarehouseSettings {
+    /// The warehouse configuration these settings describe (other knobs at their defaults).
+    pub fn to_config(&self) -> atrium_warehouse::WarehouseConfig {
+        atrium_warehouse::WarehouseConfig {
+            flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            flush_rows: self.flush_rows.max(1),
+            compression: self.compression,
+            ..atrium_warehouse::WarehouseConfig::default()
+        }
+    }
 }
 
 /// One SDK connection: a public client key, optionally with a payload encryption key.
@@ -96,6 +134,7 @@ impl Default for Config {
             pipeline_batch_records: 2_000,
             log_segment_mib: 64,
             sdk_connections: Vec::new(),
+            warehouse: WarehouseSettings::default(),
         }
     }
 }
@@ -151,6 +190,28 @@ impl Config {
             self.rate_limit_per_key = rate
                 .parse()
                 .map_err(|error| invalid("ATRIUM_RATE_LIMIT_PER_KEY", format!("{error}")))?;
+        }
+        if let Some(ms) = get("ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS") {
+            self.warehouse.flush_interval_ms = ms.parse().map_err(|error| {
+                invalid("ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS", format!("{error}"))
+            })?;
+        }
+        if let Some(rows) = get("ATRIUM_WAREHOUSE_FLUSH_ROWS") {
+            self.warehouse.flush_rows = rows
+                .parse()
+                .map_err(|error| invalid("ATRIUM_WAREHOUSE_FLUSH_ROWS", format!("{error}")))?;
+        }
+        if let Some(codec) = get("ATRIUM_WAREHOUSE_COMPRESSION") {
+            self.warehouse.compression = match codec.trim().to_ascii_lowercase().as_str() {
+                "zstd" => atrium_warehouse::ParquetCompression::Zstd,
+                "none" => atrium_warehouse::ParquetCompression::None,
+                other => {
+                    return Err(invalid(
+                        "ATRIUM_WAREHOUSE_COMPRESSION",
+                        format!("unknown codec `{other}`: expected zstd or none"),
+                    ));
+                }
+            };
         }
         if let Some(key) = get("ATRIUM_BOOTSTRAP_WRITE_KEY").filter(|key| !key.is_empty())
             && !self.sources.iter().any(|source| source.write_key == key)
@@ -228,6 +289,11 @@ impl Config {
                 "pipeline_batch_records and max_inflight_requests must be positive".into(),
             ));
         }
+        if self.warehouse.flush_rows == 0 {
+            return Err(ConfigError::Invalid(
+                "warehouse.flush_rows must be positive".into(),
+            ));
+        }
         self.identity
             .compile()
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
@@ -246,10 +312,21 @@ mod tests {
             "ATRIUM_LISTEN" => Some("127.0.0.1:9100".to_owned()),
             "ATRIUM_BOOTSTRAP_WRITE_KEY" => Some("wk_bootstrap".to_owned()),
             "ATRIUM_BOOTSTRAP_ADMIN_KEY" => Some("sk_admin".to_owned()),
+            "ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS" => Some("250".to_owned()),
+            "ATRIUM_WAREHOUSE_COMPRESSION" => Some("none".to_owned()),
             _ => None,
         };
         config.apply_env(env).unwrap();
         assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.warehouse.flush_interval_ms, 250);
+        assert_eq!(
+            config.warehouse.compression,
+            atrium_warehouse::ParquetCompression::None
+        );
+        assert_eq!(
+            config.warehouse.to_config().flush_interval,
+            std::time::Duration::from_millis(250)
+        );
         assert_eq!(config.sources.len(), 2);
         assert_eq!(config.admin_key_sha256, vec![hash_secret("sk_admin")]);
         config.validate().unwrap();
@@ -258,6 +335,13 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        assert!(toml::from_str::<Config>("[warehouse]\nflush_every = 1").is_err());
+        assert!(toml::from_str::<Config>("[warehouse]\ncompression = \"lz4\"").is_err());
+        assert!(
+            Config::default()
+                .apply_env(|name| (name == "ATRIUM_WAREHOUSE_COMPRESSION").then(|| "lz4".into()))
+                .is_err()
+        );
         let mut config = Config::default();
         assert!(
             config
@@ -311,6 +395,10 @@ mod example_file {
         assert_eq!(
             config.identity, defaults.identity,
             "the example documents the default identity rules"
+        );
+        assert_eq!(
+            config.warehouse, defaults.warehouse,
+            "the example documents the default warehouse settings"
         );
         assert!(
             config

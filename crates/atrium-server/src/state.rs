@@ -161,16 +161,19 @@ pub fn open_log(config: &Config) -> Result<Arc<SegmentedLog>, StartError> {
 }
 
 /// Opens the warehouse under `<data dir>/warehouse`, over the log and the store's identity graph.
+/// `pipeline` gives the identity rules and identifier hasher erasure records are matched with.
 pub fn open_warehouse(
     config: &Config,
     log: Arc<SegmentedLog>,
     store: Arc<Store>,
+    pipeline: &Pipeline,
 ) -> Result<atrium_warehouse::Warehouse, StartError> {
     Ok(atrium_warehouse::Warehouse::open(
         config.data_dir.join("warehouse"),
         log,
         Some(store),
-        atrium_warehouse::WarehouseConfig::default(),
+        atrium_warehouse::ErasureKeys::new(pipeline.rules().clone(), pipeline.hasher().clone()),
+        config.warehouse.to_config(),
     )?)
 }
 
@@ -190,7 +193,12 @@ impl AppState {
             pipeline_config(&config, &config.data_dir)?,
             clock.clone(),
         )?);
-        let warehouse = Arc::new(open_warehouse(&config, log.clone(), store.clone())?);
+        let warehouse = Arc::new(open_warehouse(
+            &config,
+            log.clone(),
+            store.clone(),
+            &pipeline,
+        )?);
         let window_ms = i64::from(config.dedup_window_hours) * 3_600_000;
         let dedup = rebuild_dedup(&*log, &store, window_ms, clock.now_ms())?;
         let suppressed: HashSet<String> = store

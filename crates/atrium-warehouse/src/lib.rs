@@ -22,11 +22,22 @@
 //! `orders_resolved` add a `profile_id` column by joining to it, so after a merge the anonymous
 //! history counts for the merged profile without rewriting any file (retroactive stitching).
 //!
-//! # Not yet done
+//! # GDPR erasure
 //!
-//! `atrium.erase` control records are skipped: rows of an erased profile stay in the warehouse
-//! files until the warehouse directory is deleted and rebuilt from the (rewritten) log.
+//! When the materializer reaches an `atrium.erase` control record it removes every row of an
+//! event carrying one of the erased identifier hashes (matched with the pipeline's own rules and
+//! salted hasher, see [`ErasureKeys`]) from the hot tier and from every committed Parquet file of
+//! `events`, `orders` and `order_lines`, before it reads past the record. Affected files are
+//! rewritten like a flush commits: the new file is written and synced, the manifest (same offset,
+//! new file list) replaced atomically, and only then the old file deleted (files retired by an
+//! earlier compaction are deleted at once too). A crash before the manifest commit leaves an
+//! unlisted file that `open` deletes, and the materializer, resuming below the erase record,
+//! applies it again; a crash after it leaves the old files unlisted, deleted on open.
+//! `profiles` and `identities` are snapshots of the store, which the pipeline has already purged.
+//! Set [`WarehouseConfig::compression`] to [`ParquetCompression::None`] to make the files
+//! byte-greppable (tests do, to prove no erased value remains on disk).
 
+mod erase;
 mod manifest;
 mod query;
 mod rows;
@@ -41,19 +52,20 @@ use std::time::{Duration, Instant};
 
 use atrium_log::{EventLog, LogError};
 use atrium_store::{Store, StoreError};
-use atrium_types::LogRecord;
-use datafusion::arrow::compute::concat_batches;
+use atrium_types::{ControlRecord, LogRecord};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use parking_lot::Mutex;
 
 pub use datafusion;
+pub use erase::ErasureKeys;
 pub use manifest::{DataFile, MANIFEST_FILE, Manifest};
 pub use query::{ExportFormat, QueryOutput, SqlLimits};
 pub use rows::Table;
@@ -149,6 +161,28 @@ pub struct WarehouseConfig {
     pub query_threads: usize,
     /// Memory one query may use for sorts, joins and aggregations.
     pub query_memory_bytes: usize,
+    /// Compression of the Parquet files the warehouse writes.
+    pub compression: ParquetCompression,
+}
+
+/// Compression codec of written Parquet files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Zstandard, level 3 (the default).
+    #[default]
+    Zstd,
+    /// Uncompressed (bigger files; values are plain bytes on disk, which tests grep for).
+    None,
+}
+
+impl ParquetCompression {
+    fn codec(self) -> Result<Compression, ParquetError> {
+        Ok(match self {
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(3)?),
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+        })
+    }
 }
 
 impl Default for WarehouseConfig {
@@ -160,6 +194,7 @@ impl Default for WarehouseConfig {
             compact_files: 8,
             query_threads: 2,
             query_memory_bytes: 1 << 30,
+            compression: ParquetCompression::Zstd,
         }
     }
 }
@@ -193,6 +228,7 @@ pub struct Warehouse {
     dir: PathBuf,
     log: Arc<dyn EventLog>,
     store: Option<Arc<Store>>,
+    erasure: ErasureKeys,
     config: WarehouseConfig,
     state: Mutex<State>,
     /// Serializes materializer steps, flushes and compactions (queries never take it).
@@ -203,11 +239,14 @@ pub struct Warehouse {
 
 impl Warehouse {
     /// Opens (or creates) the warehouse in `dir`. `store`, when given, provides the identity
-    /// graph and profiles for the `identities` and `profiles` tables.
+    /// graph and profiles for the `identities` and `profiles` tables. `erasure` must hold the
+    /// pipeline's identity rules and identifier hasher, so `atrium.erase` records match the
+    /// same rows the pipeline erases.
     pub fn open(
         dir: impl Into<PathBuf>,
         log: Arc<dyn EventLog>,
         store: Option<Arc<Store>>,
+        erasure: ErasureKeys,
         config: WarehouseConfig,
     ) -> Result<Warehouse, WarehouseError> {
         let dir = dir.into();
@@ -245,6 +284,7 @@ impl Warehouse {
             dir,
             log,
             store,
+            erasure,
             config,
             state: Mutex::new(State { manifest, hot }),
             writer: Mutex::new(Vec::new()),
@@ -287,7 +327,7 @@ impl Warehouse {
     /// large or old enough. Returns how many log records it read.
     pub fn step(&self) -> Result<usize, WarehouseError> {
         let mut retired = self.writer.lock();
-        let read = self.read_batch()?;
+        let read = self.read_batch(&mut retired)?;
         let flush_due = {
             let state = self.state.lock();
             state.hot.event_rows >= self.config.flush_rows
@@ -305,28 +345,41 @@ impl Warehouse {
 
     /// Reads the whole log into the hot tier (no flush). Returns the visible offset.
     pub fn catch_up(&self) -> Result<u64, WarehouseError> {
-        let _writer = self.writer.lock();
+        let mut retired = self.writer.lock();
         while self.visible_offset() < self.log.end_offset() {
-            if self.read_batch()? == 0 {
+            if self.read_batch(&mut retired)? == 0 {
                 break;
             }
         }
         Ok(self.visible_offset())
     }
 
-    fn read_batch(&self) -> Result<usize, WarehouseError> {
+    /// Reads up to `read_batch` records; an erase record ends the batch: the records before it
+    /// are added to the hot tier, then the erasure is applied, and only then does the visible
+    /// offset move past it (a failed erasure is retried from the record).
+    fn read_batch(&self, retired: &mut Vec<Retired>) -> Result<usize, WarehouseError> {
         let from = self.visible_offset();
         let records = self.log.read(from, self.config.read_batch)?;
         let Some(last) = records.last() else {
             return Ok(0);
         };
-        let next_offset = last.offset + 1;
+        let mut next_offset = last.offset + 1;
+        let mut erasure: Option<(u64, Vec<String>)> = None;
+        let mut read = records.len();
         let mut grouped: BTreeMap<(Table, i32), Vec<rows::Row>> = BTreeMap::new();
         let mut event_rows = 0;
-        for record in &records {
+        for (index, record) in records.iter().enumerate() {
             let event = match LogRecord::decode(&record.payload) {
                 Ok(LogRecord::Event(event)) => event,
-                // Control records (erasure, definitions) are not rows. See the crate docs.
+                Ok(LogRecord::Control(ControlRecord::Erase {
+                    identifier_hashes, ..
+                })) => {
+                    erasure = Some((record.offset, identifier_hashes));
+                    next_offset = record.offset;
+                    read = index + 1;
+                    break;
+                }
+                // Other control records (definitions) are not rows.
                 Ok(LogRecord::Control(_)) => continue,
                 Err(error) => {
                     tracing::warn!(offset = record.offset, %error, "warehouse skips undecodable log record");
@@ -365,7 +418,127 @@ impl Warehouse {
         if state.hot.since.is_none() && event_rows > 0 {
             state.hot.since = Some(Instant::now());
         }
-        Ok(records.len())
+        drop(state);
+        if let Some((offset, hashes)) = erasure {
+            self.erase_locked(offset, hashes, retired)?;
+            self.state.lock().hot.next_offset = offset + 1;
+        }
+        Ok(read)
+    }
+
+    /// Applies the erase record at `offset`: removes the rows of events carrying one of
+    /// `hashes` from the hot tier and from every committed file (see the crate docs).
+    fn erase_locked(
+        &self,
+        offset: u64,
+        hashes: Vec<String>,
+        retired: &mut Vec<Retired>,
+    ) -> Result<(), WarehouseError> {
+        let mut eraser = erase::Eraser::new(&self.erasure, hashes);
+        let (hot, manifest) = {
+            let state = self.state.lock();
+            (state.hot.batches.clone(), state.manifest.clone())
+        };
+        // Events first: the erased offsets they yield take the order rows along.
+        let mut new_hot = hot.clone();
+        let mut hot_events_removed = 0;
+        let mut next_manifest = manifest.clone();
+        let mut written: Vec<PathBuf> = Vec::new();
+        let mut replaced: Vec<PathBuf> = Vec::new();
+        let mut dirs = BTreeSet::new();
+        for table in Table::ALL {
+            for ((hot_table, _), batches) in new_hot.iter_mut() {
+                if *hot_table != table {
+                    continue;
+                }
+                for batch in batches.iter_mut() {
+                    if let Some(kept) = eraser.filter(table, batch)? {
+                        if table == Table::Events {
+                            hot_events_removed += batch.num_rows() - kept.num_rows();
+                        }
+                        *batch = kept;
+                    }
+                }
+            }
+            for file in next_manifest
+                .files
+                .iter_mut()
+                .filter(|f| f.table == table.name())
+            {
+                let path = self.dir.join(&file.path);
+                let columns = read_parquet_columns(&path, table, erase::match_columns(table))?;
+                let columns = concat_batches(&columns_schema(table, &columns), &columns)?;
+                let Some(mask) = eraser.keep_mask(table, &columns)? else {
+                    continue;
+                };
+                let full = concat_batches(&table.schema(), &read_parquet(&path)?)?;
+                let kept = filter_record_batch(&full, &mask)?;
+                tracing::info!(file = %file.path, removed = full.num_rows() - kept.num_rows(), "erasure rewrites warehouse file");
+                replaced.push(path);
+                file.rows = kept.num_rows() as u64;
+                if kept.num_rows() == 0 {
+                    file.path.clear();
+                    continue;
+                }
+                let relative = format!(
+                    "{}/date={}/part-{:020}-{:020}-e{offset:020}.parquet",
+                    table.name(),
+                    rows::day_name(file.day),
+                    file.first_offset,
+                    file.last_offset,
+                );
+                let new_path = self.dir.join(&relative);
+                write_parquet(
+                    &new_path,
+                    std::slice::from_ref(&kept),
+                    self.config.compression,
+                )?;
+                dirs.insert(new_path.parent().expect("has parent").to_path_buf());
+                written.push(new_path);
+                file.path = relative;
+            }
+        }
+        next_manifest.files.retain(|f| !f.path.is_empty());
+        for dir in &dirs {
+            manifest::sync_dir(dir)?;
+        }
+        if !replaced.is_empty() {
+            next_manifest.store(&self.dir)?;
+        }
+        {
+            let mut state = self.state.lock();
+            state.manifest = next_manifest;
+            for (key, batches) in new_hot {
+                state.hot.batches.insert(key, batches);
+            }
+            state.hot.event_rows = state.hot.event_rows.saturating_sub(hot_events_removed);
+        }
+        // Committed: the old files (and files an earlier compaction retired, which may hold the
+        // erased rows too) are garbage now. A query still reading one of them fails; the data
+        // must go.
+        let mut removed_dirs = BTreeSet::new();
+        for path in replaced
+            .into_iter()
+            .chain(retired.drain(..).map(|file| file.path))
+        {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    removed_dirs.insert(path.parent().expect("has parent").to_path_buf());
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(WarehouseError::io(&path, source)),
+            }
+        }
+        for dir in &removed_dirs {
+            manifest::sync_dir(dir)?;
+        }
+        tracing::info!(
+            offset,
+            events = eraser.erased_offsets.len(),
+            rewritten = written.len(),
+            "erasure applied to the warehouse"
+        );
+        Ok(())
     }
 
     /// Writes the hot tier to Parquet files and commits them with the new offset.
@@ -408,7 +581,7 @@ impl Warehouse {
                 next - 1
             );
             let path = self.dir.join(&relative);
-            write_parquet(&path, std::slice::from_ref(&batch))?;
+            write_parquet(&path, std::slice::from_ref(&batch), self.config.compression)?;
             dirs.insert(path.parent().expect("has parent").to_path_buf());
             dirs.insert(self.dir.join(table.name()));
             files.push(DataFile {
@@ -495,7 +668,11 @@ impl Warehouse {
             );
             let path = self.dir.join(&relative);
             let merged = concat_batches(&table.schema(), &batches)?;
-            write_parquet(&path, std::slice::from_ref(&merged))?;
+            write_parquet(
+                &path,
+                std::slice::from_ref(&merged),
+                self.config.compression,
+            )?;
             manifest::sync_dir(path.parent().expect("has parent"))?;
             replaced.extend(files.iter().map(|f| f.path.clone()));
             added.push(DataFile {
@@ -583,7 +760,11 @@ enum FlushMode {
     CrashBeforeCommit,
 }
 
-fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(), WarehouseError> {
+fn write_parquet(
+    path: &Path,
+    batches: &[RecordBatch],
+    compression: ParquetCompression,
+) -> Result<(), WarehouseError> {
     let Some(first) = batches.first() else {
         return Ok(());
     };
@@ -591,7 +772,7 @@ fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<(), WarehouseEr
     std::fs::create_dir_all(parent).map_err(|e| WarehouseError::io(parent, e))?;
     let file = File::create(path).map_err(|e| WarehouseError::io(path, e))?;
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_compression(compression.codec()?)
         .build();
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(properties))?;
     for batch in batches {
@@ -605,4 +786,40 @@ fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, WarehouseError> {
     let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     Ok(reader.collect::<Result<Vec<_>, ArrowError>>()?)
+}
+
+/// The named columns of a data file of `table` (every row, in file order).
+fn read_parquet_columns(
+    path: &Path,
+    table: Table,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>, WarehouseError> {
+    let schema = table.schema();
+    let mut indices = Vec::with_capacity(columns.len());
+    for name in columns {
+        indices.push(schema.index_of(name)?);
+    }
+    let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder.with_projection(mask).build()?;
+    Ok(reader.collect::<Result<Vec<_>, ArrowError>>()?)
+}
+
+/// The schema of projected batches (the file's, or the table's projection when there are none).
+fn columns_schema(
+    table: Table,
+    batches: &[RecordBatch],
+) -> datafusion::arrow::datatypes::SchemaRef {
+    match batches.first() {
+        Some(batch) => batch.schema(),
+        None => {
+            let schema = table.schema();
+            let indices: Vec<usize> = erase::match_columns(table)
+                .iter()
+                .filter_map(|name| schema.index_of(name).ok())
+                .collect();
+            Arc::new(schema.project(&indices).expect("projection of own columns"))
+        }
+    }
 }

@@ -345,7 +345,11 @@ impl Warehouse {
                 let (identities, profiles) = self.graph_snapshot()?;
                 for (name, batch) in [("identities", identities), ("profiles", profiles)] {
                     counts.insert(name.into(), batch.num_rows() as u64);
-                    crate::write_parquet(&out.join(format!("{name}.parquet")), &[batch])?;
+                    crate::write_parquet(
+                        &out.join(format!("{name}.parquet")),
+                        &[batch],
+                        self.config.compression,
+                    )?;
                 }
             }
             ExportFormat::Jsonl => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use atrium_warehouse::{ExportFormat, SqlLimits, Warehouse, WarehouseConfig};
+use atrium_warehouse::{ExportFormat, SqlLimits, Warehouse};
 use clap::{Args, ValueEnum};
 
 use crate::DataArgs;
@@ -69,12 +69,7 @@ fn open(data: &DataArgs) -> anyhow::Result<(std::fs::File, Warehouse)> {
     )?;
     pipeline.run_until_caught_up()?;
     store.sync()?;
-    let warehouse = Warehouse::open(
-        config.data_dir.join("warehouse"),
-        log,
-        Some(store),
-        WarehouseConfig::default(),
-    )?;
+    let warehouse = atrium_server::state::open_warehouse(&config, log, store, &pipeline)?;
     warehouse.catch_up()?;
     warehouse.flush().context("flushing the warehouse")?;
     Ok((lock, warehouse))

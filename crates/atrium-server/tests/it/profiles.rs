@@ -317,7 +317,13 @@ fn files_containing(dir: &Path, needles: &[&[u8]]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_purges_everything_and_suppresses_the_identifiers() {
-    let server = TestServer::start().await;
+    // The warehouse flushes to Parquet within ~50 ms, uncompressed so the byte scan below sees
+    // the values in its files.
+    let server = TestServer::start_with(|config| {
+        config.warehouse.flush_interval_ms = 50;
+        config.warehouse.compression = atrium_warehouse::ParquetCompression::None;
+    })
+    .await;
     let batch = json!({"batch": [
         {"type": "page", "anonymousId": "anon-erin-7", "name": "Landing"},
         {"type": "identify", "anonymousId": "anon-erin-7", "userId": "u-erin-7",
@@ -329,6 +335,36 @@ async fn erasure_purges_everything_and_suppresses_the_identifiers() {
     let (status, body, end) = server.ingest("/v1/batch", &batch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 4, "{body}");
+
+    // The warehouse has committed the person's rows to Parquet before the erasure.
+    let manifest = server.dir.path().join("warehouse/manifest.json");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let committed = std::fs::read(&manifest)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .and_then(|manifest| manifest["offset"].as_u64())
+            .unwrap_or(0);
+        if committed >= end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "warehouse never flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let in_parquet = files_containing(
+        &server.dir.path().join("warehouse"),
+        &[b"u-erin-7", b"erin.erased@example.com"],
+    );
+    assert!(
+        in_parquet
+            .iter()
+            .any(|file| file.contains(".parquet contains")),
+        "{in_parquet:?}"
+    );
+    assert_eq!(
+        warehouse_rows(&server, "u-erin-7", "anon-erin-7").await,
+        [3, 1, 0]
+    );
 
     // Export first: the profile and its events.
     let response = server
@@ -425,5 +461,40 @@ async fn erasure_purges_everything_and_suppresses_the_identifiers() {
         .await;
     assert_eq!(status, StatusCode::OK, "{events}");
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+
+    // SQL: no row of the erased person in any warehouse table; the other person's row stays.
+    assert_eq!(
+        warehouse_rows(&server, "u-erin-7", "anon-erin-7").await,
+        [0, 0, 0]
+    );
+    assert_eq!(warehouse_rows(&server, "u-keep", "-").await, [1, 0, 0]);
+    let (status, body) = server
+        .admin_post(
+            "/v1/sql",
+            &json!({"query": "SELECT (SELECT count(*) FROM events WHERE traits LIKE '%erin.erased%' \
+                OR context LIKE '%erin.erased%') + (SELECT count(*) FROM profiles) \
+                + (SELECT count(*) FROM identities WHERE value LIKE '%erin%') AS n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"][0]["n"], 1,
+        "only the kept profile remains: {body}"
+    );
     server.stop().await;
+}
+
+/// Rows in `events`, `orders` and `order_lines` carrying `user_id` or `anonymous_id`.
+async fn warehouse_rows(server: &TestServer, user_id: &str, anonymous_id: &str) -> [i64; 3] {
+    let mut counts = [0; 3];
+    for (index, table) in ["events", "orders", "order_lines"].into_iter().enumerate() {
+        let query = format!(
+            "SELECT count(*) AS n FROM {table} WHERE user_id = '{user_id}' \
+             OR anonymous_id = '{anonymous_id}'"
+        );
+        let (status, body) = server.admin_post("/v1/sql", &json!({"query": query})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        counts[index] = body["rows"][0]["n"].as_i64().expect("a count");
+    }
+    counts
 }

@@ -1,5 +1,6 @@
 //! Warehouse tests over a real segmented log, a real redb store and real Parquet files.
 
+mod erasure;
 mod materialize;
 mod sql;
 
@@ -15,7 +16,7 @@ use atrium_store::Store;
 use atrium_types::{Channel, SourceConfig, SystemClock};
 use atrium_warehouse::datafusion::arrow::array::{Array, AsArray};
 use atrium_warehouse::datafusion::arrow::datatypes::Int64Type;
-use atrium_warehouse::{QueryOutput, SqlLimits, Warehouse, WarehouseConfig};
+use atrium_warehouse::{ErasureKeys, QueryOutput, SqlLimits, Warehouse, WarehouseConfig};
 use serde_json::Value;
 
 pub struct Harness {
@@ -52,6 +53,10 @@ impl Harness {
             self.dir.path().join("warehouse"),
             self.log.clone(),
             Some(self.store.clone()),
+            ErasureKeys::new(
+                self.pipeline.rules().clone(),
+                self.pipeline.hasher().clone(),
+            ),
             config,
         )
         .expect("warehouse opens")
