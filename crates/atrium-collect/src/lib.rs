@@ -17,7 +17,7 @@ mod raw;
 pub use dedup::{DedupIndex, DedupKey};
 pub use normalize::{
     Endpoint, Limits, Normalized, NormalizedEvent, Rejection, RejectionCode, RequestBody,
-    RequestFacts,
+    RequestFacts, normalize_events,
 };
 
 /// A failure of the whole request (as opposed to one event in it).

@@ -644,3 +644,27 @@ fn object_fields(raw: Option<&RawValue>) -> Vec<(Cow<'_, str>, &RawValue)> {
         _ => Vec::new(),
     }
 }
+
+/// Normalizes already-decoded events as one batch from `source`, without the request-size
+/// limits (for imports and tests that feed the log directly).
+pub fn normalize_events(
+    source: &SourceConfig,
+    received_at_ms: i64,
+    client_ip: Option<&str>,
+    events: &[serde_json::Value],
+) -> Result<Normalized, CollectError> {
+    let limits = Limits {
+        max_request_bytes: usize::MAX,
+        max_batch_events: usize::MAX,
+        ..Limits::default()
+    };
+    let body = serde_json::to_vec(&serde_json::json!({ "batch": events }))
+        .expect("json values always serialize");
+    let parsed = RequestBody::parse(&body, &limits)?;
+    let facts = RequestFacts {
+        source,
+        received_at_ms,
+        client_ip,
+    };
+    parsed.normalize(Endpoint::Batch, &facts, &limits)
+}

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use atrium_collect::{Endpoint, RequestBody, RequestFacts};
 use atrium_log::EventLog;
 use atrium_types::{Channel, SourceConfig};
 use clap::{Args, ValueEnum};
@@ -159,20 +158,10 @@ impl Importer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let limits = atrium_collect::Limits {
-            max_request_bytes: usize::MAX,
-            max_batch_events: usize::MAX,
-            ..Default::default()
-        };
-        let body =
-            serde_json::to_vec(&serde_json::json!({"batch": std::mem::take(&mut self.pending)}))?;
-        let parsed = RequestBody::parse(&body, &limits)?;
-        let facts = RequestFacts {
-            source: &self.source,
-            received_at_ms: atrium_types::Clock::now_ms(&atrium_types::SystemClock),
-            client_ip: None,
-        };
-        let normalized = parsed.normalize(Endpoint::Batch, &facts, &limits)?;
+        let events = std::mem::take(&mut self.pending);
+        let received_at_ms = atrium_types::Clock::now_ms(&atrium_types::SystemClock);
+        let normalized =
+            atrium_collect::normalize_events(&self.source, received_at_ms, None, &events)?;
         for rejection in &normalized.rejected {
             tracing::warn!(index = rejection.index, code = ?rejection.code, message = %rejection.message, "event rejected");
         }

@@ -8,7 +8,6 @@ mod stitching;
 use std::path::Path;
 use std::sync::Arc;
 
-use atrium_collect::{Endpoint, Limits, RequestBody, RequestFacts};
 use atrium_identity::IdentityRules;
 use atrium_log::{EventLog, LogConfig, SegmentedLog};
 use atrium_pipeline::{IdentifierHasher, Pipeline, PipelineConfig};
@@ -78,25 +77,19 @@ impl Harness {
 }
 
 pub fn normalize(source: &str, channel: Channel, events: &[Value]) -> Vec<Vec<u8>> {
-    let limits = Limits::default();
     let source = SourceConfig {
         name: source.into(),
         channel,
     };
-    let mut payloads = Vec::new();
-    for event in events {
-        let body = serde_json::to_vec(&serde_json::json!({"batch": [event]})).unwrap();
-        let parsed = RequestBody::parse(&body, &limits).unwrap();
-        let facts = RequestFacts {
-            source: &source,
-            received_at_ms: 1_767_225_600_000,
-            client_ip: Some("192.0.2.1"),
-        };
-        let normalized = parsed.normalize(Endpoint::Batch, &facts, &limits).unwrap();
-        assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
-        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
-    }
-    payloads
+    let normalized =
+        atrium_collect::normalize_events(&source, 1_767_225_600_000, Some("192.0.2.1"), events)
+            .unwrap();
+    assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
+    normalized
+        .accepted
+        .into_iter()
+        .map(|event| event.payload)
+        .collect()
 }
 
 /// Every file under `dir`, recursively, as bytes.

@@ -7,7 +7,6 @@ mod sql;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atrium_collect::{Endpoint, Limits, RequestBody, RequestFacts};
 use atrium_gen::{GenConfig, Generator};
 use atrium_identity::IdentityRules;
 use atrium_log::{EventLog, LogConfig, SegmentedLog};
@@ -114,26 +113,20 @@ impl Harness {
 }
 
 pub fn normalize(source: &str, channel: Channel, events: &[Value]) -> Vec<Vec<u8>> {
-    let limits = Limits::default();
     let source = SourceConfig {
         name: source.into(),
         channel,
     };
-    let mut payloads = Vec::new();
-    for event in events {
-        let body = serde_json::to_vec(&serde_json::json!({"batch": [event]})).unwrap();
-        let parsed = RequestBody::parse(&body, &limits).unwrap();
-        let facts = RequestFacts {
-            source: &source,
-            // 2026-06-01: after every test event, so no timestamp is clamped as "in the future".
-            received_at_ms: 1_780_272_000_000,
-            client_ip: Some("192.0.2.1"),
-        };
-        let normalized = parsed.normalize(Endpoint::Batch, &facts, &limits).unwrap();
-        assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
-        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
-    }
-    payloads
+    // 2026-06-01: after every test event, so no timestamp is clamped as "in the future".
+    let normalized =
+        atrium_collect::normalize_events(&source, 1_780_272_000_000, Some("192.0.2.1"), events)
+            .unwrap();
+    assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
+    normalized
+        .accepted
+        .into_iter()
+        .map(|event| event.payload)
+        .collect()
 }
 
 pub fn query(warehouse: &Warehouse, sql: &str) -> QueryOutput {
