@@ -186,14 +186,8 @@ impl Profile {
                 .or_default() += 1;
         }
 
-        self.channels
-            .entry(facts.channel.to_owned())
-            .or_insert_with(|| Usage::new(time_ms))
-            .record(time_ms);
-        self.sources
-            .entry(facts.source.to_owned())
-            .or_insert_with(|| Usage::new(time_ms))
-            .record(time_ms);
+        record_usage(&mut self.channels, facts.channel, time_ms);
+        record_usage(&mut self.sources, facts.source, time_ms);
 
         let context = event.get("context").and_then(Value::as_object);
         if event_type == "identify"
@@ -381,6 +375,18 @@ impl Profile {
             .iter()
             .map(|(key, value)| (key.clone(), value.value.clone()))
             .collect()
+    }
+}
+
+/// Records one event of `key`, allocating the key only the first time (hot path).
+fn record_usage(usages: &mut BTreeMap<String, Usage>, key: &str, time_ms: i64) {
+    match usages.get_mut(key) {
+        Some(usage) => usage.record(time_ms),
+        None => {
+            let mut usage = Usage::new(time_ms);
+            usage.record(time_ms);
+            usages.insert(key.to_owned(), usage);
+        }
     }
 }
 

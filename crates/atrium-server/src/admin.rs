@@ -414,7 +414,8 @@ pub async fn update_traits(
             .find(|record| record.id.kind == kind)
             .map(|record| record.id.value.clone())
     };
-    let mut event = json!({"type": "identify", "traits": update.traits, "messageId": format!("api-{}", uuid_like())});
+    // Collection generates the messageId (and flags it as generated).
+    let mut event = json!({"type": "identify", "traits": update.traits});
     match (pick("user_id"), pick("anonymous_id")) {
         (Some(user_id), _) => event["userId"] = json!(user_id),
         (None, Some(anonymous_id)) => event["anonymousId"] = json!(anonymous_id),
@@ -429,17 +430,9 @@ pub async fn update_traits(
         name: "api".into(),
         channel: atrium_types::Channel::Api,
     };
-    let body = serde_json::to_vec(&event).map_err(ApiError::internal)?;
-    let parsed = atrium_collect::RequestBody::parse(&body, &state.limits)
-        .map_err(|error| ApiError::new(ErrorCode::InvalidRequest, error.to_string()))?;
-    let facts = atrium_collect::RequestFacts {
-        source: &source,
-        received_at_ms: state.clock.now_ms(),
-        client_ip: None,
-    };
-    let normalized = parsed
-        .normalize(atrium_collect::Endpoint::Identify, &facts, &state.limits)
-        .map_err(|error| ApiError::new(ErrorCode::InvalidRequest, error.to_string()))?;
+    let normalized =
+        atrium_collect::normalize_events(&source, state.clock.now_ms(), None, &[event])
+            .map_err(|error| ApiError::new(ErrorCode::InvalidRequest, error.to_string()))?;
     if let Some(rejection) = normalized.rejected.first() {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -461,10 +454,6 @@ pub async fn update_traits(
         Json(json!({"status": "accepted", "offset": offset, "min_offset": offset + 1})),
     )
         .into_response())
-}
-
-fn uuid_like() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// GDPR erasure: appends an erasure record; the pipeline purges state, rewrites the log and

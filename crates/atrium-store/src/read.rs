@@ -167,12 +167,12 @@ impl ReadTables {
         let mut profiles = Vec::with_capacity(limit.min(1_024));
         let mut next_cursor = None;
         for row in rows {
-            let (key, bytes) = row?;
             if profiles.len() == limit {
+                // Another row exists: the page ends at the last profile returned.
                 next_cursor = profiles.last().map(|profile: &Profile| profile.id.clone());
-                let _ = key;
                 break;
             }
+            let (_, bytes) = row?;
             profiles.push(decode("profiles", bytes.value())?);
         }
         Ok(ProfilePage {

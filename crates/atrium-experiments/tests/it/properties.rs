@@ -4,53 +4,30 @@
 use std::collections::HashMap;
 
 use atrium_experiments::{
-    Context, FeatureDefinition, Payload, SavedGroups, decrypt, eval_condition, eval_feature,
-    get_query_string_override, validate_condition,
+    Context, FeatureDefinition, KNOWN_OPERATORS, Payload, SavedGroups, decrypt, eval_condition,
+    eval_feature, get_query_string_override, validate_condition,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const KEYS: &[&str] = &[
-    "$and",
-    "$or",
-    "$nor",
-    "$not",
-    "$eq",
-    "$ne",
-    "$lt",
-    "$lte",
-    "$gt",
-    "$gte",
-    "$regex",
-    "$regexi",
-    "$in",
-    "$nin",
-    "$ini",
-    "$nini",
-    "$all",
-    "$alli",
-    "$elemMatch",
-    "$size",
-    "$exists",
-    "$type",
-    "$veq",
-    "$vne",
-    "$vgt",
-    "$vgte",
-    "$vlt",
-    "$vlte",
-    "$inGroup",
-    "$notInGroup",
-    "$bogus",
-    "a",
-    "b",
-    "a.b",
-    "tags",
-    "tags.0",
-    "tags.length",
-    "version",
-    "",
-];
+/// Keys for random conditions: the logical operators, every operator the evaluator knows, an
+/// unknown operator, and attribute paths.
+fn keys() -> Vec<&'static str> {
+    let mut keys = vec!["$and", "$or", "$nor"];
+    keys.extend_from_slice(KNOWN_OPERATORS);
+    keys.extend_from_slice(&[
+        "$bogus",
+        "a",
+        "b",
+        "a.b",
+        "tags",
+        "tags.0",
+        "tags.length",
+        "version",
+        "",
+    ]);
+    keys
+}
 
 const STRINGS: &[&str] = &[
     "",
@@ -86,13 +63,15 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(5, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(KEYS), inner), 0..5).prop_map(|entries| {
-                let map: Map<String, Value> = entries
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect();
-                Value::Object(map)
-            }),
+            prop::collection::vec((prop::sample::select(keys()), inner), 0..5).prop_map(
+                |entries| {
+                    let map: Map<String, Value> = entries
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect();
+                    Value::Object(map)
+                }
+            ),
         ]
     })
 }
@@ -121,7 +100,7 @@ proptest! {
 
     #[test]
     fn not_negates_object_conditions(
-        entries in prop::collection::vec((prop::sample::select(KEYS), json_value()), 0..4),
+        entries in prop::collection::vec((prop::sample::select(keys()), json_value()), 0..4),
         attributes in json_value(),
     ) {
         let condition = object(entries);
