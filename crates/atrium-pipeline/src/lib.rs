@@ -411,6 +411,11 @@ impl Pipeline {
                 tables.put_definition(kind.as_str(), &key, &definition)?;
                 Ok(None)
             }
+            // Ticks drive segment timers (segments module); the catalog belongs to the
+            // recommendation service, which reads it from the log itself.
+            ControlRecord::Tick { .. }
+            | ControlRecord::CatalogPut { .. }
+            | ControlRecord::CatalogDelete { .. } => Ok(None),
         }
     }
 

@@ -240,6 +240,12 @@ pub fn validate_definition(
         DefinitionKind::SavedGroup => {
             let _: SavedGroupBody = parse_body(body, &format!("savedGroups.{key}"))?;
         }
+        DefinitionKind::Segment | DefinitionKind::ComputedTrait | DefinitionKind::Metric => {
+            return Err(invalid(
+                kind.as_str(),
+                "this definition kind is not accepted by this server version yet",
+            ));
+        }
     }
     Ok(body.clone())
 }

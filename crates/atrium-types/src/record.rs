@@ -61,6 +61,17 @@ pub enum ControlRecord {
         version: u64,
         at: String,
     },
+    /// Processing time advanced to `at`: durable timers due at or before it fire here. The
+    /// server appends one when a timer is due, so time-based changes (a window elapsing) are
+    /// part of the ordered history and replay reproduces them at the same position.
+    #[serde(rename = "atrium.tick")]
+    Tick { at: String },
+    /// Creates or replaces catalog items (products, content) by `id`.
+    #[serde(rename = "atrium.catalog.put")]
+    CatalogPut { items: Vec<Value>, at: String },
+    /// Removes catalog items by id.
+    #[serde(rename = "atrium.catalog.delete")]
+    CatalogDelete { ids: Vec<String>, at: String },
 }
 
 /// What a definition record defines.
@@ -70,13 +81,19 @@ pub enum DefinitionKind {
     Feature,
     Experiment,
     SavedGroup,
+    Segment,
+    ComputedTrait,
+    Metric,
 }
 
 impl DefinitionKind {
-    pub const ALL: [DefinitionKind; 3] = [
+    pub const ALL: [DefinitionKind; 6] = [
         DefinitionKind::Feature,
         DefinitionKind::Experiment,
         DefinitionKind::SavedGroup,
+        DefinitionKind::Segment,
+        DefinitionKind::ComputedTrait,
+        DefinitionKind::Metric,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +101,9 @@ impl DefinitionKind {
             DefinitionKind::Feature => "feature",
             DefinitionKind::Experiment => "experiment",
             DefinitionKind::SavedGroup => "saved_group",
+            DefinitionKind::Segment => "segment",
+            DefinitionKind::ComputedTrait => "computed_trait",
+            DefinitionKind::Metric => "metric",
         }
     }
 
