@@ -13,6 +13,7 @@ use atrium_types::LogRecord;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::segments::SegmentEngine;
 use crate::{Pipeline, PipelineError};
 
 /// Hashes identifiers with a per-installation salt, so suppression lists and erasure records
@@ -61,6 +62,7 @@ pub(crate) struct Pending {
 
 pub(crate) fn apply(
     tables: &mut WriteTables<'_>,
+    segments: &mut SegmentEngine,
     record_offset: u64,
     profile_reference: &ProfileId,
     identifier_hashes: Vec<String>,
@@ -76,6 +78,13 @@ pub(crate) fn apply(
     }
     let mut offsets = HashSet::new();
     if let Some(graph) = tables.graph(&profile_id)? {
+        let members: Vec<ProfileId> = graph
+            .merged_from
+            .iter()
+            .chain(std::iter::once(&graph.profile))
+            .cloned()
+            .collect();
+        segments.erase(tables, &members)?;
         tables.erase_identity(&graph)?;
         for member in graph
             .merged_from

@@ -9,6 +9,7 @@
 //! log segments are rewritten without its events, and the state file is vacuumed.
 
 mod erasure;
+pub mod segments;
 mod slim;
 
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 pub use erasure::{IdentifierHasher, event_identifier_hashes};
+pub use segments::{DERIVED_MESSAGE_PREFIX, ProfileSegmentState, SegmentCatalog};
+
+use segments::SegmentEngine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -46,10 +50,27 @@ pub struct PipelineMetrics {
     pub events_suppressed: Counter,
     pub profiles_created: Counter,
     pub profiles_merged: Counter,
+    /// `Segment Entered` / `Segment Exited` events appended to the log.
+    pub segment_events_emitted: Counter,
+    pub ticks_appended: Counter,
     pub identifiers_demoted: Counter,
     pub batches: Counter,
     /// Processing time minus `receivedAt`: how long an acknowledged event waits to reach its profile.
     pub freshness: Histogram,
+}
+
+/// Outbox entries appended per round.
+const OUTBOX_BATCH: usize = 1_000;
+/// How often the segment services look for due timers when nothing wakes them.
+const SERVICES_POLL: Duration = Duration::from_millis(25);
+
+/// What the segment services thread remembers between rounds.
+#[derive(Debug, Default)]
+pub struct SegmentServices {
+    /// Outbox entries appended to the log but not yet read back by the pipeline.
+    in_flight: std::collections::HashSet<String>,
+    /// Offset of the last tick appended, until the pipeline applies it.
+    pending_tick: Option<u64>,
 }
 
 /// Longest time between two durable state commits while the pipeline is busy.
@@ -78,6 +99,12 @@ pub struct Pipeline {
     definitions_offset: AtomicU64,
     /// Told the new [`Pipeline::definitions_offset`] after a commit that changed definitions.
     definitions_listener: Mutex<Option<DefinitionsListener>>,
+    /// Segment and computed-trait evaluation (locked by the pipeline thread for each batch).
+    segments: Mutex<SegmentEngine>,
+    /// The earliest durable segment timer (`i64::MAX`: none), published after each commit.
+    next_timer_ms: AtomicI64,
+    /// Wakes the segment services thread after a commit.
+    services_wake: (Mutex<bool>, Condvar),
 }
 
 /// Called (on the pipeline thread) after definitions changed, with the new definitions offset.
@@ -93,6 +120,10 @@ impl Pipeline {
         let applied = store.pipeline_offset()?;
         let definitions_offset =
             store.read(|tables| tables.meta_u64(atrium_store::DEFINITIONS_OFFSET_KEY))?;
+        let catalog = store.read(SegmentCatalog::load)?;
+        let next_timer_ms = store
+            .read(|tables| tables.first_segment_timer())?
+            .unwrap_or(i64::MAX);
         Ok(Pipeline {
             log,
             store,
@@ -106,7 +137,16 @@ impl Pipeline {
             applied_changed: Condvar::new(),
             definitions_offset: AtomicU64::new(definitions_offset),
             definitions_listener: Mutex::new(None),
+            segments: Mutex::new(SegmentEngine::new(catalog)),
+            next_timer_ms: AtomicI64::new(next_timer_ms),
+            services_wake: (Mutex::new(false), Condvar::new()),
         })
+    }
+
+    /// The earliest pending segment timer, if any.
+    pub fn next_segment_timer(&self) -> Option<i64> {
+        let next = self.next_timer_ms.load(Ordering::Acquire);
+        (next != i64::MAX).then_some(next)
     }
 
     /// One past the log offset of the last applied definition record (0: none yet). Changes
@@ -208,10 +248,14 @@ impl Pipeline {
             } else {
                 Durability::CrashConsistent
             };
+        let mut engine = self.segments.lock();
+        let mut next_timer = None;
         let written = self.store.write_with(durability, |tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
-                let decoded = match slim::decode(&record.payload) {
+                engine.begin_record(record.offset);
+                let keep_properties = !engine.catalog.is_empty();
+                let decoded = match slim::decode(&record.payload, keep_properties) {
                     Ok(decoded) => decoded,
                     Err(error) => {
                         tracing::warn!(offset = record.offset, %error, "skipping undecodable log record");
@@ -221,7 +265,7 @@ impl Pipeline {
                 };
                 match decoded {
                     LogRecord::Event(event) => {
-                        self.apply_event(tables, record.offset, &event, now_ms, suppression_active)?;
+                        self.apply_event(tables, &mut engine, record.offset, &event, now_ms, suppression_active)?;
                     }
                     LogRecord::Control(control) => {
                         self.metrics.control_records.add(1);
@@ -231,7 +275,7 @@ impl Pipeline {
                         ) {
                             definitions_offset = Some(record.offset + 1);
                         }
-                        if let Some(pending) = self.apply_control(tables, record.offset, control)? {
+                        if let Some(pending) = self.apply_control(tables, &mut engine, record.offset, control)? {
                             erasures.push(pending);
                         }
                     }
@@ -240,14 +284,22 @@ impl Pipeline {
             if let Some(offset) = definitions_offset {
                 tables.set_meta_u64(atrium_store::DEFINITIONS_OFFSET_KEY, offset)?;
             }
+            engine.flush(tables)?;
+            next_timer = tables.first_segment_timer()?;
             tables.set_meta_u64(atrium_store::PIPELINE_OFFSET_KEY, next_offset)?;
             Ok(())
         });
         if let Err(error) = written {
-            // The hour index entries of this batch were rolled back with it.
+            // The hour index entries of this batch were rolled back with it, and so were the
+            // segment states and definitions the engine cached.
             self.last_hour_indexed.store(i64::MIN, Ordering::Relaxed);
+            engine.reset(self.store.read(SegmentCatalog::load)?);
             return Err(error);
         }
+        drop(engine);
+        self.next_timer_ms
+            .store(next_timer.unwrap_or(i64::MAX), Ordering::Release);
+        self.wake_services();
         if durability == Durability::Durable {
             *self.last_durable.lock() = std::time::Instant::now();
         }
@@ -258,6 +310,7 @@ impl Pipeline {
     fn apply_event(
         &self,
         tables: &mut WriteTables<'_>,
+        engine: &mut SegmentEngine,
         offset: u64,
         event: &Value,
         now_ms: i64,
@@ -299,6 +352,10 @@ impl Pipeline {
             .get("messageId")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        if message_id.starts_with(DERIVED_MESSAGE_PREFIX) {
+            // A segment change the services thread appended: its outbox entry is done.
+            tables.remove_outbox(message_id)?;
+        }
         let event_ref = EventRef {
             offset,
             message_id,
@@ -333,6 +390,16 @@ impl Pipeline {
             tables.move_timeline(merged_id, &profile_id)?;
             self.metrics.profiles_merged.add(1);
         }
+        if !resolution.merged.is_empty() {
+            let now = received_ms.unwrap_or(time_ms);
+            engine.on_merge(
+                tables,
+                self.log.as_ref(),
+                &profile_id,
+                &resolution.merged,
+                now,
+            )?;
+        }
         let meta = event.get("atrium");
         let source = meta
             .and_then(|meta| meta.get("source"))
@@ -351,6 +418,7 @@ impl Pipeline {
         let profile = tables.profile_mut(&profile_id)?.expect("profile exists");
         profile.apply(event, facts);
         tables.add_to_timeline(&profile_id, time_ms, offset)?;
+        engine.on_event(tables, &profile_id, event, time_ms)?;
         self.metrics.events_applied.add(1);
         Ok(())
     }
@@ -358,6 +426,7 @@ impl Pipeline {
     fn apply_control(
         &self,
         tables: &mut WriteTables<'_>,
+        engine: &mut SegmentEngine,
         offset: u64,
         control: ControlRecord,
     ) -> Result<Option<erasure::Pending>, PipelineError> {
@@ -371,6 +440,7 @@ impl Pipeline {
                 let requested_ms = parse_timestamp_ms(&requested_at).unwrap_or(0);
                 erasure::apply(
                     tables,
+                    engine,
                     offset,
                     &ProfileId(profile_id),
                     identifier_hashes,
@@ -393,6 +463,16 @@ impl Pipeline {
                     deleted: false,
                 };
                 tables.put_definition(kind.as_str(), &key, &definition)?;
+                let at_ms = parse_timestamp_ms(&definition.updated_at).unwrap_or(0);
+                engine.on_definition(
+                    tables,
+                    self.log.as_ref(),
+                    kind,
+                    &key,
+                    Some(&definition.body),
+                    offset,
+                    at_ms,
+                )?;
                 Ok(None)
             }
             ControlRecord::DefinitionDelete {
@@ -409,14 +489,117 @@ impl Pipeline {
                     deleted: true,
                 };
                 tables.put_definition(kind.as_str(), &key, &definition)?;
+                let at_ms = parse_timestamp_ms(&definition.updated_at).unwrap_or(0);
+                engine.on_definition(tables, self.log.as_ref(), kind, &key, None, offset, at_ms)?;
                 Ok(None)
             }
-            // Ticks drive segment timers (segments module); the catalog belongs to the
-            // recommendation service, which reads it from the log itself.
-            ControlRecord::Tick { .. }
-            | ControlRecord::CatalogPut { .. }
-            | ControlRecord::CatalogDelete { .. } => Ok(None),
+            ControlRecord::Tick { at } => {
+                if let Some(at_ms) = parse_timestamp_ms(&at) {
+                    engine.on_tick(tables, at_ms)?;
+                }
+                Ok(None)
+            }
+            // The catalog belongs to the recommendation service, which reads it from the log.
+            ControlRecord::CatalogPut { .. } | ControlRecord::CatalogDelete { .. } => Ok(None),
         }
+    }
+
+    fn wake_services(&self) {
+        let (lock, condvar) = &self.services_wake;
+        *lock.lock() = true;
+        condvar.notify_all();
+    }
+
+    /// Runs the segment services until `stop` is set: appends queued `Segment Entered` /
+    /// `Segment Exited` events from the outbox to the log, and appends an `atrium.tick` when a
+    /// segment timer is due (processing time enters the log only this way, so replay is exact).
+    ///
+    /// Outbox entries appended by an earlier process are still in the log ahead of the pipeline;
+    /// nothing is appended until the pipeline has read the log as it was at start, so those are
+    /// consumed first and never appended twice.
+    pub fn spawn_segment_services(self: Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("atrium-segments".into())
+            .spawn(move || {
+                let start_end = self.log.end_offset();
+                while !stop.load(Ordering::Acquire)
+                    && !self.wait_applied(start_end, Duration::from_millis(100))
+                {}
+                let mut services = SegmentServices::default();
+                while !stop.load(Ordering::Acquire) {
+                    match self.segment_services_step(&mut services) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let (lock, condvar) = &self.services_wake;
+                            let mut woken = lock.lock();
+                            if !*woken {
+                                condvar.wait_for(&mut woken, SERVICES_POLL);
+                            }
+                            *woken = false;
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "segment services step failed, retrying in 1s");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .expect("spawning the segment services thread")
+    }
+
+    /// One round of the segment services; whether it appended anything.
+    pub fn segment_services_step(
+        &self,
+        services: &mut SegmentServices,
+    ) -> Result<bool, PipelineError> {
+        let mut worked = false;
+        let entries = self.store.read(|tables| tables.outbox(OUTBOX_BATCH))?;
+        if entries.len() < OUTBOX_BATCH {
+            // Entries no longer queued were read back by the pipeline.
+            services
+                .in_flight
+                .retain(|id| entries.iter().any(|(queued, _)| queued == id));
+        }
+        let now_ms = self.clock.now_ms();
+        let received_at = atrium_types::format_timestamp_ms(now_ms);
+        let mut payloads = Vec::new();
+        for (id, bytes) in entries {
+            if services.in_flight.contains(&id) {
+                continue;
+            }
+            let mut event: Value = match serde_json::from_slice(&bytes) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::error!(%id, %error, "undecodable outbox entry");
+                    continue;
+                }
+            };
+            event["receivedAt"] = Value::String(received_at.clone());
+            payloads.push(serde_json::to_vec(&event).expect("events serialize"));
+            services.in_flight.insert(id);
+        }
+        if !payloads.is_empty() {
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            self.log.append(&slices)?;
+            self.metrics
+                .segment_events_emitted
+                .add(payloads.len() as u64);
+            worked = true;
+        }
+        let tick_applied = services
+            .pending_tick
+            .is_none_or(|offset| self.applied_offset() > offset);
+        if tick_applied
+            && let Some(next) = self.next_segment_timer()
+            && now_ms >= next
+        {
+            let tick = ControlRecord::Tick { at: received_at };
+            let offset = self.log.append(&[&LogRecord::encode_control(&tick)])?;
+            services.pending_tick = Some(offset);
+            self.metrics.ticks_appended.add(1);
+            worked = true;
+        }
+        Ok(worked)
     }
 
     /// Runs the pipeline on a background thread until `stop` is set.

@@ -7,7 +7,9 @@ use atrium_types::raw_json::RawObject;
 use atrium_types::{LogRecord, RecordError};
 use serde_json::{Map, Value};
 
-pub(crate) fn decode(payload: &[u8]) -> Result<LogRecord, RecordError> {
+/// With `keep_properties`, every event keeps its `properties` (the segment engine reads them);
+/// otherwise only order events do.
+pub(crate) fn decode(payload: &[u8], keep_properties: bool) -> Result<LogRecord, RecordError> {
     let object: RawObject<'_> = serde_json::from_slice(payload)?;
     let kind: Option<&str> = object
         .get("type")
@@ -32,9 +34,11 @@ pub(crate) fn decode(payload: &[u8]) -> Result<LogRecord, RecordError> {
         }
         event.insert("context".to_owned(), Value::Object(slim));
     }
+    if keep_properties && let Some(raw) = object.get("name") {
+        event.insert("name".to_owned(), serde_json::from_str(raw.get())?);
+    }
     let name = event.get("event").and_then(Value::as_str);
-    if kind == Some("track")
-        && name.is_some_and(is_order_event)
+    if (keep_properties || kind == Some("track") && name.is_some_and(is_order_event))
         && let Some(raw) = object.get("properties")
     {
         event.insert("properties".to_owned(), serde_json::from_str(raw.get())?);
@@ -57,7 +61,7 @@ mod tests {
             atrium_gen::take_source(&mut event);
             event["atrium"] = serde_json::json!({"source": "web", "channel": "web"});
             let payload = serde_json::to_vec(&event).unwrap();
-            let LogRecord::Event(slim) = decode(&payload).unwrap() else {
+            let LogRecord::Event(slim) = decode(&payload, false).unwrap() else {
                 panic!("an event")
             };
             let full_ids = atrium_identity::extract_identifiers(&event, &rules);
@@ -83,7 +87,7 @@ mod tests {
     #[test]
     fn keeps_what_the_pipeline_reads_and_drops_the_rest() {
         let payload = br#"{"type":"track","event":"Product Viewed","userId":"u","properties":{"big":[1,2,3]},"context":{"page":{"url":"x"},"campaign":{"source":"g"},"traits":{"email":"a@b.c"}},"atrium":{"source":"web","channel":"web"}}"#;
-        let LogRecord::Event(event) = decode(payload).unwrap() else {
+        let LogRecord::Event(event) = decode(payload, false).unwrap() else {
             panic!("an event")
         };
         assert_eq!(event["userId"], "u");
@@ -93,13 +97,16 @@ mod tests {
         assert_eq!(event["atrium"]["channel"], "web");
 
         let order = br#"{"type":"track","event":"Order Completed","userId":"u","properties":{"order_id":"o","revenue":5}}"#;
-        let LogRecord::Event(event) = decode(order).unwrap() else {
+        let LogRecord::Event(event) = decode(order, false).unwrap() else {
             panic!("an event")
         };
         assert_eq!(event["properties"]["revenue"], 5);
 
         let control = br#"{"type":"atrium.erase","profile_id":"p","identifier_hashes":[],"requested_at":"x","suppress":true}"#;
-        assert!(matches!(decode(control).unwrap(), LogRecord::Control(_)));
-        assert!(decode(b"[1]").is_err());
+        assert!(matches!(
+            decode(control, false).unwrap(),
+            LogRecord::Control(_)
+        ));
+        assert!(decode(b"[1]", false).is_err());
     }
 }

@@ -153,6 +153,9 @@ pub struct Profile {
     pub orders: BTreeMap<String, Order>,
     pub commerce: Commerce,
     pub merged_from: Vec<String>,
+    /// Computed trait values by trait id, maintained by the pipeline's segment engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub computed_traits: BTreeMap<String, Value>,
 }
 
 impl Profile {

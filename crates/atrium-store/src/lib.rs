@@ -13,6 +13,10 @@
 //! - `definitions`: (kind, key) → [`StoredDefinition`]: the current feature, experiment and
 //!   saved-group definitions (from `atrium.definition.*` control records).
 //! - `definition_history`: (kind, key, version) → [`StoredDefinition`], deletions included.
+//! - `segment_states`: profile id → the segment engine's per-profile state (opaque bytes).
+//! - `segment_members`: (segment id, profile id) → entry time ms.
+//! - `segment_timers`: (fire time ms, profile id) → (): one durable timer per profile.
+//! - `outbox`: message id → a derived event waiting to be appended to the log.
 //!
 //! Architecture invariant: the store is derived state. Deleting the file and replaying the event
 //! log from offset 0 produces a byte-identical [`Store::digest`].
@@ -20,6 +24,7 @@
 //! its log offset in the same transaction as the state it derived.
 
 mod read;
+mod segments;
 mod tables;
 mod write;
 
@@ -31,6 +36,7 @@ use redb::ReadableDatabase;
 use sha2::{Digest, Sha256};
 
 pub use read::{ProfilePage, ReadTables, TimelineEntry};
+pub use segments::MemberPage;
 pub use tables::*;
 pub use write::WriteTables;
 

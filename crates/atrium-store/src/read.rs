@@ -33,6 +33,10 @@ pub struct ReadTables {
     suppressed: ReadOnlyTable<&'static str, i64>,
     definitions: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
     definition_history: ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
+    pub(crate) segment_states: ReadOnlyTable<&'static str, &'static [u8]>,
+    pub(crate) segment_members: ReadOnlyTable<(&'static str, &'static str), i64>,
+    pub(crate) segment_timers: ReadOnlyTable<(i64, &'static str), ()>,
+    pub(crate) outbox: ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
 /// Follows merge redirects to the surviving profile; a bounded walk guards against cycles.
@@ -51,6 +55,10 @@ impl ReadTables {
             suppressed: transaction.open_table(SUPPRESSED)?,
             definitions: transaction.open_table(DEFINITIONS)?,
             definition_history: transaction.open_table(DEFINITION_HISTORY)?,
+            segment_states: transaction.open_table(SEGMENT_STATES)?,
+            segment_members: transaction.open_table(SEGMENT_MEMBERS)?,
+            segment_timers: transaction.open_table(SEGMENT_TIMERS)?,
+            outbox: transaction.open_table(OUTBOX)?,
         })
     }
 
@@ -378,6 +386,7 @@ impl ReadTables {
             feed(&mut hasher, value.value());
         }
         finish("definition_history", hasher);
+        self.segment_digests(&mut finish)?;
         Ok(digests)
     }
 }

@@ -18,6 +18,19 @@ pub const DEFINITIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 pub const DEFINITION_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("definition_history");
 
+/// Profile id → the profile's segment and computed-trait evaluation state (bytes owned by the
+/// pipeline's segment engine).
+pub const SEGMENT_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("segment_states");
+/// (segment id, profile id) → entry time (epoch ms): current memberships.
+pub const SEGMENT_MEMBERS: TableDefinition<(&str, &str), i64> =
+    TableDefinition::new("segment_members");
+/// (fire time ms, profile id) → (): one durable timer per profile, the earliest instant any of its
+/// segments or computed traits can change with time alone.
+pub const SEGMENT_TIMERS: TableDefinition<(i64, &str), ()> = TableDefinition::new("segment_timers");
+/// Message id → a derived event (`Segment Entered` / `Segment Exited`) waiting to be appended to
+/// the log. Removed when the pipeline reads the appended event back.
+pub const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+
 pub const PIPELINE_OFFSET_KEY: &str = "pipeline_offset";
 /// Meta key: one past the log offset of the last applied definition record (0: none yet).
 pub const DEFINITIONS_OFFSET_KEY: &str = "definitions_offset";
@@ -33,6 +46,10 @@ pub(crate) fn create_all(transaction: &WriteTransaction) -> Result<(), StoreErro
     transaction.open_table(SUPPRESSED)?;
     transaction.open_table(DEFINITIONS)?;
     transaction.open_table(DEFINITION_HISTORY)?;
+    transaction.open_table(SEGMENT_STATES)?;
+    transaction.open_table(SEGMENT_MEMBERS)?;
+    transaction.open_table(SEGMENT_TIMERS)?;
+    transaction.open_table(OUTBOX)?;
     Ok(())
 }
 
@@ -58,5 +75,9 @@ pub(crate) fn copy_all(read: &ReadTransaction, write: &WriteTransaction) -> Resu
     copy_table!(read, write, SUPPRESSED);
     copy_table!(read, write, DEFINITIONS);
     copy_table!(read, write, DEFINITION_HISTORY);
+    copy_table!(read, write, SEGMENT_STATES);
+    copy_table!(read, write, SEGMENT_MEMBERS);
+    copy_table!(read, write, SEGMENT_TIMERS);
+    copy_table!(read, write, OUTBOX);
     Ok(())
 }

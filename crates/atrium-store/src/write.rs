@@ -24,6 +24,10 @@ pub struct WriteTables<'txn> {
     suppressed: Table<'txn, &'static str, i64>,
     definitions: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     definition_history: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
+    pub(crate) segment_states: Table<'txn, &'static str, &'static [u8]>,
+    pub(crate) segment_members: Table<'txn, (&'static str, &'static str), i64>,
+    pub(crate) segment_timers: Table<'txn, (i64, &'static str), ()>,
+    pub(crate) outbox: Table<'txn, &'static str, &'static [u8]>,
     /// `None` marks a deletion still to be written.
     profile_cache: HashMap<String, Option<Profile>>,
     graph_cache: HashMap<String, Option<ProfileGraph>>,
@@ -49,6 +53,10 @@ impl<'txn> WriteTables<'txn> {
             suppressed: transaction.open_table(SUPPRESSED)?,
             definitions: transaction.open_table(DEFINITIONS)?,
             definition_history: transaction.open_table(DEFINITION_HISTORY)?,
+            segment_states: transaction.open_table(SEGMENT_STATES)?,
+            segment_members: transaction.open_table(SEGMENT_MEMBERS)?,
+            segment_timers: transaction.open_table(SEGMENT_TIMERS)?,
+            outbox: transaction.open_table(OUTBOX)?,
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
             graph_reads: RefCell::new(HashMap::new()),
@@ -164,6 +172,34 @@ impl<'txn> WriteTables<'txn> {
         for (time_ms, offset) in &entries {
             self.timeline.remove((id.as_str(), *time_ms, *offset))?;
         }
+        Ok(entries)
+    }
+
+    /// A profile's timeline as log offsets, in log order.
+    pub fn timeline_offsets(&mut self, id: &ProfileId) -> Result<Vec<u64>, StoreError> {
+        self.flush_timeline()?;
+        let mut offsets = Vec::new();
+        for row in self
+            .timeline
+            .range((id.as_str(), i64::MIN, 0u64)..=(id.as_str(), i64::MAX, u64::MAX))?
+        {
+            let (key, _) = row?;
+            offsets.push(key.value().2);
+        }
+        offsets.sort_unstable();
+        Ok(offsets)
+    }
+
+    /// Every timeline entry as (log offset, profile id), in log order.
+    pub fn all_timeline_offsets(&mut self) -> Result<Vec<(u64, String)>, StoreError> {
+        self.flush_timeline()?;
+        let mut entries = Vec::new();
+        for row in self.timeline.iter()? {
+            let (key, _) = row?;
+            let (profile, _, offset) = key.value();
+            entries.push((offset, profile.to_owned()));
+        }
+        entries.sort_unstable();
         Ok(entries)
     }
 

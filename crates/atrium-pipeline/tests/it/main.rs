@@ -3,6 +3,7 @@
 mod definitions;
 mod erasure;
 mod replay;
+mod segments;
 mod stitching;
 
 use std::path::Path;
@@ -77,12 +78,22 @@ impl Harness {
 }
 
 pub fn normalize(source: &str, channel: Channel, events: &[Value]) -> Vec<Vec<u8>> {
+    normalize_at(source, channel, events, 1_767_225_600_000)
+}
+
+/// [`normalize`] with an explicit `receivedAt` (processing time).
+pub fn normalize_at(
+    source: &str,
+    channel: Channel,
+    events: &[Value],
+    received_at_ms: i64,
+) -> Vec<Vec<u8>> {
     let source = SourceConfig {
         name: source.into(),
         channel,
     };
     let normalized =
-        atrium_collect::normalize_events(&source, 1_767_225_600_000, Some("192.0.2.1"), events)
+        atrium_collect::normalize_events(&source, received_at_ms, Some("192.0.2.1"), events)
             .unwrap();
     assert!(normalized.rejected.is_empty(), "{:?}", normalized.rejected);
     normalized

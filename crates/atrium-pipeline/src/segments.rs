@@ -1,0 +1,869 @@
+//! The segment engine: real-time segment membership and computed traits, inside the pipeline's
+//! ordered, transactional apply.
+//!
+//! - Definitions arrive as `atrium.definition.put` records of kind `segment` / `computed_trait`.
+//!   A new or edited definition is backfilled at that log position: the log prefix is scanned once
+//!   and every profile's events (by its current timeline, so merged history counts) are fed to a
+//!   fresh evaluator, then membership is taken at the record's time. Only that definition is
+//!   recomputed.
+//! - Each event updates the evaluation state of its profile ([`ProfileSegmentState`], one record
+//!   per profile), at processing time = the event's `receivedAt`.
+//! - Windowed conditions ask for a timer; the profile's earliest timer is kept durably in
+//!   `segment_timers`. Time reaches the pipeline through `atrium.tick` records, which
+//!   [`crate::Pipeline::spawn_segment_services`] appends when a timer is due; so replay sees the
+//!   same ticks at the same positions and reproduces every change.
+//! - A merge rebuilds the survivor's state from its (now combined) timeline.
+//! - A membership change updates `segment_members` and puts a `Segment Entered` / `Segment
+//!   Exited` event in the `outbox` with a message id derived from the log position that caused
+//!   it. The services thread appends outbox events to the log; when the pipeline reads one back it
+//!   removes the outbox entry. Replaying from zero therefore re-derives each change and finds its
+//!   event already in the log: nothing is appended twice.
+//!
+//! Time is the log's: `receivedAt` of events, `at` of ticks and definition records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use atrium_identity::{IdentityStore, ProfileId};
+use atrium_log::EventLog;
+use atrium_segments::{
+    Catalog, Change, ChangeKind, Compiled, CompiledTrait, ComputedTraitDefinition, Definition,
+    EventView, Outcome, ProfileState, TraitState, on_event, on_profile, on_timer, validate,
+    validate_computed_trait,
+};
+use atrium_store::{ReadTables, StoreError, WriteTables};
+use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timestamp_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::PipelineError;
+
+/// Message ids of derived membership events start with this.
+pub const DERIVED_MESSAGE_PREFIX: &str = "atrium-seg-";
+
+/// Records read per log request while backfilling.
+const BACKFILL_READ: usize = 4_096;
+
+/// One profile's evaluation state for every segment and computed trait (stored as JSON in
+/// `segment_states`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileSegmentState {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segments: BTreeMap<String, ProfileState>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traits: BTreeMap<String, TraitState>,
+    /// The timer each evaluator asked for, by `s:<segment>` / `t:<trait>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<String, i64>,
+}
+
+impl ProfileSegmentState {
+    pub fn decode(bytes: &[u8]) -> Result<ProfileSegmentState, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+            table: "segment_states",
+            source,
+        })
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        self.timers.values().copied().min()
+    }
+
+    fn set_timer(&mut self, key: String, at: Option<i64>) {
+        match at {
+            Some(at) => {
+                self.timers.insert(key, at);
+            }
+            None => {
+                self.timers.remove(&key);
+            }
+        }
+    }
+}
+
+/// The compiled definitions, kept in memory and in step with the `definitions` table.
+#[derive(Default)]
+pub struct SegmentCatalog {
+    pub segments: BTreeMap<String, Arc<Compiled>>,
+    pub traits: BTreeMap<String, Arc<CompiledTrait>>,
+    definitions: Catalog,
+}
+
+impl SegmentCatalog {
+    /// Compiles the stored definitions. A definition that no longer compiles (it referenced a
+    /// segment deleted since) is left out with a warning.
+    pub fn load(tables: &ReadTables) -> Result<SegmentCatalog, StoreError> {
+        let mut catalog = SegmentCatalog::default();
+        for (key, stored) in tables.definitions(DefinitionKind::ComputedTrait.as_str())? {
+            match serde_json::from_value::<ComputedTraitDefinition>(stored.body) {
+                Ok(definition) => {
+                    catalog.definitions.computed_traits.insert(key, definition);
+                }
+                Err(error) => tracing::warn!(%key, %error, "stored computed trait does not parse"),
+            }
+        }
+        for (key, stored) in tables.definitions(DefinitionKind::Segment.as_str())? {
+            match serde_json::from_value::<Definition>(stored.body) {
+                Ok(definition) => {
+                    catalog.definitions.segments.insert(key, definition);
+                }
+                Err(error) => tracing::warn!(%key, %error, "stored segment does not parse"),
+            }
+        }
+        catalog.compile_all();
+        Ok(catalog)
+    }
+
+    fn compile_all(&mut self) {
+        self.traits.clear();
+        for (key, definition) in &self.definitions.computed_traits {
+            match validate_computed_trait(definition) {
+                Ok(compiled) => {
+                    self.traits.insert(key.clone(), Arc::new(compiled));
+                }
+                Err(errors) => tracing::warn!(%key, ?errors, "computed trait left out"),
+            }
+        }
+        self.segments.clear();
+        for (key, definition) in &self.definitions.segments {
+            match validate(definition, &self.definitions) {
+                Ok(compiled) => {
+                    self.segments.insert(key.clone(), Arc::new(compiled));
+                }
+                Err(errors) => tracing::warn!(%key, ?errors, "segment left out"),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.traits.is_empty()
+    }
+
+    /// The catalog definitions are validated against (other segments, computed traits).
+    pub fn definitions(&self) -> &Catalog {
+        &self.definitions
+    }
+}
+
+struct Cached {
+    state: ProfileSegmentState,
+    /// The timer currently stored for the profile.
+    stored_timer: Option<i64>,
+}
+
+/// The engine: the catalog plus a per-batch write-back cache of profile states.
+#[derive(Default)]
+pub(crate) struct SegmentEngine {
+    pub catalog: SegmentCatalog,
+    cache: HashMap<String, Cached>,
+    /// Derived events created for the current log record (numbering their message ids).
+    derived_in_record: u64,
+    record_offset: u64,
+}
+
+/// The event as the evaluators see it.
+fn event_view(event: &Value, time_ms: i64) -> EventView<'_> {
+    static NULL: Value = Value::Null;
+    let event_type = event.get("type").and_then(Value::as_str).unwrap_or("track");
+    let name = match event_type {
+        "track" => event.get("event").and_then(Value::as_str),
+        "page" | "screen" => event.get("name").and_then(Value::as_str),
+        _ => None,
+    }
+    .unwrap_or("");
+    EventView {
+        name,
+        event_type,
+        time_ms,
+        properties: event.get("properties").unwrap_or(&NULL),
+    }
+}
+
+/// Processing time of a logged event: its `receivedAt`.
+fn processing_time(event: &Value, fallback: i64) -> i64 {
+    event
+        .get("receivedAt")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_ms)
+        .unwrap_or(fallback)
+}
+
+/// Event time of a logged event.
+fn event_time(event: &Value) -> i64 {
+    event
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_ms)
+        .or_else(|| {
+            event
+                .get("receivedAt")
+                .and_then(Value::as_str)
+                .and_then(parse_timestamp_ms)
+        })
+        .unwrap_or(0)
+}
+
+fn trait_key(id: &str) -> String {
+    format!("t:{id}")
+}
+
+fn segment_key(id: &str) -> String {
+    format!("s:{id}")
+}
+
+impl SegmentEngine {
+    pub fn new(catalog: SegmentCatalog) -> SegmentEngine {
+        SegmentEngine {
+            catalog,
+            ..SegmentEngine::default()
+        }
+    }
+
+    /// Starts a log record: derived events are numbered from 0 within it.
+    pub fn begin_record(&mut self, offset: u64) {
+        self.record_offset = offset;
+        self.derived_in_record = 0;
+    }
+
+    /// Forgets the cache (after a failed transaction) and reloads the catalog.
+    pub fn reset(&mut self, catalog: SegmentCatalog) {
+        self.cache.clear();
+        self.catalog = catalog;
+    }
+
+    fn load<'a>(
+        &'a mut self,
+        tables: &WriteTables<'_>,
+        profile: &str,
+    ) -> Result<&'a mut Cached, StoreError> {
+        if !self.cache.contains_key(profile) {
+            let mut state = match tables.segment_state(profile)? {
+                Some(bytes) => ProfileSegmentState::decode(&bytes)?,
+                None => ProfileSegmentState::default(),
+            };
+            let stored_timer = state.next_timer();
+            // Drop state of definitions deleted since it was stored.
+            let catalog = &self.catalog;
+            state
+                .segments
+                .retain(|id, _| catalog.segments.contains_key(id));
+            state.traits.retain(|id, _| catalog.traits.contains_key(id));
+            state.timers.retain(|key, _| match key.split_once(':') {
+                Some(("s", id)) => catalog.segments.contains_key(id),
+                Some(("t", id)) => catalog.traits.contains_key(id),
+                _ => false,
+            });
+            self.cache.insert(
+                profile.to_owned(),
+                Cached {
+                    state,
+                    stored_timer,
+                },
+            );
+        }
+        Ok(self.cache.get_mut(profile).expect("just inserted"))
+    }
+
+    /// Writes cached states and timers back (end of batch).
+    pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
+        let mut entries: Vec<(String, Cached)> = self.cache.drain().collect();
+        entries.sort_by(|left, right| left.0.cmp(&right.0));
+        for (profile, cached) in entries {
+            let timer = cached.state.next_timer();
+            tables.replace_segment_timer(&profile, cached.stored_timer, timer)?;
+            if cached.state == ProfileSegmentState::default() {
+                tables.remove_segment_state(&profile)?;
+            } else {
+                let bytes = serde_json::to_vec(&cached.state).expect("segment state serializes");
+                tables.put_segment_state(&profile, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one applied event of `profile` (after the profile absorbed it).
+    pub fn on_event(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        profile: &ProfileId,
+        event: &Value,
+        time_ms: i64,
+    ) -> Result<(), PipelineError> {
+        if self.catalog.is_empty() {
+            return Ok(());
+        }
+        let now_ms = processing_time(event, time_ms);
+        let view = event_view(event, time_ms);
+        let traits_may_change = matches!(view.event_type, "identify" | "group")
+            || event
+                .get("context")
+                .and_then(|context| context.get("traits"))
+                .is_some();
+        let mut trait_values = None;
+        let segments: Vec<(String, Arc<Compiled>)> = self
+            .catalog
+            .segments
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
+        let traits: Vec<(String, Arc<CompiledTrait>)> = self
+            .catalog
+            .traits
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
+        let mut outcomes = Vec::new();
+        {
+            let cached = self.load(tables, profile.as_str())?;
+            for (id, compiled) in &segments {
+                let fresh = !cached.state.segments.contains_key(id);
+                let state = cached
+                    .state
+                    .segments
+                    .entry(id.clone())
+                    .or_insert_with(|| ProfileState::new(compiled, profile.as_str()));
+                if fresh || traits_may_change {
+                    if trait_values.is_none() {
+                        trait_values = Some(profile_traits(tables, profile)?);
+                    }
+                    let traits = trait_values.as_ref().expect("just loaded");
+                    outcomes.push((id.clone(), on_profile(compiled, state, traits, now_ms)));
+                }
+                outcomes.push((id.clone(), on_event(compiled, state, &view, now_ms)));
+            }
+        }
+        let mut trait_updates = Vec::new();
+        {
+            let cached = self.load(tables, profile.as_str())?;
+            for (id, compiled) in &traits {
+                let state = cached
+                    .state
+                    .traits
+                    .entry(id.clone())
+                    .or_insert_with(|| compiled.new_state());
+                let outcome = compiled.on_event(state, &view, now_ms);
+                cached.state.set_timer(trait_key(id), outcome.next_timer_ms);
+                if outcome.changed {
+                    trait_updates.push((id.clone(), outcome.value));
+                }
+            }
+        }
+        self.apply_outcomes(tables, profile, outcomes)?;
+        set_computed_traits(tables, profile, trait_updates)?;
+        Ok(())
+    }
+
+    /// Stores each outcome's timer and applies its membership change.
+    fn apply_outcomes(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        profile: &ProfileId,
+        outcomes: Vec<(String, Outcome)>,
+    ) -> Result<(), PipelineError> {
+        for (id, outcome) in outcomes {
+            let cached = self.load(tables, profile.as_str())?;
+            cached
+                .state
+                .set_timer(segment_key(&id), outcome.next_timer_ms);
+            if let Some(change) = outcome.changed {
+                self.record_change(tables, profile, &change)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates `segment_members` and queues the derived event.
+    fn record_change(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        profile: &ProfileId,
+        change: &Change,
+    ) -> Result<(), PipelineError> {
+        let entered = match change.kind {
+            ChangeKind::Entered => Some(change.time_ms),
+            ChangeKind::Exited => None,
+        };
+        tables.set_segment_member(&change.segment_id, profile.as_str(), entered)?;
+        let message_id = format!(
+            "{DERIVED_MESSAGE_PREFIX}{:020}-{:08}",
+            self.record_offset, self.derived_in_record
+        );
+        self.derived_in_record += 1;
+        let mut event = json!({
+            "type": "track",
+            "event": change.event_name(),
+            "messageId": message_id,
+            "timestamp": format_timestamp_ms(change.time_ms),
+            "properties": {
+                "segment_id": change.segment_id,
+                "profile_id": profile.as_str(),
+            },
+            "context": {"library": {"name": "atrium-segments"}},
+            "atrium": {"source": "atrium", "channel": "server"},
+        });
+        if let Some(graph) = tables.graph(profile)? {
+            for kind in ["user_id", "anonymous_id"] {
+                if let Some(record) = graph
+                    .identifiers
+                    .iter()
+                    .find(|record| record.id.kind == kind)
+                {
+                    let field = if kind == "user_id" {
+                        "userId"
+                    } else {
+                        "anonymousId"
+                    };
+                    event[field] = Value::String(record.id.value.clone());
+                }
+            }
+        }
+        let bytes = serde_json::to_vec(&event).expect("derived events serialize");
+        tables.put_outbox(&message_id, &bytes)?;
+        Ok(())
+    }
+
+    /// Fires the timers due at `at_ms` (an `atrium.tick`).
+    pub fn on_tick(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        at_ms: i64,
+    ) -> Result<(), PipelineError> {
+        let due = tables.due_segment_timers(at_ms)?;
+        for (_, profile) in due {
+            let profile = ProfileId(profile);
+            let segments: Vec<(String, Arc<Compiled>)> = self
+                .catalog
+                .segments
+                .iter()
+                .map(|(id, compiled)| (id.clone(), compiled.clone()))
+                .collect();
+            let traits: Vec<(String, Arc<CompiledTrait>)> = self
+                .catalog
+                .traits
+                .iter()
+                .map(|(id, compiled)| (id.clone(), compiled.clone()))
+                .collect();
+            let mut outcomes = Vec::new();
+            let mut trait_updates = Vec::new();
+            {
+                let cached = self.load(tables, profile.as_str())?;
+                for (id, compiled) in &segments {
+                    let due = cached
+                        .state
+                        .timers
+                        .get(&segment_key(id))
+                        .is_some_and(|time| *time <= at_ms);
+                    if let (true, Some(state)) = (due, cached.state.segments.get_mut(id)) {
+                        outcomes.push((id.clone(), on_timer(compiled, state, at_ms)));
+                    }
+                }
+                for (id, compiled) in &traits {
+                    let due = cached
+                        .state
+                        .timers
+                        .get(&trait_key(id))
+                        .is_some_and(|time| *time <= at_ms);
+                    if let (true, Some(state)) = (due, cached.state.traits.get_mut(id)) {
+                        let outcome = compiled.on_timer(state, at_ms);
+                        cached.state.set_timer(trait_key(id), outcome.next_timer_ms);
+                        if outcome.changed {
+                            trait_updates.push((id.clone(), outcome.value));
+                        }
+                    }
+                }
+            }
+            self.apply_outcomes(tables, &profile, outcomes)?;
+            set_computed_traits(tables, &profile, trait_updates)?;
+        }
+        Ok(())
+    }
+
+    /// After `merged` were merged into `survivor` (timelines already moved): drops the merged
+    /// profiles' state and rebuilds the survivor's from its combined history.
+    pub fn on_merge(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        log: &dyn EventLog,
+        survivor: &ProfileId,
+        merged: &[ProfileId],
+        now_ms: i64,
+    ) -> Result<(), PipelineError> {
+        if self.catalog.is_empty() {
+            return Ok(());
+        }
+        for gone in merged {
+            self.forget_profile(tables, gone)?;
+        }
+        let offsets = tables.timeline_offsets(survivor)?;
+        let mut history = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            if let Some(event) = read_event(log, offset)? {
+                history.push(event);
+            }
+        }
+        let traits = profile_traits(tables, survivor)?;
+        let segments: Vec<(String, Arc<Compiled>)> = self
+            .catalog
+            .segments
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
+        let computed: Vec<(String, Arc<CompiledTrait>)> = self
+            .catalog
+            .traits
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
+        let mut rebuilt = ProfileSegmentState::default();
+        for (id, compiled) in &segments {
+            let mut state = ProfileState::new(compiled, survivor.as_str());
+            for event in &history {
+                let time_ms = event_time(event);
+                on_event(
+                    compiled,
+                    &mut state,
+                    &event_view(event, time_ms),
+                    processing_time(event, time_ms),
+                );
+            }
+            on_profile(compiled, &mut state, &traits, now_ms);
+            let outcome = on_timer(compiled, &mut state, now_ms);
+            rebuilt.set_timer(segment_key(id), outcome.next_timer_ms);
+            rebuilt.segments.insert(id.clone(), state);
+        }
+        let mut trait_updates = Vec::new();
+        for (id, compiled) in &computed {
+            let mut state = compiled.new_state();
+            for event in &history {
+                let time_ms = event_time(event);
+                compiled.on_event(
+                    &mut state,
+                    &event_view(event, time_ms),
+                    processing_time(event, time_ms),
+                );
+            }
+            let outcome = compiled.on_timer(&mut state, now_ms);
+            rebuilt.set_timer(trait_key(id), outcome.next_timer_ms);
+            trait_updates.push((id.clone(), outcome.value));
+            rebuilt.traits.insert(id.clone(), state);
+        }
+        // The survivor's memberships before and after.
+        let mut changes = Vec::new();
+        for (id, state) in &rebuilt.segments {
+            let was = tables.segment_member(id, survivor.as_str())?.is_some();
+            if was != state.member {
+                changes.push(Change {
+                    segment_id: id.clone(),
+                    kind: if state.member {
+                        ChangeKind::Entered
+                    } else {
+                        ChangeKind::Exited
+                    },
+                    time_ms: now_ms,
+                });
+            }
+        }
+        let cached = self.load(tables, survivor.as_str())?;
+        cached.state = rebuilt;
+        for change in changes {
+            self.record_change(tables, survivor, &change)?;
+        }
+        set_computed_traits(tables, survivor, trait_updates)?;
+        Ok(())
+    }
+
+    /// Removes a profile's state, memberships and timer (merged away or erased).
+    pub fn forget_profile(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        profile: &ProfileId,
+    ) -> Result<(), PipelineError> {
+        let cached = self.load(tables, profile.as_str())?;
+        let member_of: Vec<String> = cached
+            .state
+            .segments
+            .iter()
+            .filter(|(_, state)| state.member)
+            .map(|(id, _)| id.clone())
+            .collect();
+        cached.state = ProfileSegmentState::default();
+        for segment in member_of {
+            tables.set_segment_member(&segment, profile.as_str(), None)?;
+        }
+        Ok(())
+    }
+
+    /// Erasure: forgets the profiles and drops their queued derived events.
+    pub fn erase(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        profiles: &[ProfileId],
+    ) -> Result<(), PipelineError> {
+        for profile in profiles {
+            self.forget_profile(tables, profile)?;
+        }
+        tables.retain_outbox(|bytes| {
+            serde_json::from_slice::<Value>(bytes).is_ok_and(|event| {
+                event
+                    .pointer("/properties/profile_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| profiles.iter().any(|profile| profile.as_str() == id))
+            })
+        })?;
+        Ok(())
+    }
+
+    /// A segment or computed trait definition was written (or deleted: `body` is `None`) at
+    /// log `offset`, time `at_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_definition(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        log: &dyn EventLog,
+        kind: DefinitionKind,
+        key: &str,
+        body: Option<&Value>,
+        offset: u64,
+        at_ms: i64,
+    ) -> Result<(), PipelineError> {
+        // Every cached state is written first: backfill works profile by profile on stored state.
+        self.flush(tables)?;
+        match kind {
+            DefinitionKind::Segment => {
+                let previous = self.catalog.segments.contains_key(key);
+                match body.map(|body| serde_json::from_value::<Definition>(body.clone())) {
+                    Some(Ok(definition)) => {
+                        self.catalog
+                            .definitions
+                            .segments
+                            .insert(key.to_owned(), definition);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%key, %error, "segment definition does not parse; ignored");
+                        return Ok(());
+                    }
+                    None => {
+                        self.catalog.definitions.segments.remove(key);
+                    }
+                }
+                self.catalog.compile_all();
+                match self.catalog.segments.get(key).cloned() {
+                    Some(compiled) => {
+                        self.backfill_segment(tables, log, key, &compiled, offset, at_ms)?
+                    }
+                    None if previous || body.is_none() => {
+                        tables.clear_segment_members(key)?;
+                    }
+                    None => {}
+                }
+            }
+            DefinitionKind::ComputedTrait => {
+                match body
+                    .map(|body| serde_json::from_value::<ComputedTraitDefinition>(body.clone()))
+                {
+                    Some(Ok(definition)) => {
+                        self.catalog
+                            .definitions
+                            .computed_traits
+                            .insert(key.to_owned(), definition);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%key, %error, "computed trait definition does not parse; ignored");
+                        return Ok(());
+                    }
+                    None => {
+                        self.catalog.definitions.computed_traits.remove(key);
+                    }
+                }
+                self.catalog.compile_all();
+                match self.catalog.traits.get(key).cloned() {
+                    Some(compiled) => {
+                        self.backfill_trait(tables, log, key, &compiled, offset, at_ms)?
+                    }
+                    None => {
+                        for profile in tables.segment_state_profiles()? {
+                            let profile = ProfileId(profile);
+                            if let Some(stored) = tables.profile_mut(&profile)? {
+                                stored.computed_traits.remove(key);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.flush(tables)?;
+        Ok(())
+    }
+
+    fn backfill_segment(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        log: &dyn EventLog,
+        key: &str,
+        compiled: &Arc<Compiled>,
+        offset: u64,
+        at_ms: i64,
+    ) -> Result<(), PipelineError> {
+        let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
+        scan_history(tables, log, offset, |profile, event| {
+            let time_ms = event_time(event);
+            let state = states
+                .entry(profile.to_owned())
+                .or_insert_with(|| ProfileState::new(compiled, profile));
+            on_event(
+                compiled,
+                state,
+                &event_view(event, time_ms),
+                processing_time(event, time_ms),
+            );
+        })?;
+        let mut previous_members = Vec::new();
+        for profile in tables.segment_state_profiles()? {
+            if tables.segment_member(key, &profile)?.is_some() && !states.contains_key(&profile) {
+                previous_members.push(profile);
+            }
+        }
+        for profile in previous_members {
+            states.insert(profile.clone(), ProfileState::new(compiled, &profile));
+        }
+        for (profile, mut state) in states {
+            let profile = ProfileId(profile);
+            let traits = profile_traits(tables, &profile)?;
+            on_profile(compiled, &mut state, &traits, at_ms);
+            let outcome = on_timer(compiled, &mut state, at_ms);
+            let was = tables.segment_member(key, profile.as_str())?.is_some();
+            let cached = self.load(tables, profile.as_str())?;
+            cached
+                .state
+                .set_timer(segment_key(key), outcome.next_timer_ms);
+            let member = state.member;
+            cached.state.segments.insert(key.to_owned(), state);
+            if member != was {
+                let change = Change {
+                    segment_id: key.to_owned(),
+                    kind: if member {
+                        ChangeKind::Entered
+                    } else {
+                        ChangeKind::Exited
+                    },
+                    time_ms: at_ms,
+                };
+                self.record_change(tables, &profile, &change)?;
+            }
+            if self.cache.len() >= 10_000 {
+                self.flush(tables)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backfill_trait(
+        &mut self,
+        tables: &mut WriteTables<'_>,
+        log: &dyn EventLog,
+        key: &str,
+        compiled: &Arc<CompiledTrait>,
+        offset: u64,
+        at_ms: i64,
+    ) -> Result<(), PipelineError> {
+        let mut states: BTreeMap<String, TraitState> = BTreeMap::new();
+        scan_history(tables, log, offset, |profile, event| {
+            let time_ms = event_time(event);
+            let state = states
+                .entry(profile.to_owned())
+                .or_insert_with(|| compiled.new_state());
+            compiled.on_event(
+                state,
+                &event_view(event, time_ms),
+                processing_time(event, time_ms),
+            );
+        })?;
+        for (profile, mut state) in states {
+            let profile = ProfileId(profile);
+            let outcome = compiled.on_timer(&mut state, at_ms);
+            let cached = self.load(tables, profile.as_str())?;
+            cached
+                .state
+                .set_timer(trait_key(key), outcome.next_timer_ms);
+            cached.state.traits.insert(key.to_owned(), state);
+            set_computed_traits(tables, &profile, vec![(key.to_owned(), outcome.value)])?;
+            if self.cache.len() >= 10_000 {
+                self.flush(tables)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Feeds every event before log offset `until` that is on some profile's timeline to `feed`,
+/// in log order, with the profile it belongs to now.
+fn scan_history(
+    tables: &mut WriteTables<'_>,
+    log: &dyn EventLog,
+    until: u64,
+    mut feed: impl FnMut(&str, &Value),
+) -> Result<(), PipelineError> {
+    let entries = tables.all_timeline_offsets()?;
+    let mut next = 0;
+    let mut from = entries.first().map_or(until, |(offset, _)| *offset);
+    while from < until && next < entries.len() {
+        let records = log.read(from, BACKFILL_READ)?;
+        if records.is_empty() {
+            break;
+        }
+        for record in &records {
+            if record.offset >= until {
+                break;
+            }
+            while next < entries.len() && entries[next].0 < record.offset {
+                next += 1;
+            }
+            if next < entries.len() && entries[next].0 == record.offset {
+                if let Ok(LogRecord::Event(event)) = LogRecord::decode(&record.payload) {
+                    feed(&entries[next].1, &event);
+                }
+                next += 1;
+            }
+        }
+        from = records.last().map_or(until, |record| record.offset + 1);
+    }
+    Ok(())
+}
+
+fn read_event(log: &dyn EventLog, offset: u64) -> Result<Option<Value>, PipelineError> {
+    let records = log.read(offset, 1)?;
+    Ok(records
+        .into_iter()
+        .find(|record| record.offset == offset)
+        .and_then(|record| match LogRecord::decode(&record.payload) {
+            Ok(LogRecord::Event(event)) => Some(event),
+            _ => None,
+        }))
+}
+
+fn profile_traits(
+    tables: &mut WriteTables<'_>,
+    profile: &ProfileId,
+) -> Result<Map<String, Value>, StoreError> {
+    Ok(tables
+        .profile_mut(profile)?
+        .map(|profile| profile.trait_values())
+        .unwrap_or_default())
+}
+
+fn set_computed_traits(
+    tables: &mut WriteTables<'_>,
+    profile: &ProfileId,
+    updates: Vec<(String, Value)>,
+) -> Result<(), StoreError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    if let Some(stored) = tables.profile_mut(profile)? {
+        for (id, value) in updates {
+            stored.computed_traits.insert(id, value);
+        }
+    }
+    Ok(())
+}
