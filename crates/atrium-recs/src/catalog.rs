@@ -77,6 +77,32 @@ impl Catalog {
         &self.items
     }
 
+    /// Appends an item; returns its index (the catalog's previous length).
+    pub fn push(&mut self, item: CatalogItem) -> ItemIndex {
+        let index = self.items.len() as ItemIndex;
+        let slot = self.category_slot(&item.category);
+        self.category_of.push(slot);
+        self.items.push(item);
+        index
+    }
+
+    /// Replaces the item at `item` (its category may change).
+    pub fn replace(&mut self, item: ItemIndex, entry: CatalogItem) {
+        let slot = self.category_slot(&entry.category);
+        self.category_of[item as usize] = slot;
+        self.items[item as usize] = entry;
+    }
+
+    fn category_slot(&mut self, category: &str) -> u32 {
+        match self.categories.iter().position(|c| c == category) {
+            Some(position) => position as u32,
+            None => {
+                self.categories.push(category.to_owned());
+                (self.categories.len() - 1) as u32
+            }
+        }
+    }
+
     /// Marks an item in or out of stock (the real-time stock feed).
     pub fn set_in_stock(&mut self, item: ItemIndex, in_stock: bool) {
         self.items[item as usize].in_stock = in_stock;

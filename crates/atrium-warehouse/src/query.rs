@@ -394,6 +394,38 @@ impl Warehouse {
         }
         Ok(counts)
     }
+
+    /// Runs `work` on the warehouse's runtime over a snapshot session holding the user-facing
+    /// tables and views (the ones [`Warehouse::sql`] sees), and waits for it; after `timeout`
+    /// the task is cancelled and [`WarehouseError::Timeout`] returned. For engines above the
+    /// warehouse (analytics) that plan their own read-only queries and stream the batches.
+    /// Blocking: call it from a blocking thread.
+    pub fn with_session<T, F, Fut>(&self, timeout: Duration, work: F) -> Result<T, WarehouseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(SessionContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, WarehouseError>> + Send + 'static,
+    {
+        let ctx = self.session()?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let task = self.runtime().spawn(async move {
+            let result = match add_views(&ctx).await {
+                Ok(()) => work(ctx).await,
+                Err(error) => Err(WarehouseError::from(error)),
+            };
+            let _ = sender.send(result);
+        });
+        match receiver.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                task.abort();
+                Err(WarehouseError::Timeout(timeout))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(WarehouseError::Engine(
+                "the query task ended without a result".into(),
+            )),
+        }
+    }
 }
 
 /// The user-facing views: each materialized table as its files plus its hot tier, and the

@@ -1,0 +1,671 @@
+//! Reading events from the warehouse into compact per-row vectors.
+//!
+//! One DataFusion query per load selects only the columns a request needs, with the time range
+//! and (where it can) the event names pushed down; the batches are streamed and turned into
+//! integers as they arrive: the resolved profile (through the `identities` snapshot, like the
+//! `events_resolved` view), the interned event key, a bit per matcher (funnel step, retention
+//! event, ...), the interned breakdown label. Row filters and trait filters are applied here, so
+//! the operators above only see rows that count.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use atrium_warehouse::{Warehouse, WarehouseError};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, StringArray, StringViewArray,
+    TimestampMillisecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use foldhash::fast::RandomState;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::AnalyticsError;
+use crate::request::{Field, Predicate, label, lookup};
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
+
+/// Interned strings; id 0 is "none".
+#[derive(Debug)]
+pub(crate) struct Dict {
+    map: FastMap<Box<str>, u32>,
+    values: Vec<Box<str>>,
+}
+
+impl Default for Dict {
+    fn default() -> Self {
+        Dict {
+            map: FastMap::default(),
+            values: vec!["".into()],
+        }
+    }
+}
+
+impl Dict {
+    pub fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.map.get(text) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(text.into());
+        self.map.insert(text.into(), id);
+        id
+    }
+
+    pub fn get(&self, text: &str) -> Option<u32> {
+        self.map.get(text).copied()
+    }
+
+    /// The text of `id`, `None` for 0.
+    pub fn text(&self, id: u32) -> Option<&str> {
+        if id == 0 {
+            None
+        } else {
+            Some(&self.values[id as usize])
+        }
+    }
+}
+
+/// Which events a matcher accepts: an event key (`None` or `$any`: every event) and filters.
+#[derive(Clone, Debug)]
+pub(crate) struct Matcher {
+    pub name: Option<String>,
+    pub filters: Vec<Predicate>,
+}
+
+impl Matcher {
+    pub fn new(name: &str, filters: Vec<Predicate>) -> Matcher {
+        let name = (name != "$any").then(|| name.to_owned());
+        Matcher { name, filters }
+    }
+}
+
+/// What one load reads.
+#[derive(Clone, Debug)]
+pub(crate) struct LoadSpec {
+    /// Inclusive lower bound (`None`: all history).
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound.
+    pub to_ms: i64,
+    /// Only rows matching at least one matcher are kept (and read, where pushable).
+    pub only_matching: bool,
+    pub matchers: Vec<Matcher>,
+    /// Read the `revenue` column.
+    pub revenue: bool,
+    /// A SQL condition that selects (a superset of) the matching rows, when the matcher names
+    /// cannot say it (with `only_matching`).
+    pub pushdown: Option<String>,
+}
+
+/// The rows of one load, column-wise.
+#[derive(Debug, Default)]
+pub(crate) struct Rows {
+    pub ts: Vec<i64>,
+    pub offset: Vec<u64>,
+    pub profile: Vec<u32>,
+    pub name: Vec<u32>,
+    /// Bit `i` set when matcher `i` accepts the row.
+    pub mask: Vec<u32>,
+    /// Interned breakdown label (0: none).
+    pub group: Vec<u32>,
+    /// NaN when null (only filled when asked for).
+    pub revenue: Vec<f64>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Row indices grouped by profile, each profile's rows in `(timestamp, offset)` order:
+    /// `(order, starts)` where profile `p`'s rows are `order[starts[p]..starts[p + 1]]`.
+    pub fn by_profile(&self, profiles: usize) -> (Vec<u32>, Vec<usize>) {
+        let mut starts = vec![0usize; profiles + 1];
+        for &profile in &self.profile {
+            starts[profile as usize + 1] += 1;
+        }
+        for index in 1..starts.len() {
+            starts[index] += starts[index - 1];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; self.len()];
+        for (row, &profile) in self.profile.iter().enumerate() {
+            let slot = &mut next[profile as usize];
+            order[*slot] = row as u32;
+            *slot += 1;
+        }
+        for profile in 0..profiles {
+            let slice = &mut order[starts[profile]..starts[profile + 1]];
+            if slice.len() > 1 {
+                slice.sort_by_key(|&row| (self.ts[row as usize], self.offset[row as usize]));
+            }
+        }
+        (order, starts)
+    }
+}
+
+/// People: the identity graph snapshot, trait filters and trait breakdown labels.
+#[derive(Debug, Default)]
+pub(crate) struct People {
+    by_user_id: FastMap<Box<str>, u32>,
+    by_anonymous_id: FastMap<Box<str>, u32>,
+    profile_ids: Dict,
+    /// Per profile id: passes the trait filters.
+    allowed: Vec<bool>,
+    /// Per profile id: interned trait breakdown label.
+    trait_group: Vec<u32>,
+    traits: FastMap<u32, Value>,
+    trait_filters: Vec<Predicate>,
+    trait_breakdown: Option<Vec<String>>,
+}
+
+impl People {
+    /// Number of profile indices handed out (including unresolved identifiers).
+    pub fn count(&self) -> usize {
+        self.profile_ids.values.len()
+    }
+
+    fn profile_index(&mut self, profile_id: &str, labels: &mut Dict) -> u32 {
+        if let Some(id) = self.profile_ids.get(profile_id) {
+            return id;
+        }
+        let id = self.profile_ids.intern(profile_id);
+        self.flag(id, labels);
+        id
+    }
+
+    /// Computes the trait-filter flag and trait breakdown label of profile `id`.
+    fn flag(&mut self, id: u32, labels: &mut Dict) {
+        let traits = self.traits.get(&id);
+        let allowed = self
+            .trait_filters
+            .iter()
+            .all(|filter| match (&filter.field, traits) {
+                (Field::Trait(path), Some(traits)) => filter.matches(lookup(traits, path)),
+                _ => filter.matches(None),
+            });
+        let group = match (&self.trait_breakdown, traits) {
+            (Some(path), Some(traits)) => label(lookup(traits, path))
+                .map(|text| labels.intern(&text))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let index = id as usize;
+        if self.allowed.len() <= index {
+            self.allowed.resize(index + 1, true);
+            self.trait_group.resize(index + 1, 0);
+        }
+        self.allowed[index] = allowed;
+        self.trait_group[index] = group;
+    }
+
+    /// The profile an event belongs to now: its user id's, else its anonymous id's; an
+    /// identifier the graph does not know (yet) stands for itself.
+    fn resolve(
+        &mut self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        labels: &mut Dict,
+    ) -> u32 {
+        let user_id = user_id.filter(|text| !text.is_empty());
+        let anonymous_id = anonymous_id.filter(|text| !text.is_empty());
+        if let Some(id) = user_id.and_then(|text| self.by_user_id.get(text)) {
+            return *id;
+        }
+        if let Some(id) = anonymous_id.and_then(|text| self.by_anonymous_id.get(text)) {
+            return *id;
+        }
+        let key = match (user_id, anonymous_id) {
+            (Some(user), _) => format!("user_id:{user}"),
+            (None, Some(anonymous)) => format!("anonymous_id:{anonymous}"),
+            (None, None) => "unknown".to_owned(),
+        };
+        let id = self.profile_index(&key, labels);
+        if let Some(user) = user_id {
+            self.by_user_id.insert(user.into(), id);
+        } else if let Some(anonymous) = anonymous_id {
+            self.by_anonymous_id.insert(anonymous.into(), id);
+        }
+        id
+    }
+
+    pub fn allowed(&self, profile: u32) -> bool {
+        self.allowed.get(profile as usize).copied().unwrap_or(true)
+    }
+}
+
+/// Everything one request read.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub people: People,
+    pub names: Dict,
+    pub labels: Dict,
+    pub rows: Vec<Rows>,
+}
+
+impl Loaded {
+    /// The text of an interned breakdown label.
+    pub fn group_label(&self, id: u32) -> Option<String> {
+        self.labels.text(id).map(str::to_owned)
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        self.names.text(id).unwrap_or("")
+    }
+}
+
+/// Reads the identity graph (and traits when filters or the breakdown need them), then each
+/// load, in one warehouse session.
+pub(crate) fn load(
+    warehouse: &Warehouse,
+    timeout: Duration,
+    filters: Vec<Predicate>,
+    trait_filters: Vec<Predicate>,
+    breakdown: Option<Field>,
+    specs: Vec<LoadSpec>,
+) -> Result<Loaded, AnalyticsError> {
+    let loaded = warehouse.with_session(timeout, move |ctx| async move {
+        read_all(ctx, filters, trait_filters, breakdown, specs).await
+    })?;
+    Ok(loaded)
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, WarehouseError> {
+    let frame = ctx.sql(sql).await?;
+    Ok(frame.collect().await?)
+}
+
+async fn read_all(
+    ctx: SessionContext,
+    filters: Vec<Predicate>,
+    trait_filters: Vec<Predicate>,
+    breakdown: Option<Field>,
+    specs: Vec<LoadSpec>,
+) -> Result<Loaded, WarehouseError> {
+    let mut labels = Dict::default();
+    let mut people = People {
+        trait_breakdown: match &breakdown {
+            Some(Field::Trait(path)) => Some(path.clone()),
+            _ => None,
+        },
+        trait_filters,
+        ..People::default()
+    };
+    if !people.trait_filters.is_empty() || people.trait_breakdown.is_some() {
+        let batches = collect(&ctx, "SELECT profile_id, traits FROM profiles").await?;
+        let mut pending = Vec::new();
+        for batch in &batches {
+            let ids = StrCol::new(batch.column(0))?;
+            let traits = StrCol::new(batch.column(1))?;
+            for row in 0..batch.num_rows() {
+                let (Some(id), Some(text)) = (ids.get(row), traits.get(row)) else {
+                    continue;
+                };
+                let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                pending.push((id.to_owned(), value));
+            }
+        }
+        for (id, value) in pending {
+            let index = people.profile_ids.intern(&id);
+            people.traits.insert(index, value);
+            people.flag(index, &mut labels);
+        }
+    }
+    let batches = collect(
+        &ctx,
+        "SELECT kind, value, profile_id FROM identities WHERE kind IN ('user_id', 'anonymous_id')",
+    )
+    .await?;
+    for batch in &batches {
+        let kinds = StrCol::new(batch.column(0))?;
+        let values = StrCol::new(batch.column(1))?;
+        let ids = StrCol::new(batch.column(2))?;
+        for row in 0..batch.num_rows() {
+            let (Some(kind), Some(value), Some(id)) =
+                (kinds.get(row), values.get(row), ids.get(row))
+            else {
+                continue;
+            };
+            let index = people.profile_index(id, &mut labels);
+            if kind == "user_id" {
+                people.by_user_id.insert(value.into(), index);
+            } else {
+                people.by_anonymous_id.insert(value.into(), index);
+            }
+        }
+    }
+    let mut names = Dict::default();
+    let mut all_rows = Vec::new();
+    for spec in &specs {
+        let mut rows = Rows::default();
+        let plan = Plan::new(spec, &filters, breakdown.as_ref());
+        let frame = ctx.sql(&plan.sql).await?;
+        let mut stream = frame.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            plan.add_batch(
+                &batch,
+                spec,
+                &filters,
+                breakdown.as_ref(),
+                &mut people,
+                &mut names,
+                &mut labels,
+                &mut rows,
+            )?;
+        }
+        all_rows.push(rows);
+    }
+    Ok(Loaded {
+        people,
+        names,
+        labels,
+        rows: all_rows,
+    })
+}
+
+/// A SQL condition selecting the events with these keys (`$page` etc. by type).
+pub(crate) fn names_condition(names: &[&str]) -> String {
+    let mut tracks = Vec::new();
+    let mut kinds = Vec::new();
+    for name in names {
+        match name.strip_prefix('$') {
+            Some(kind) => kinds.push(quote(kind)),
+            None => tracks.push(quote(name)),
+        }
+    }
+    let mut alternatives = Vec::new();
+    if !tracks.is_empty() {
+        alternatives.push(format!(
+            "(type = 'track' AND event IN ({}))",
+            tracks.join(", ")
+        ));
+    }
+    if !kinds.is_empty() {
+        alternatives.push(format!("type IN ({})", kinds.join(", ")));
+    }
+    format!("({})", alternatives.join(" OR "))
+}
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The SQL of one load and where its columns land in the batches.
+struct Plan {
+    sql: String,
+    /// Text columns read for filters and the breakdown, by column name.
+    columns: Vec<&'static str>,
+    properties: bool,
+}
+
+const BASE_COLUMNS: [&str; 6] = [
+    "offset",
+    "timestamp",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+];
+
+impl Plan {
+    fn new(spec: &LoadSpec, filters: &[Predicate], breakdown: Option<&Field>) -> Plan {
+        let mut columns: Vec<&'static str> = Vec::new();
+        let mut properties = false;
+        let mut note = |field: &Field| match field {
+            Field::Column(column) => {
+                if !columns.contains(column) && !BASE_COLUMNS.contains(column) {
+                    columns.push(column);
+                }
+            }
+            Field::Property(_) => properties = true,
+            Field::Trait(_) => {}
+        };
+        for filter in filters {
+            note(&filter.field);
+        }
+        for matcher in &spec.matchers {
+            for filter in &matcher.filters {
+                note(&filter.field);
+            }
+        }
+        if let Some(field) = breakdown {
+            note(field);
+        }
+        let mut select: Vec<String> = BASE_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+        select.extend(columns.iter().map(|c| format!("\"{c}\"")));
+        if properties {
+            select.push("properties".into());
+        }
+        if spec.revenue {
+            select.push("revenue".into());
+        }
+        let mut conditions = Vec::new();
+        if let Some(from) = spec.from_ms {
+            conditions.push(format!(
+                "\"timestamp\" >= {}",
+                quote(&atrium_types::format_timestamp_ms(from))
+            ));
+        }
+        conditions.push(format!(
+            "\"timestamp\" < {}",
+            quote(&atrium_types::format_timestamp_ms(spec.to_ms))
+        ));
+        if let Some(pushdown) = &spec.pushdown {
+            conditions.push(format!("({pushdown})"));
+        } else if spec.only_matching && spec.matchers.iter().all(|m| m.name.is_some()) {
+            let names: Vec<&str> = spec
+                .matchers
+                .iter()
+                .filter_map(|m| m.name.as_deref())
+                .collect();
+            conditions.push(names_condition(&names));
+        }
+        let sql = format!(
+            "SELECT {} FROM events WHERE {}",
+            select.join(", "),
+            conditions.join(" AND ")
+        );
+        Plan {
+            sql,
+            columns,
+            properties,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_batch(
+        &self,
+        batch: &RecordBatch,
+        spec: &LoadSpec,
+        filters: &[Predicate],
+        breakdown: Option<&Field>,
+        people: &mut People,
+        names: &mut Dict,
+        labels: &mut Dict,
+        rows: &mut Rows,
+    ) -> Result<(), WarehouseError> {
+        let offsets = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| engine("offset is not UInt64"))?;
+        let times = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| engine("timestamp is not Timestamp(ms)"))?;
+        let types = StrCol::new(batch.column(2))?;
+        let events = StrCol::new(batch.column(3))?;
+        let user_ids = StrCol::new(batch.column(4))?;
+        let anonymous_ids = StrCol::new(batch.column(5))?;
+        let mut texts = Vec::with_capacity(self.columns.len());
+        for index in 0..self.columns.len() {
+            texts.push(StrCol::new(batch.column(6 + index))?);
+        }
+        let mut next = 6 + self.columns.len();
+        let properties = if self.properties {
+            next += 1;
+            Some(StrCol::new(batch.column(next - 1))?)
+        } else {
+            None
+        };
+        let revenue: Option<&Float64Array> = if spec.revenue {
+            Some(
+                batch
+                    .column(next)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .ok_or_else(|| engine("revenue is not Float64"))?,
+            )
+        } else {
+            None
+        };
+        // Matcher names resolved to interned keys once per batch.
+        let matcher_names: Vec<Option<u32>> = spec
+            .matchers
+            .iter()
+            .map(|m| m.name.as_deref().map(|name| names.intern(name)))
+            .collect();
+        let mut key_buffer = String::new();
+        for row in 0..batch.num_rows() {
+            if times.is_null(row) {
+                continue;
+            }
+            let kind = types.get(row).unwrap_or("");
+            let name = if kind == "track" {
+                names.intern(events.get(row).unwrap_or(""))
+            } else {
+                key_buffer.clear();
+                key_buffer.push('$');
+                key_buffer.push_str(kind);
+                names.intern(&key_buffer)
+            };
+            let mut parsed: Option<Value> = None;
+            let mut props = |properties: &Option<StrCol>| -> Value {
+                if parsed.is_none() {
+                    let text = properties.as_ref().and_then(|p| p.get(row)).unwrap_or("");
+                    parsed = Some(serde_json::from_str(text).unwrap_or(Value::Null));
+                }
+                parsed.clone().unwrap_or(Value::Null)
+            };
+            let pass =
+                |filter: &Predicate, props: &mut dyn FnMut(&Option<StrCol>) -> Value| -> bool {
+                    match &filter.field {
+                        Field::Column(column) => {
+                            let value = if *column == "event" {
+                                events.get(row)
+                            } else if *column == "type" {
+                                Some(kind)
+                            } else {
+                                let index = self.columns.iter().position(|c| c == column);
+                                index.and_then(|i| texts[i].get(row))
+                            };
+                            filter.matches_text(value)
+                        }
+                        Field::Property(path) => {
+                            let value = props(&properties);
+                            filter.matches(lookup(&value, path))
+                        }
+                        Field::Trait(_) => true,
+                    }
+                };
+            if !filters.iter().all(|filter| pass(filter, &mut props)) {
+                continue;
+            }
+            let mut mask = 0u32;
+            for (index, matcher) in spec.matchers.iter().enumerate() {
+                let name_ok = matcher_names[index].is_none_or(|id| id == name);
+                if name_ok
+                    && matcher
+                        .filters
+                        .iter()
+                        .all(|filter| pass(filter, &mut props))
+                {
+                    mask |= 1 << index;
+                }
+            }
+            if spec.only_matching && mask == 0 {
+                continue;
+            }
+            let profile = people.resolve(user_ids.get(row), anonymous_ids.get(row), labels);
+            if !people.allowed(profile) {
+                continue;
+            }
+            let group = match breakdown {
+                None => 0,
+                Some(Field::Trait(_)) => people
+                    .trait_group
+                    .get(profile as usize)
+                    .copied()
+                    .unwrap_or(0),
+                Some(Field::Column(column)) => {
+                    let text = if *column == "event" {
+                        events.get(row)
+                    } else if *column == "type" {
+                        Some(kind)
+                    } else {
+                        let index = self.columns.iter().position(|c| c == column);
+                        index.and_then(|i| texts[i].get(row))
+                    };
+                    match text {
+                        Some(text) if !text.is_empty() => labels.intern(text),
+                        _ => 0,
+                    }
+                }
+                Some(Field::Property(path)) => {
+                    let value = props(&properties);
+                    label(lookup(&value, path))
+                        .map(|text| labels.intern(&text))
+                        .unwrap_or(0)
+                }
+            };
+            rows.ts.push(times.value(row));
+            rows.offset.push(offsets.value(row));
+            rows.profile.push(profile);
+            rows.name.push(name);
+            rows.mask.push(mask);
+            rows.group.push(group);
+            if let Some(revenue) = revenue {
+                rows.revenue.push(if revenue.is_null(row) {
+                    f64::NAN
+                } else {
+                    revenue.value(row)
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn engine(message: &str) -> WarehouseError {
+    WarehouseError::Engine(format!("analytics: {message}"))
+}
+
+/// A text column, whichever string layout the scan produced.
+enum StrCol<'a> {
+    Utf8(&'a StringArray),
+    View(&'a StringViewArray),
+    Large(&'a datafusion::arrow::array::LargeStringArray),
+}
+
+impl<'a> StrCol<'a> {
+    fn new(array: &'a ArrayRef) -> Result<StrCol<'a>, WarehouseError> {
+        match array.data_type() {
+            DataType::Utf8 => Ok(StrCol::Utf8(array.as_string::<i32>())),
+            DataType::Utf8View => Ok(StrCol::View(array.as_string_view())),
+            DataType::LargeUtf8 => Ok(StrCol::Large(array.as_string::<i64>())),
+            other => Err(engine(&format!("expected a text column, got {other}"))),
+        }
+    }
+
+    fn get(&self, row: usize) -> Option<&'a str> {
+        match self {
+            StrCol::Utf8(array) => (!array.is_null(row)).then(|| array.value(row)),
+            StrCol::View(array) => (!array.is_null(row)).then(|| array.value(row)),
+            StrCol::Large(array) => (!array.is_null(row)).then(|| array.value(row)),
+        }
+    }
+}

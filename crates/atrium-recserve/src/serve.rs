@@ -1,0 +1,501 @@
+//! Answering one request: candidates from the placement's models in fallback order, business
+//! rules applied by `atrium_recs::assemble`, and a reason for every item.
+
+use std::collections::{HashMap, HashSet};
+
+use atrium_recs::covisit::CoOccurrenceKind;
+use atrium_recs::{
+    Boost, Candidate, Filters, Interaction, ItemIndex, Pin, Reason, Recommendation, Request,
+    Shopper, Source, UserIndex, assemble, for_you,
+};
+use serde_json::{Value, json};
+
+use crate::catalog::normalize_category;
+use crate::live::LiveState;
+use crate::request::RecRequest;
+use crate::train::Trained;
+use crate::{Placement, RecError};
+
+/// Weight of the current session against the long-term profile in `for_you`.
+const SESSION_WEIGHT: f32 = 0.3;
+const SESSION_MS: i64 = 30 * 60_000;
+/// Most recent distinct items used as seeds for item-to-item models.
+const MAX_SEEDS: usize = 10;
+
+/// Who is asking: the resolved profile (if any) and the visitor keys of its identity graph.
+#[derive(Clone, Debug, Default)]
+pub struct Visitor {
+    pub profile_id: Option<String>,
+    pub users: Vec<UserIndex>,
+}
+
+/// One recommended item with its reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecItem {
+    pub item: ItemIndex,
+    pub id: String,
+    pub score: f32,
+    pub source: String,
+    pub fallback_level: usize,
+    pub reason: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub model: String,
+    pub model_version: Option<u64>,
+    pub items: Vec<RecItem>,
+}
+
+struct Context<'a> {
+    live: &'a LiveState,
+    trained: Option<&'a Trained>,
+    filters: Filters,
+    want: usize,
+    history: Vec<Interaction>,
+    seeds: Vec<ItemIndex>,
+    category: Option<String>,
+}
+
+impl Context<'_> {
+    fn allowed(&self, item: ItemIndex) -> bool {
+        self.live.catalog.is_listed(item) && self.filters.allows(self.live.catalog.models(), item)
+    }
+
+    fn keep_allowed(&self, mut candidates: Vec<Candidate>) -> Vec<Candidate> {
+        candidates.retain(|candidate| self.allowed(candidate.item));
+        candidates
+    }
+
+    /// The first `want` allowed items of a ranked list (optionally of a category subtree).
+    fn top_of_ranked(
+        &self,
+        ranked: &[(ItemIndex, f32)],
+        category: Option<&str>,
+        reason: impl Fn() -> Reason,
+    ) -> Vec<Candidate> {
+        let categories = category.map(|c| self.live.catalog.categories_under(c));
+        let mut out = Vec::new();
+        for &(item, score) in ranked {
+            if out.len() >= self.want {
+                break;
+            }
+            if let Some(categories) = &categories {
+                let path = &self.live.catalog.models().item(item).category;
+                if !categories.contains(path) {
+                    continue;
+                }
+            }
+            if self.allowed(item) {
+                out.push(Candidate {
+                    item,
+                    score,
+                    reason: reason(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The models a placement can use, the default first.
+pub fn placement_models(placement: Placement) -> &'static [&'static str] {
+    match placement {
+        Placement::ForYou => &["als", "covisit", "popular"],
+        Placement::Similar => &["covisit", "content", "popular"],
+        Placement::BoughtTogether => &["copurchase", "covisit", "content", "popular"],
+        Placement::Trending => &["trending", "popular"],
+        Placement::RecentlyViewed => &["recent"],
+        Placement::BuyAgain => &["buy_again"],
+    }
+}
+
+fn item_index(live: &LiveState, id: &str, what: &str) -> Result<ItemIndex, RecError> {
+    live.catalog
+        .index(id)
+        .filter(|index| live.catalog.is_listed(*index))
+        .ok_or_else(|| RecError::UnknownItem(format!("{what}: no catalog item `{id}`")))
+}
+
+/// Builds the answer for `request` with `model` as the first model of the fallback chain.
+pub fn recommend(
+    live: &LiveState,
+    trained: Option<(&Trained, u64)>,
+    request: &RecRequest,
+    placement: Placement,
+    model: &str,
+    visitor: &Visitor,
+) -> Result<Answer, RecError> {
+    let rules = &request.rules;
+    let catalog = &live.catalog;
+    // Resolve every id first: unknown ids are the caller's mistake.
+    let mut seeds: Vec<ItemIndex> = Vec::new();
+    if let Some(item) = &request.item {
+        seeds.push(item_index(live, item, "item")?);
+    }
+    for (position, id) in request.cart.iter().enumerate() {
+        let index = item_index(live, id, &format!("cart[{position}]"))?;
+        if !seeds.contains(&index) {
+            seeds.push(index);
+        }
+    }
+    let mut exclude: HashSet<ItemIndex> = HashSet::new();
+    for id in &rules.exclude {
+        // Excluding an item the catalog does not know is harmless.
+        if let Some(index) = catalog.index(id) {
+            exclude.insert(index);
+        }
+    }
+    let mut boosts = Vec::with_capacity(rules.boosts.len());
+    for (position, boost) in rules.boosts.iter().enumerate() {
+        if let Some(category) = &boost.category {
+            let categories = catalog.categories_under(category);
+            for category in categories {
+                boosts.push(Boost::Category {
+                    category,
+                    factor: boost.factor,
+                });
+            }
+        } else if let Some(item) = &boost.item {
+            boosts.push(Boost::Item {
+                item: item_index(live, item, &format!("rules.boosts[{position}].item"))?,
+                factor: boost.factor,
+            });
+        }
+    }
+    let mut pins = Vec::with_capacity(rules.pins.len());
+    for (position, pin) in rules.pins.iter().enumerate() {
+        pins.push(Pin {
+            item: item_index(live, &pin.item, &format!("rules.pins[{position}].item"))?,
+            position: pin.position,
+        });
+    }
+    let mut history: Vec<Interaction> = visitor
+        .users
+        .iter()
+        .flat_map(|user| live.history(*user).iter().copied())
+        .collect();
+    history.sort_by_key(|interaction| interaction.timestamp_ms);
+    if rules.exclude_seen {
+        exclude.extend(history.iter().map(|interaction| interaction.item));
+    }
+    if rules.exclude_purchased {
+        exclude.extend(
+            history
+                .iter()
+                .filter(|interaction| interaction.kind.is_purchase())
+                .map(|interaction| interaction.item),
+        );
+    }
+    // Item-to-item placements never return their own seeds.
+    exclude.extend(seeds.iter().copied());
+    if seeds.is_empty() {
+        // For "for you": the visitor's latest distinct items.
+        for interaction in history.iter().rev() {
+            if seeds.len() >= MAX_SEEDS {
+                break;
+            }
+            if !seeds.contains(&interaction.item) {
+                seeds.push(interaction.item);
+            }
+        }
+    }
+    let categories = if rules.categories.is_empty() {
+        None
+    } else {
+        let mut expanded = Vec::new();
+        for category in &rules.categories {
+            expanded.extend(catalog.categories_under(category));
+        }
+        Some(expanded)
+    };
+    let filters = Filters {
+        in_stock_only: rules.in_stock,
+        categories,
+        min_price: rules.min_price,
+        max_price: rules.max_price,
+        exclude,
+    };
+    let slack = if rules.max_per_category.is_some() {
+        request.k * 10
+    } else {
+        request.k
+    };
+    let category = match placement {
+        Placement::Trending => request.category.as_deref().map(normalize_category),
+        _ => seeds
+            .first()
+            .filter(|_| placement != Placement::ForYou)
+            .map(|seed| catalog.models().item(*seed).category.clone())
+            .filter(|category| !category.is_empty()),
+    };
+    let context = Context {
+        live,
+        trained: trained.map(|(trained, _)| trained),
+        filters,
+        want: request.k + pins.len() + slack,
+        history,
+        seeds,
+        category,
+    };
+
+    let mut chain: Vec<&str> = vec![model];
+    chain.extend(
+        placement_models(placement)
+            .iter()
+            .copied()
+            .filter(|other| *other != model),
+    );
+    let mut sources: Vec<Source> = Vec::new();
+    for name in chain {
+        sources.extend(model_sources(&context, name, visitor));
+    }
+    let assembled: Vec<Recommendation> = assemble(
+        catalog.models(),
+        &Request {
+            count: request.k,
+            filters: context.filters.clone(),
+            boosts,
+            pins,
+            max_per_category: rules.max_per_category,
+        },
+        &sources,
+    );
+    let items = assembled
+        .into_iter()
+        .map(|recommendation| RecItem {
+            item: recommendation.item,
+            id: catalog.id(recommendation.item).to_owned(),
+            score: if recommendation.score.is_finite() {
+                recommendation.score
+            } else {
+                0.0
+            },
+            reason: reason_json(live, &recommendation.reason),
+            source: recommendation.source,
+            fallback_level: recommendation.fallback_level,
+        })
+        .collect();
+    let model_version = match model {
+        "als" | "content" => trained.map(|(_, version)| version),
+        _ => None,
+    };
+    Ok(Answer {
+        model: model.to_owned(),
+        model_version,
+        items,
+    })
+}
+
+/// Candidates of one model (popular gives two sources: the seed's category, then everything).
+fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<Source> {
+    let live = context.live;
+    match model {
+        "als" => {
+            let Some(trained) = context.trained else {
+                return Vec::new();
+            };
+            let Some(als) = &trained.als else {
+                return Vec::new();
+            };
+            let model_items = als.items() as ItemIndex;
+            let mut strengths: HashMap<ItemIndex, f32> = HashMap::new();
+            let mut session: HashMap<ItemIndex, f32> = HashMap::new();
+            let last_ms = context.history.last().map(|i| i.timestamp_ms);
+            for interaction in &context.history {
+                if interaction.item >= model_items {
+                    continue;
+                }
+                let weight = live.weights.weight(interaction, live.now_ms);
+                *strengths.entry(interaction.item).or_default() += weight;
+                if let Some(last_ms) = last_ms
+                    && live.now_ms - last_ms <= SESSION_MS
+                    && last_ms - interaction.timestamp_ms <= SESSION_MS
+                {
+                    *session.entry(interaction.item).or_default() +=
+                        live.weights.kind_weight(interaction.kind);
+                }
+            }
+            let mut history: Vec<(ItemIndex, f32)> = strengths.into_iter().collect();
+            history.sort_by_key(|(item, _)| *item);
+            let mut session: Vec<(ItemIndex, f32)> = session.into_iter().collect();
+            session.sort_by_key(|(item, _)| *item);
+            let trained_user = visitor
+                .profile_id
+                .as_ref()
+                .and_then(|profile| trained.rows.get(profile).copied());
+            let shopper = Shopper {
+                trained_user,
+                history: &history,
+                session: &session,
+            };
+            let seen: HashSet<ItemIndex> = context.history.iter().map(|i| i.item).collect();
+            let candidates = for_you(als, &shopper, SESSION_WEIGHT, context.want, |item| {
+                seen.contains(&item) || !context.allowed(item)
+            });
+            vec![Source::new("als", candidates)]
+        }
+        "covisit" => {
+            let candidates = live.covisit.counts().candidates(
+                &context.seeds,
+                1,
+                CoOccurrenceKind::ViewedTogether,
+            );
+            vec![Source::new("covisit", context.keep_allowed(candidates))]
+        }
+        "copurchase" => {
+            let candidates =
+                live.copurchase
+                    .candidates(&context.seeds, 1, CoOccurrenceKind::BoughtTogether);
+            vec![Source::new("copurchase", context.keep_allowed(candidates))]
+        }
+        "content" => {
+            let Some(trained) = context.trained else {
+                return Vec::new();
+            };
+            let seeds: Vec<ItemIndex> = context
+                .seeds
+                .iter()
+                .copied()
+                .filter(|seed| (*seed as usize) < trained.content_items)
+                .collect();
+            let candidates = trained.content.candidates(&seeds, context.want * 3);
+            vec![Source::new("content", context.keep_allowed(candidates))]
+        }
+        "popular" => {
+            let mut sources = Vec::new();
+            if let Some(category) = &context.category {
+                let candidates =
+                    context.top_of_ranked(&live.popular_ranked, Some(category), || {
+                        Reason::Popular {
+                            category: Some(category.clone()),
+                        }
+                    });
+                sources.push(Source::new("popular", candidates));
+            }
+            let candidates = context.top_of_ranked(&live.popular_ranked, None, || {
+                Reason::Popular { category: None }
+            });
+            sources.push(Source::new("popular", candidates));
+            sources
+        }
+        "trending" => {
+            let category = context.category.as_deref();
+            let candidates =
+                context.top_of_ranked(&live.trending_ranked, category, || Reason::Trending {
+                    category: category.map(str::to_owned),
+                });
+            vec![Source::new("trending", candidates)]
+        }
+        "recent" => {
+            let mut viewed: Vec<(ItemIndex, i64)> = visitor
+                .users
+                .iter()
+                .flat_map(|user| live.recent.items(*user))
+                .collect();
+            viewed.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut seen = HashSet::new();
+            viewed.retain(|(item, _)| seen.insert(*item));
+            let count = viewed.len() as f32;
+            let candidates = viewed
+                .into_iter()
+                .enumerate()
+                .map(|(rank, (item, viewed_at_ms))| Candidate {
+                    item,
+                    score: count - rank as f32,
+                    reason: Reason::RecentlyViewed { viewed_at_ms },
+                })
+                .collect();
+            vec![Source::new("recent", context.keep_allowed(candidates))]
+        }
+        "buy_again" => {
+            let mut best: HashMap<ItemIndex, Candidate> = HashMap::new();
+            for user in &visitor.users {
+                for candidate in
+                    live.buy_again
+                        .candidates(*user, live.catalog.models(), live.now_ms)
+                {
+                    match best.get(&candidate.item) {
+                        Some(existing) if existing.score >= candidate.score => {}
+                        _ => {
+                            best.insert(candidate.item, candidate);
+                        }
+                    }
+                }
+            }
+            let mut candidates: Vec<Candidate> = best.into_values().collect();
+            candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+            vec![Source::new("buy_again", context.keep_allowed(candidates))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A reason as JSON: its kind, the facts, and a sentence for people.
+pub fn reason_json(live: &LiveState, reason: &Reason) -> Value {
+    let catalog = &live.catalog;
+    let name = |item: ItemIndex| -> String {
+        catalog
+            .item(item)
+            .map_or_else(|| catalog.id(item).to_owned(), |i| i.name.clone())
+    };
+    match reason {
+        Reason::Popular { category } => json!({
+            "kind": "popular",
+            "category": category,
+            "text": match category {
+                Some(category) => format!("popular in {category}"),
+                None => "popular right now".to_owned(),
+            },
+        }),
+        Reason::Trending { category } => json!({
+            "kind": "trending",
+            "category": category,
+            "text": match category {
+                Some(category) => format!("trending in {category}"),
+                None => "trending".to_owned(),
+            },
+        }),
+        Reason::RecentlyViewed { viewed_at_ms } => json!({
+            "kind": "recently_viewed",
+            "viewed_at": atrium_types::format_timestamp_ms(*viewed_at_ms),
+            "text": "you viewed this recently",
+        }),
+        Reason::BoughtTogether { with, orders } => json!({
+            "kind": "bought_together",
+            "with": catalog.id(*with),
+            "orders": orders,
+            "text": format!("bought together with {} in {orders} orders", name(*with)),
+        }),
+        Reason::ViewedTogether { with, sessions } => json!({
+            "kind": "viewed_together",
+            "with": catalog.id(*with),
+            "sessions": sessions,
+            "text": format!("viewed together with {} in {sessions} sessions", name(*with)),
+        }),
+        Reason::SimilarTo { item, shared } => json!({
+            "kind": "similar_to",
+            "with": catalog.id(*item),
+            "shared": shared,
+            "text": format!("similar to {} ({})", name(*item), shared.join(", ")),
+        }),
+        Reason::ForYou { because_of } => json!({
+            "kind": "for_you",
+            "because_of": because_of.map(|item| catalog.id(item).to_owned()),
+            "text": match because_of {
+                Some(item) => format!("because you showed interest in {}", name(*item)),
+                None => "matches your tastes".to_owned(),
+            },
+        }),
+        Reason::BuyAgain {
+            last_purchase_ms,
+            every_days,
+        } => json!({
+            "kind": "buy_again",
+            "last_purchase": atrium_types::format_timestamp_ms(*last_purchase_ms),
+            "every_days": every_days,
+            "text": format!("you buy this about every {} days", every_days.round()),
+        }),
+        Reason::Pinned => json!({"kind": "pinned", "text": "pinned by a business rule"}),
+    }
+}

@@ -1,0 +1,414 @@
+//! Placements, reasons, fallbacks, rules, attribution and rebuild from the log.
+
+use atrium_recserve::{RecError, RecRequest, RecsSettings};
+use serde_json::{Value, json};
+
+use crate::*;
+
+fn request(body: Value) -> RecRequest {
+    RecRequest::from_json(&body).expect("valid request")
+}
+
+fn ids(response: &atrium_recserve::RecResponse) -> Vec<String> {
+    response.items.iter().map(|item| item.id.clone()).collect()
+}
+
+/// Three shoppers browse shoes and socks together; two orders pair shoes with laces.
+fn shop() -> Fixture {
+    let fixture = Fixture::new();
+    fixture.put_items(&[
+        item("shoe", "Apparel > Shoes", 80.0),
+        item("sock", "Apparel > Socks", 5.0),
+        item("lace", "Apparel > Accessories", 3.0),
+        item("hat", "Apparel > Hats", 20.0),
+        item("lamp", "Home > Lighting", 40.0),
+    ]);
+    let mut events = Vec::new();
+    for (n, visitor) in ["a-1", "a-2", "a-3"].iter().enumerate() {
+        let start = T0 + n as i64 * 1_000 * MINUTE;
+        events.push(viewed(visitor, "shoe", start));
+        events.push(viewed(visitor, "sock", start + MINUTE));
+    }
+    events.push(viewed("a-3", "hat", T0 + 2_000 * MINUTE + 2 * MINUTE));
+    events.push(order(
+        "u:buyer-1",
+        "o-1",
+        &["shoe", "lace"],
+        T0 + 3_000 * MINUTE,
+    ));
+    events.push(order(
+        "u:buyer-2",
+        "o-2",
+        &["shoe", "lace"],
+        T0 + 3_100 * MINUTE,
+    ));
+    for n in 0..5 {
+        events.push(viewed(&format!("b-{n}"), "lamp", T0 + 3_200 * MINUTE + n));
+    }
+    fixture.append(&events);
+    fixture.sync();
+    fixture
+}
+
+#[test]
+fn similar_and_bought_together_say_why() {
+    let fixture = shop();
+    let similar = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "similar", "item": "shoe", "k": 3}),
+        ))
+        .unwrap();
+    assert_eq!(similar.items[0].id, "sock", "{}", similar.body);
+    assert_eq!(similar.items[0].source, "covisit");
+    assert_eq!(similar.items[0].reason["kind"], "viewed_together");
+    assert_eq!(similar.items[0].reason["with"], "shoe");
+    assert_eq!(similar.items[0].reason["sessions"], 3);
+    assert!(
+        !ids(&similar).contains(&"shoe".to_owned()),
+        "never the seed"
+    );
+    assert!(
+        similar
+            .recommendation_id
+            .starts_with("rec.similar.covisit.")
+    );
+
+    let together = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "bought_together", "cart": ["shoe"], "k": 2}),
+        ))
+        .unwrap();
+    assert_eq!(together.items[0].id, "lace", "{}", together.body);
+    assert_eq!(together.items[0].reason["kind"], "bought_together");
+    assert_eq!(together.items[0].reason["orders"], 2);
+    assert!(
+        together.items[0].reason["text"]
+            .as_str()
+            .unwrap()
+            .contains("Item shoe")
+    );
+}
+
+#[test]
+fn out_of_stock_and_deleted_items_leave_the_next_response() {
+    let fixture = shop();
+    let ask = || {
+        fixture
+            .service
+            .recommend(&request(json!({"placement": "similar", "item": "shoe"})))
+            .unwrap()
+    };
+    assert!(ids(&ask()).contains(&"sock".to_owned()));
+    let mut sock = item("sock", "Apparel > Socks", 5.0);
+    sock["stock"] = json!(0);
+    fixture.put_items(&[sock]);
+    fixture.sync();
+    assert!(!ids(&ask()).contains(&"sock".to_owned()), "out of stock");
+    // Out-of-stock items are allowed when the rules say so.
+    let allowed = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "similar", "item": "shoe", "rules": {"in_stock": false}}),
+        ))
+        .unwrap();
+    assert!(ids(&allowed).contains(&"sock".to_owned()));
+
+    let delete = atrium_types::ControlRecord::CatalogDelete {
+        ids: vec!["lace".into()],
+        at: atrium_types::format_timestamp_ms(T0),
+    };
+    fixture
+        .log
+        .append(&[&atrium_types::LogRecord::encode_control(&delete)])
+        .unwrap();
+    fixture.sync();
+    let together = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "bought_together", "item": "shoe", "rules": {"in_stock": false}}),
+        ))
+        .unwrap();
+    assert!(
+        !ids(&together).contains(&"lace".to_owned()),
+        "{}",
+        together.body
+    );
+    assert!(fixture.service.item("lace").is_none());
+    let error = fixture
+        .service
+        .recommend(&request(json!({"placement": "similar", "item": "lace"})))
+        .unwrap_err();
+    assert!(matches!(error, RecError::UnknownItem(_)), "{error}");
+}
+
+#[test]
+fn cold_start_falls_back_to_popular_and_new_items_to_their_category() {
+    let fixture = shop();
+    let new_visitor = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "for_you", "profile": "anonymous_id:never-seen", "k": 2}),
+        ))
+        .unwrap();
+    assert_eq!(new_visitor.model, "als");
+    assert_eq!(ids(&new_visitor), ["shoe", "lace"], "{}", new_visitor.body);
+    assert!(
+        new_visitor
+            .items
+            .iter()
+            .all(|item| item.source == "popular")
+    );
+    assert!(new_visitor.items[0].fallback_level > 0);
+
+    fixture.put_items(&[item("boot", "Apparel > Shoes", 90.0)]);
+    fixture.sync();
+    let new_item = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "similar", "item": "boot", "k": 1}),
+        ))
+        .unwrap();
+    assert_eq!(ids(&new_item), ["shoe"], "popular in the same category");
+    assert_eq!(new_item.items[0].reason["category"], "Apparel > Shoes");
+    // Once the content index covers it, content similarity explains by shared features.
+    fixture.service.train(false);
+    let new_item = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "similar", "item": "boot", "k": 1}),
+        ))
+        .unwrap();
+    assert_eq!(new_item.items[0].source, "content", "{}", new_item.body);
+    assert_eq!(new_item.items[0].id, "shoe");
+}
+
+#[test]
+fn recently_viewed_buy_again_and_for_you_after_training() {
+    let fixture = shop();
+    let recent = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "recently_viewed", "profile": "anonymous_id:a-3"}),
+        ))
+        .unwrap();
+    assert_eq!(ids(&recent), ["hat", "sock", "shoe"]);
+    assert_eq!(recent.items[0].reason["kind"], "recently_viewed");
+
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(order(
+            "u:regular",
+            &format!("r-{n}"),
+            &["sock"],
+            T0 + n * 7 * 24 * 60 * MINUTE,
+        ));
+    }
+    // Later activity moves the watermark past the due date.
+    events.push(viewed("b-9", "lamp", T0 + 21 * 24 * 60 * MINUTE));
+    fixture.append(&events);
+    fixture.sync();
+    let again = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "buy_again", "profile": "user_id:regular"}),
+        ))
+        .unwrap();
+    assert_eq!(ids(&again), ["sock"], "{}", again.body);
+    assert_eq!(again.items[0].reason["kind"], "buy_again");
+
+    let (version, report) = fixture.service.train(true);
+    assert_eq!(version, 1);
+    assert!(report.profiles >= 10 && report.nonzeros > 0, "{report:?}");
+    let for_you = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "for_you", "profile": "anonymous_id:a-1", "k": 3}),
+        ))
+        .unwrap();
+    assert_eq!(for_you.body["model_version"], 1);
+    assert_eq!(for_you.items[0].source, "als", "{}", for_you.body);
+    let seen = ["shoe", "sock"];
+    assert!(
+        for_you
+            .items
+            .iter()
+            .filter(|i| i.source == "als")
+            .all(|i| !seen.contains(&i.id.as_str())),
+        "als skips what the visitor already interacted with: {}",
+        for_you.body
+    );
+}
+
+#[test]
+fn rules_pin_boost_diversify_and_filter() {
+    let fixture = shop();
+    let response = fixture
+        .service
+        .recommend(&request(json!({
+            "placement": "trending",
+            "k": 4,
+            "rules": {
+                "pins": [{"item": "hat", "position": 0}],
+                "boosts": [{"category": "Apparel", "factor": 100.0}],
+                "max_per_category": 1,
+                "max_price": 50.0,
+            }
+        })))
+        .unwrap();
+    let items = ids(&response);
+    assert_eq!(items[0], "hat", "{}", response.body);
+    assert_eq!(response.items[0].reason["kind"], "pinned");
+    assert!(!items.contains(&"shoe".to_owned()), "over max_price");
+    let mut categories: Vec<String> = response.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["category"].as_str().unwrap().to_owned())
+        .collect();
+    let before = categories.len();
+    categories.dedup();
+    assert_eq!(before, categories.len(), "one per category");
+
+    let only_home = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "trending", "rules": {"categories": ["Home"]}}),
+        ))
+        .unwrap();
+    assert_eq!(ids(&only_home), ["lamp"]);
+}
+
+#[test]
+fn bad_requests_are_named() {
+    let fixture = shop();
+    let cases = [
+        (json!({"placement": "nope"}), "unknown placement"),
+        (json!({"placement": "trending", "k": 0}), "`k`"),
+        (json!({"placement": "trending", "k": 101}), "`k`"),
+        (json!({"placement": "similar"}), "needs `item`"),
+        (json!({"placement": "for_you"}), "needs `profile`"),
+        (
+            json!({"placement": "trending", "rules": {"min_price": 5, "max_price": 1}}),
+            "min_price",
+        ),
+        (
+            json!({"placement": "trending", "rules": {"colour": "red"}}),
+            "unknown field",
+        ),
+        (
+            json!({"placement": "trending", "rules": {"boosts": [{"factor": 2}]}}),
+            "exactly one",
+        ),
+    ];
+    for (body, expected) in cases {
+        let error = RecRequest::from_json(&body).unwrap_err();
+        assert!(error.to_string().contains(expected), "{body}: {error}");
+    }
+    let error = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "for_you", "profile": "anonymous_id:a-1", "model": "covisit2"}),
+        ))
+        .unwrap_err();
+    assert!(matches!(error, RecError::InvalidRequest(_)), "{error}");
+    let error = fixture
+        .service
+        .recommend(&request(
+            json!({"placement": "trending", "rules": {"pins": [{"item": "ghost"}]}}),
+        ))
+        .unwrap_err();
+    assert!(matches!(error, RecError::UnknownItem(_)), "{error}");
+}
+
+#[test]
+fn clicks_and_orders_carrying_the_recommendation_id_are_attributed() {
+    let fixture = shop();
+    let served = fixture
+        .service
+        .recommend(&request(json!({"placement": "similar", "item": "shoe"})))
+        .unwrap();
+    let id = served.recommendation_id.clone();
+    fixture.append(&[
+        track("a-1", "Product Clicked", json!({"product_id": "sock", "recommendation_id": id}), T0 + 4_000 * MINUTE),
+        track("a-1", "Order Completed", json!({"order_id": "o-9", "revenue": 12.5, "recommendation_id": id, "products": [{"product_id": "sock", "price": 5.0}]}), T0 + 4_001 * MINUTE),
+        track("a-2", "Order Completed", json!({"order_id": "o-10", "products": [{"product_id": "sock", "price": 5.0, "quantity": 2, "recommendation_id": id}, {"product_id": "hat", "price": 20.0}]}), T0 + 4_002 * MINUTE),
+    ]);
+    fixture.sync();
+    let stats = fixture.service.stats();
+    let row = stats["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["placement"] == "similar" && row["model"] == "covisit")
+        .cloned()
+        .unwrap();
+    assert_eq!(row["impressions"], 1, "{stats}");
+    assert_eq!(row["clicks"], 1);
+    assert_eq!(row["ctr"], 1.0);
+    assert_eq!(row["conversions"], 2);
+    assert_eq!(row["revenue"], 22.5);
+}
+
+#[test]
+fn state_is_rebuilt_from_the_log_and_training_is_deterministic() {
+    let fixture = shop();
+    fixture.service.train(true);
+    let again = fixture.reopen(RecsSettings::default());
+    again.catch_up().unwrap();
+    again.train(true);
+    for body in [
+        json!({"placement": "for_you", "profile": "anonymous_id:a-2", "k": 5}),
+        json!({"placement": "similar", "item": "shoe"}),
+        json!({"placement": "bought_together", "item": "shoe"}),
+        json!({"placement": "trending"}),
+    ] {
+        let first = fixture.service.recommend(&request(body.clone())).unwrap();
+        let second = again.recommend(&request(body.clone())).unwrap();
+        assert!(!first.items.is_empty(), "{body}");
+        assert_eq!(first.items, second.items, "{body}");
+    }
+}
+
+#[test]
+fn a_split_assigns_each_profile_a_stable_arm() {
+    let settings = RecsSettings {
+        splits: vec![atrium_recserve::PlacementSplit {
+            placement: "similar".into(),
+            control: "covisit".into(),
+            treatment: "content".into(),
+            treatment_share: 0.5,
+        }],
+        ..RecsSettings::default()
+    };
+    settings.validate().unwrap();
+    let fixture = Fixture::with_settings(settings);
+    fixture.put_items(&[item("shoe", "Shoes", 1.0), item("boot", "Shoes", 2.0)]);
+    fixture.sync();
+    let mut arms = std::collections::BTreeMap::new();
+    for n in 0..40 {
+        let profile = format!("anonymous_id:v-{n}");
+        let body = json!({"placement": "similar", "item": "shoe", "profile": profile});
+        let first = fixture.service.recommend(&request(body.clone())).unwrap();
+        let second = fixture.service.recommend(&request(body)).unwrap();
+        assert_eq!(first.model, second.model, "stable per profile");
+        assert!(
+            first
+                .recommendation_id
+                .starts_with(&format!("rec.similar.{}.", first.model))
+        );
+        *arms.entry(first.model.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    let bad = RecsSettings {
+        splits: vec![atrium_recserve::PlacementSplit {
+            placement: "similar".into(),
+            control: "covisit".into(),
+            treatment: "als".into(),
+            treatment_share: 0.5,
+        }],
+        ..RecsSettings::default()
+    };
+    assert!(bad.validate().unwrap_err().contains("no model `als`"));
+}
