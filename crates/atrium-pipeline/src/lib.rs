@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 pub use erasure::{IdentifierHasher, event_identifier_hashes};
-pub use segments::{DERIVED_MESSAGE_PREFIX, ProfileSegmentState, SegmentCatalog};
+pub use segments::{DERIVED_MESSAGE_PREFIX, Preview, ProfileSegmentState, SegmentCatalog, preview};
 
 use segments::SegmentEngine;
 

@@ -706,7 +706,8 @@ impl SegmentEngine {
         at_ms: i64,
     ) -> Result<(), PipelineError> {
         let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
-        scan_history(tables, log, offset, |profile, event| {
+        let entries = tables.all_timeline_offsets()?;
+        scan_history(&entries, log, offset, |profile, event| {
             let time_ms = event_time(event);
             let state = states
                 .entry(profile.to_owned())
@@ -768,7 +769,8 @@ impl SegmentEngine {
         at_ms: i64,
     ) -> Result<(), PipelineError> {
         let mut states: BTreeMap<String, TraitState> = BTreeMap::new();
-        scan_history(tables, log, offset, |profile, event| {
+        let entries = tables.all_timeline_offsets()?;
+        scan_history(&entries, log, offset, |profile, event| {
             let time_ms = event_time(event);
             let state = states
                 .entry(profile.to_owned())
@@ -799,12 +801,11 @@ impl SegmentEngine {
 /// Feeds every event before log offset `until` that is on some profile's timeline to `feed`,
 /// in log order, with the profile it belongs to now.
 fn scan_history(
-    tables: &mut WriteTables<'_>,
+    entries: &[(u64, String)],
     log: &dyn EventLog,
     until: u64,
     mut feed: impl FnMut(&str, &Value),
 ) -> Result<(), PipelineError> {
-    let entries = tables.all_timeline_offsets()?;
     let mut next = 0;
     let mut from = entries.first().map_or(until, |(offset, _)| *offset);
     while from < until && next < entries.len() {
@@ -866,4 +867,65 @@ fn set_computed_traits(
         }
     }
     Ok(())
+}
+
+/// What a segment definition would select now, before it is saved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Preview {
+    /// Profiles that would be members.
+    pub count: u64,
+    /// Profiles evaluated (every profile with history).
+    pub evaluated: u64,
+    /// The first members in profile-id order.
+    pub sample: Vec<String>,
+    /// The log position the preview reflects (one past the last applied offset).
+    pub as_of_offset: u64,
+}
+
+/// Evaluates `compiled` over every profile's history as of the store's current snapshot, at
+/// time `now_ms`, without changing anything (the same evaluator and history the backfill uses).
+pub fn preview(
+    store: &atrium_store::Store,
+    log: &dyn EventLog,
+    compiled: &Compiled,
+    now_ms: i64,
+    sample: usize,
+) -> Result<Preview, PipelineError> {
+    let (entries, as_of_offset) =
+        store.read(|tables| Ok((tables.all_timeline_offsets()?, tables.pipeline_offset()?)))?;
+    let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
+    scan_history(&entries, log, as_of_offset, |profile, event| {
+        let time_ms = event_time(event);
+        let state = states
+            .entry(profile.to_owned())
+            .or_insert_with(|| ProfileState::new(compiled, profile));
+        on_event(
+            compiled,
+            state,
+            &event_view(event, time_ms),
+            processing_time(event, time_ms),
+        );
+    })?;
+    let mut preview = Preview {
+        count: 0,
+        evaluated: states.len() as u64,
+        sample: Vec::new(),
+        as_of_offset,
+    };
+    for (profile, mut state) in states {
+        let traits = store.read(|tables| {
+            Ok(tables
+                .profile(&ProfileId(profile.clone()))?
+                .map(|profile| profile.trait_values())
+                .unwrap_or_default())
+        })?;
+        on_profile(compiled, &mut state, &traits, now_ms);
+        if on_timer(compiled, &mut state, now_ms).membership {
+            preview.count += 1;
+            if preview.sample.len() < sample {
+                preview.sample.push(profile);
+            }
+        }
+    }
+    Ok(preview)
 }

@@ -29,7 +29,7 @@ pub struct ReadTables {
     redirects: ReadOnlyTable<&'static str, &'static str>,
     merge_log: ReadOnlyTable<u64, &'static [u8]>,
     profiles: ReadOnlyTable<&'static str, &'static [u8]>,
-    timeline: ReadOnlyTable<(&'static str, i64, u64), ()>,
+    pub(crate) timeline: ReadOnlyTable<(&'static str, i64, u64), ()>,
     suppressed: ReadOnlyTable<&'static str, i64>,
     definitions: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
     definition_history: ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,

@@ -152,6 +152,18 @@ impl WriteTables<'_> {
 }
 
 impl ReadTables {
+    /// Every timeline entry as (log offset, profile id), in log order.
+    pub fn all_timeline_offsets(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut entries = Vec::new();
+        for row in self.timeline.iter()? {
+            let (key, _) = row?;
+            let (profile, _, offset) = key.value();
+            entries.push((offset, profile.to_owned()));
+        }
+        entries.sort_unstable();
+        Ok(entries)
+    }
+
     pub fn segment_state(&self, profile: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .segment_states
