@@ -10,9 +10,13 @@
 //! Same [`GenConfig`] → byte-identical JSON sequence. Events come out in non-decreasing
 //! `timestamp` order. The library performs no IO except on a writer the caller passes to
 //! [`Generator::write_jsonl`].
+//!
+//! [`PlantedExperiment`] generates a separate stream: users exposed to an experiment's
+//! variations who then convert with a known lift (or none, for an A/A test).
 
 mod catalog;
 mod data;
+mod experiment;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -26,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
 pub use catalog::Product;
+pub use experiment::PlantedExperiment;
 use catalog::{CATEGORIES, cents, slugify};
 use data::*;
 

@@ -162,6 +162,15 @@ fn validation_failed(errors: Vec<ValidationError>) -> ApiError {
     ApiError::new(ErrorCode::InvalidDefinition, summary.join("; ")).with_details(json!(details))
 }
 
+fn metric_invalid(errors: Vec<atrium_results::MetricError>) -> ApiError {
+    let summary: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let details: Vec<Value> = errors
+        .iter()
+        .map(|error| json!({"path": error.path, "message": error.message}))
+        .collect();
+    ApiError::new(ErrorCode::InvalidDefinition, summary.join("; ")).with_details(json!(details))
+}
+
 pub(crate) fn check_key(kind: DefinitionKind, key: &str) -> Result<(), ApiError> {
     let ok = !key.is_empty()
         && key.chars().count() <= MAX_KEY_CHARS
@@ -240,7 +249,10 @@ pub fn validate_definition(
         DefinitionKind::SavedGroup => {
             let _: SavedGroupBody = parse_body(body, &format!("savedGroups.{key}"))?;
         }
-        DefinitionKind::Segment | DefinitionKind::ComputedTrait | DefinitionKind::Metric => {
+        DefinitionKind::Metric => {
+            atrium_results::MetricDefinition::parse(key, body).map_err(metric_invalid)?;
+        }
+        DefinitionKind::Segment | DefinitionKind::ComputedTrait => {
             return Err(invalid(
                 kind.as_str(),
                 "this definition kind is not accepted by this server version yet",
@@ -543,6 +555,14 @@ kind_routes!(
     get_experiment,
     put_experiment,
     delete_experiment
+);
+kind_routes!(
+    DefinitionKind::Metric,
+    "metrics",
+    list_metrics,
+    get_metric,
+    put_metric,
+    delete_metric
 );
 kind_routes!(
     DefinitionKind::SavedGroup,

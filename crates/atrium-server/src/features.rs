@@ -5,7 +5,8 @@
 //! The payload is built from the `definitions` table and cached until the pipeline applies the
 //! next definition record ([`atrium_pipeline::Pipeline::definitions_offset`]). Server-side
 //! evaluation merges the profile's traits under the request's attributes, so a user gets the
-//! same variant everywhere.
+//! same variant everywhere. Server-side evaluations log their exposures as `Experiment Viewed`
+//! events ([`crate::exposures`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -354,6 +355,16 @@ async fn merged_attributes(
     Ok((attributes, profile_id))
 }
 
+/// Logs the exposures an evaluation recorded as `Experiment Viewed` events.
+async fn log_context_exposures(state: &Arc<AppState>, context: &mut Context, via: &str) {
+    let calls = context.take_tracking_calls();
+    if calls.is_empty() {
+        return;
+    }
+    let attributes = context.attributes.as_object().cloned().unwrap_or_default();
+    crate::exposures::log_exposures(state, calls, &attributes, via).await;
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
@@ -422,6 +433,7 @@ pub async fn remote_eval(
         let result = eval_feature(&mut context, key);
         features.insert(key.clone(), json!(result));
     }
+    log_context_exposures(&state, &mut context, "remote_eval").await;
     let mut response = Json(json!({
         "features": features,
         "dateUpdated": served.date_updated,
@@ -624,6 +636,7 @@ pub async fn ofrep_single(
     let (attributes, _) = merged_attributes(&state, context.attributes, context.profile).await?;
     let mut evaluation = Context::new(served.payload.clone(), Value::Object(attributes));
     let result = eval_feature(&mut evaluation, &key);
+    log_context_exposures(&state, &mut evaluation, "ofrep").await;
     Ok(Json(ofrep_success(&key, feature, &result)).into_response())
 }
 
@@ -657,6 +670,7 @@ pub async fn ofrep_bulk(
         let result = eval_feature(&mut evaluation, key);
         flags.push(ofrep_success(key, feature, &result));
     }
+    log_context_exposures(&state, &mut evaluation, "ofrep").await;
     let body =
         Bytes::from(serde_json::to_vec(&json!({"flags": flags})).map_err(ApiError::internal)?);
     let etag = etag_of(&body);

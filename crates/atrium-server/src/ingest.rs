@@ -212,7 +212,7 @@ async fn ingest(
 }
 
 /// Drops duplicates and suppressed events; reserves the dedup keys of the rest.
-fn admit(
+pub(crate) fn admit(
     state: &AppState,
     source: &SourceConfig,
     events: Vec<atrium_collect::NormalizedEvent>,

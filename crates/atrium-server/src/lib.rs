@@ -8,9 +8,11 @@ pub mod admin;
 pub mod config;
 pub mod definitions;
 pub mod error;
+pub mod exposures;
 pub mod features;
 pub mod ingest;
 pub mod ops;
+pub mod results;
 pub mod sql;
 pub mod state;
 
@@ -99,6 +101,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/experiments/{key}/stop",
             post(definitions::stop_experiment),
+        )
+        .route(
+            "/v1/experiments/{key}/results",
+            get(results::get_results),
+        )
+        .route("/v1/metrics", get(definitions::list_metrics))
+        .route(
+            "/v1/metrics/{key}",
+            put(definitions::put_metric)
+                .get(definitions::get_metric)
+                .delete(definitions::delete_metric),
         )
         .route("/v1/saved-groups", get(definitions::list_saved_groups))
         .route(

@@ -375,6 +375,31 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Delete an experiment (its history stays)",
         Auth::Secret,
     ),
+    (
+        "get",
+        "/v1/experiments/{key}/results",
+        "Experiment results: users per variation, SRM, goal and guardrail metrics (engine, alpha, sequential, correction, dimension)",
+        Auth::Secret,
+    ),
+    ("get", "/v1/metrics", "List metrics", Auth::Secret),
+    (
+        "put",
+        "/v1/metrics/{key}",
+        "Create or replace a metric (conversion, count, sum or ratio; filters, window, cap, covariate)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/metrics/{key}",
+        "One metric; history=true adds every version",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/metrics/{key}",
+        "Delete a metric (its history stays)",
+        Auth::Secret,
+    ),
     ("get", "/v1/saved-groups", "List saved groups", Auth::Secret),
     (
         "put",

@@ -38,6 +38,7 @@
 //! byte-greppable (tests do, to prove no erased value remains on disk).
 
 mod erase;
+mod json;
 mod manifest;
 mod query;
 mod rows;

@@ -232,6 +232,9 @@ impl Warehouse {
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for function in crate::json::functions() {
+            ctx.register_udf(function);
+        }
         // Internal tables and views are created with full rights; user queries never get them.
         let catalog = ctx
             .catalog("datafusion")

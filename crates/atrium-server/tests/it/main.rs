@@ -7,4 +7,5 @@ mod flags;
 mod harness;
 mod ops;
 mod profiles;
+mod results;
 mod sql;

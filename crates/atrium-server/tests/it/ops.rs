@@ -31,6 +31,10 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             "/v1/saved-groups/routes-group",
             json!({"values": ["u-routes"]}),
         ),
+        (
+            "/v1/metrics/routes-metric",
+            json!({"type": "conversion", "event": "Route"}),
+        ),
     ];
     for (path, body) in &definitions {
         let (status, written) = server.admin_put(path, body).await;
@@ -88,6 +92,8 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             "routes-exp"
         } else if path.starts_with("/v1/saved-groups") {
             "routes-group"
+        } else if path.starts_with("/v1/metrics") {
+            "routes-metric"
         } else {
             "routes-flag"
         };
