@@ -58,6 +58,8 @@ pub struct Config {
     pub sdk_connections: Vec<SdkConnection>,
     /// The SQL warehouse's materializer (`[warehouse]`).
     pub warehouse: WarehouseSettings,
+    /// Recommendation training and A/B splits (`[recs]`).
+    pub recs: atrium_recserve::RecsSettings,
 }
 
 /// `[warehouse]`: when the hot tier is flushed to Parquet, and how the files are compressed.
@@ -135,6 +137,7 @@ impl Default for Config {
             log_segment_mib: 64,
             sdk_connections: Vec::new(),
             warehouse: WarehouseSettings::default(),
+            recs: atrium_recserve::RecsSettings::default(),
         }
     }
 }
@@ -289,6 +292,7 @@ impl Config {
                 "pipeline_batch_records and max_inflight_requests must be positive".into(),
             ));
         }
+        self.recs.validate().map_err(ConfigError::Invalid)?;
         if self.warehouse.flush_rows == 0 {
             return Err(ConfigError::Invalid(
                 "warehouse.flush_rows must be positive".into(),

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     SqlInvalid,
     SqlTimeout,
     SqlTooLarge,
+    UnknownPlacement,
+    ItemNotFound,
+    InvalidCatalogItem,
+    InvalidRules,
     StorageUnavailable,
     Internal,
 }
@@ -100,6 +104,18 @@ impl ErrorCode {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
             ),
+            UnknownPlacement => (
+                "unknown_placement",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, "invalid_request"),
+            InvalidCatalogItem => (
+                "invalid_catalog_item",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            InvalidRules => ("invalid_rules", StatusCode::BAD_REQUEST, "invalid_request"),
             StorageUnavailable => (
                 "storage_unavailable",
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -109,7 +125,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
         ErrorCode::BatchTooLarge,
@@ -134,6 +150,10 @@ impl ErrorCode {
         ErrorCode::SqlInvalid,
         ErrorCode::SqlTimeout,
         ErrorCode::SqlTooLarge,
+        ErrorCode::UnknownPlacement,
+        ErrorCode::ItemNotFound,
+        ErrorCode::InvalidCatalogItem,
+        ErrorCode::InvalidRules,
         ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
     ];

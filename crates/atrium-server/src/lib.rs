@@ -12,6 +12,7 @@ pub mod exposures;
 pub mod features;
 pub mod ingest;
 pub mod ops;
+pub mod recs;
 pub mod results;
 pub mod sql;
 pub mod state;
@@ -113,6 +114,18 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(definitions::get_metric)
                 .delete(definitions::delete_metric),
         )
+        .route(
+            "/v1/recommendations",
+            get(recs::get_recommendations).post(recs::post_recommendations),
+        )
+        .route("/v1/recommendations/stats", get(recs::get_stats))
+        .route("/v1/recommendations/models", get(recs::get_models))
+        .route("/v1/recommendations/train", post(recs::post_train))
+        .route("/v1/catalog/items", put(recs::put_items))
+        .route(
+            "/v1/catalog/items/{item}",
+            get(recs::get_item).delete(recs::delete_item),
+        )
         .route("/v1/saved-groups", get(definitions::list_saved_groups))
         .route(
             "/v1/saved-groups/{key}",
@@ -169,6 +182,7 @@ pub struct Server {
     serve_task: Option<tokio::task::JoinHandle<()>>,
     pipeline_thread: Option<std::thread::JoinHandle<()>>,
     warehouse_thread: Option<std::thread::JoinHandle<()>>,
+    recs_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -186,6 +200,7 @@ impl Server {
             .expect("opening state does not panic")?;
         let pipeline_thread = state.pipeline.clone().spawn(state.stop_pipeline.clone());
         let warehouse_thread = state.warehouse.clone().spawn(state.stop_pipeline.clone());
+        let recs_threads = state.recs.clone().spawn(state.stop_pipeline.clone());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -214,6 +229,7 @@ impl Server {
             serve_task: Some(serve_task),
             pipeline_thread: Some(pipeline_thread),
             warehouse_thread: Some(warehouse_thread),
+            recs_threads,
         })
     }
 
@@ -236,6 +252,10 @@ impl Server {
         }
         // The warehouse flushes its hot tier on the way out.
         if let Some(thread) = self.warehouse_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // The recommendation consumer saves its served counters on the way out.
+        for thread in std::mem::take(&mut self.recs_threads) {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }

@@ -400,6 +400,54 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Delete a metric (its history stays)",
         Auth::Secret,
     ),
+    (
+        "get",
+        "/v1/recommendations",
+        "Recommendations for a placement (for_you, similar, bought_together, trending, recently_viewed, buy_again) with rules as parameters",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/recommendations",
+        "Recommendations with a JSON body {placement, profile, item, cart, category, k, model, rules: filters, boosts, pins, diversity}",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/recommendations/stats",
+        "Impressions, clicks, CTR, conversions and revenue per placement and model",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/recommendations/models",
+        "Recommendation service status: applied offset, catalog size, current model version",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/recommendations/train",
+        "Train ALS and the content index now; answers with the published version",
+        Auth::Secret,
+    ),
+    (
+        "put",
+        "/v1/catalog/items",
+        "Create or replace up to 5,000 catalog items {items: [...]} (validated, appended to the log)",
+        Auth::Secret,
+    ),
+    (
+        "get",
+        "/v1/catalog/items/{item}",
+        "One catalog item",
+        Auth::Secret,
+    ),
+    (
+        "delete",
+        "/v1/catalog/items/{item}",
+        "Remove a catalog item from recommendations",
+        Auth::Secret,
+    ),
     ("get", "/v1/saved-groups", "List saved groups", Auth::Secret),
     (
         "put",
@@ -485,7 +533,7 @@ pub fn openapi_document() -> Value {
             Auth::ClientKey => json!([{"clientKeyBearer": []}, {"clientKeyHeader": []}]),
         };
         let mut parameters = Vec::new();
-        for name in ["writeKey", "profile", "key", "clientKey"] {
+        for name in ["writeKey", "profile", "key", "clientKey", "item"] {
             if path.contains(&format!("{{{name}}}")) {
                 parameters.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
             }

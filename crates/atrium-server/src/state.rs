@@ -65,6 +65,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// The SQL warehouse; its materializer is the log's second consumer.
     pub warehouse: Arc<atrium_warehouse::Warehouse>,
+    /// The recommendation service, the log's third consumer.
+    pub recs: Arc<atrium_recserve::RecService>,
     /// Free slots for concurrent `POST /v1/sql` queries.
     pub sql_slots: Semaphore,
     pub clock: Arc<dyn Clock>,
@@ -199,6 +201,19 @@ impl AppState {
             store.clone(),
             &pipeline,
         )?);
+        let recs = Arc::new(
+            atrium_recserve::RecService::open(
+                log.clone(),
+                Some(store.clone()),
+                Some(pipeline.hasher().clone()),
+                config.recs.clone(),
+                Some(config.data_dir.join("recs")),
+            )
+            .map_err(|source| StartError::DataDir {
+                path: config.data_dir.join("recs"),
+                source,
+            })?,
+        );
         let window_ms = i64::from(config.dedup_window_hours) * 3_600_000;
         let dedup = rebuild_dedup(&*log, &store, window_ms, clock.now_ms())?;
         let suppressed: HashSet<String> = store
@@ -235,6 +250,7 @@ impl AppState {
             store,
             pipeline,
             warehouse,
+            recs,
             sql_slots: Semaphore::new(crate::sql::MAX_CONCURRENT_QUERIES),
             started_ms: clock.now_ms(),
             clock,

@@ -7,5 +7,6 @@ mod flags;
 mod harness;
 mod ops;
 mod profiles;
+mod recs;
 mod results;
 mod sql;

@@ -101,7 +101,13 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             .replace("{writeKey}", WEB_KEY)
             .replace("{profile}", profile)
             .replace("{key}", definition_key)
-            .replace("{clientKey}", CLIENT_KEY);
+            .replace("{clientKey}", CLIENT_KEY)
+            .replace("{item}", "routes-item");
+        let path = if path == "/v1/recommendations" && *method == "get" {
+            "/v1/recommendations?placement=trending".to_owned()
+        } else {
+            path
+        };
         let method: Method = method.to_ascii_uppercase().parse().unwrap();
         let definition = definitions
             .iter()
@@ -113,6 +119,10 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             json!({"context": {"targetingKey": "u-routes"}})
         } else if path.starts_with("/api/eval/") {
             json!({"attributes": {"id": "u-routes"}})
+        } else if path.starts_with("/v1/recommendations") {
+            json!({"placement": "trending"})
+        } else if path == "/v1/catalog/items" {
+            json!({"items": [{"id": "routes-item", "name": "Route item", "price": 1.0}]})
         } else if path == "/v1/sql" {
             json!({"query": "SELECT count(*) FROM events"})
         } else if path.ends_with("/traits") {
