@@ -336,6 +336,7 @@ impl SegmentEngine {
         {
             let cached = self.load(tables, profile.as_str())?;
             for (id, compiled) in &traits {
+                let fresh = !cached.state.traits.contains_key(id);
                 let state = cached
                     .state
                     .traits
@@ -343,7 +344,7 @@ impl SegmentEngine {
                     .or_insert_with(|| compiled.new_state());
                 let outcome = compiled.on_event(state, &view, now_ms);
                 cached.state.set_timer(trait_key(id), outcome.next_timer_ms);
-                if outcome.changed {
+                if outcome.changed || fresh {
                     trait_updates.push((id.clone(), outcome.value));
                 }
             }
@@ -428,6 +429,8 @@ impl SegmentEngine {
         tables: &mut WriteTables<'_>,
         at_ms: i64,
     ) -> Result<(), PipelineError> {
+        // Timers set earlier in this batch are still in the cache.
+        self.flush(tables)?;
         let due = tables.due_segment_timers(at_ms)?;
         for (_, profile) in due {
             let profile = ProfileId(profile);
