@@ -94,6 +94,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let already = atrium_log::EventLog::end_offset(&*server.state.log);
         if already == 0 {
             ingest_demo(&base, &keys, args.seed, args.events).await?;
+            let web_key = keys.get("web").cloned().unwrap_or_default();
+            crate::demo_experiments::define_and_ingest(&base, &admin_key, &web_key, args.seed).await?;
             let end = atrium_log::EventLog::end_offset(&*server.state.log);
             let pipeline = server.state.pipeline.clone();
             tokio::task::spawn_blocking(move || pipeline.wait_applied(end, std::time::Duration::from_secs(600))).await?;
@@ -115,6 +117,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  curl -H 'authorization: Bearer {admin_key}' '{base}/v1/profiles?limit=3'");
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1");
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1/identity");
+        println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/experiments/{}/results", crate::demo_experiments::AB_EXPERIMENT);
         println!("  curl {base}/metrics    curl {base}/openapi.json");
         println!();
         if !args.exit_after_ingest {

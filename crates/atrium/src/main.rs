@@ -2,6 +2,8 @@
 //! `--help`; long work shows a progress bar on stderr.
 
 mod demo;
+mod demo_experiments;
+mod experiments;
 mod import;
 mod warehouse;
 
@@ -52,6 +54,15 @@ enum Command {
     Sql(warehouse::SqlArgs),
     /// Export the warehouse tables as Parquet or JSON lines.
     Export(warehouse::ExportArgs),
+    /// Feature definitions on a running server (list, get, put, delete).
+    #[command(subcommand)]
+    Features(experiments::DefinitionCommand),
+    /// Experiments on a running server (list, get, put, delete, start, stop), and results.
+    #[command(subcommand)]
+    Experiments(experiments::ExperimentCommand),
+    /// Metric definitions on a running server (list, get, put, delete).
+    #[command(subcommand)]
+    Metrics(experiments::DefinitionCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -157,6 +168,9 @@ fn main() -> anyhow::Result<()> {
         Command::Digest(args) => digest(args),
         Command::Sql(args) => warehouse::run_sql(args),
         Command::Export(args) => warehouse::run_export(args),
+        Command::Features(command) => experiments::run_definitions("features", command),
+        Command::Experiments(command) => experiments::run_experiments(command),
+        Command::Metrics(command) => experiments::run_definitions("metrics", command),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
     }
 }

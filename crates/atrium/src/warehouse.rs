@@ -54,7 +54,15 @@ enum ExportKind {
 }
 
 /// Takes the data-dir lock, brings the profile state and the warehouse up to the end of the log.
-fn open(data: &DataArgs) -> anyhow::Result<(std::fs::File, Warehouse)> {
+pub(crate) fn open(data: &DataArgs) -> anyhow::Result<(std::fs::File, Warehouse)> {
+    let (lock, warehouse, _) = open_with_store(data)?;
+    Ok((lock, warehouse))
+}
+
+/// [`open`], also returning the state store (definitions live there).
+pub(crate) fn open_with_store(
+    data: &DataArgs,
+) -> anyhow::Result<(std::fs::File, Warehouse, Arc<atrium_store::Store>)> {
     let config = data.load()?;
     let lock = atrium_server::state::lock_data_dir(&config.data_dir)?;
     let log = atrium_server::state::open_log(&config)?;
@@ -69,10 +77,10 @@ fn open(data: &DataArgs) -> anyhow::Result<(std::fs::File, Warehouse)> {
     )?;
     pipeline.run_until_caught_up()?;
     store.sync()?;
-    let warehouse = atrium_server::state::open_warehouse(&config, log, store, &pipeline)?;
+    let warehouse = atrium_server::state::open_warehouse(&config, log, store.clone(), &pipeline)?;
     warehouse.catch_up()?;
     warehouse.flush().context("flushing the warehouse")?;
-    Ok((lock, warehouse))
+    Ok((lock, warehouse, store))
 }
 
 pub fn run_sql(args: SqlArgs) -> anyhow::Result<()> {
