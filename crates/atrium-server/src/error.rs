@@ -31,6 +31,8 @@ pub enum ErrorCode {
     SqlInvalid,
     SqlTimeout,
     SqlTooLarge,
+    AnalyticsInvalid,
+    AnalyticsTimeout,
     UnknownPlacement,
     ItemNotFound,
     InvalidCatalogItem,
@@ -104,6 +106,16 @@ impl ErrorCode {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
             ),
+            AnalyticsInvalid => (
+                "analytics_invalid",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            AnalyticsTimeout => (
+                "analytics_timeout",
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+            ),
             UnknownPlacement => (
                 "unknown_placement",
                 StatusCode::BAD_REQUEST,
@@ -125,7 +137,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidJson,
         ErrorCode::BodyTooLarge,
         ErrorCode::BatchTooLarge,
@@ -150,6 +162,8 @@ impl ErrorCode {
         ErrorCode::SqlInvalid,
         ErrorCode::SqlTimeout,
         ErrorCode::SqlTooLarge,
+        ErrorCode::AnalyticsInvalid,
+        ErrorCode::AnalyticsTimeout,
         ErrorCode::UnknownPlacement,
         ErrorCode::ItemNotFound,
         ErrorCode::InvalidCatalogItem,

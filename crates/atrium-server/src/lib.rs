@@ -5,6 +5,7 @@
 //! serves; [`router`] builds the routes over an [`AppState`] (used by tests with real sockets).
 
 pub mod admin;
+pub mod analytics;
 pub mod config;
 pub mod definitions;
 pub mod error;
@@ -81,6 +82,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/pipeline", get(admin::pipeline_status))
         .route("/v1/sql", post(sql::post_sql))
+        .route("/v1/analytics/kpis", post(analytics::post_kpis))
+        .route("/v1/analytics/funnel", post(analytics::post_funnel))
+        .route("/v1/analytics/retention", post(analytics::post_retention))
+        .route(
+            "/v1/analytics/attribution",
+            post(analytics::post_attribution),
+        )
+        .route("/v1/analytics/paths", post(analytics::post_paths))
         .route("/v1/features", get(definitions::list_features))
         .route(
             "/v1/features/{key}",

@@ -325,6 +325,36 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Read-only SQL over the warehouse tables (body {query, format: json|csv|arrow, limit, timeout_ms})",
         Auth::Secret,
     ),
+    (
+        "post",
+        "/v1/analytics/kpis",
+        "Revenue, orders, AOV, conversion, new vs returning customers, DAU/WAU/MAU, refunds per local period (body {from, to, time_zone, granularity, filters, breakdown, metrics})",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/analytics/funnel",
+        "Funnel: ordered steps (event + filters), conversion window, loose or strict order; per-step conversion, drop-off, median time",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/analytics/retention",
+        "Retention matrix: cohorts by first occurrence of an event per day/week/month, return event, N periods",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/analytics/attribution",
+        "Orders and revenue attributed to touchpoints: first/last touch, linear, position-based, time-decay, by utm_source/medium/campaign/channel",
+        Auth::Secret,
+    ),
+    (
+        "post",
+        "/v1/analytics/paths",
+        "Most frequent next (or previous) event sequences around an event",
+        Auth::Secret,
+    ),
     ("get", "/v1/features", "List feature flags", Auth::Secret),
     (
         "put",

@@ -1,6 +1,7 @@
 //! The `atrium` command: a thin binary that wires the crates together. Every subcommand has
 //! `--help`; long work shows a progress bar on stderr.
 
+mod analytics;
 mod demo;
 mod demo_experiments;
 mod experiments;
@@ -54,6 +55,8 @@ enum Command {
     Sql(warehouse::SqlArgs),
     /// Export the warehouse tables as Parquet or JSON lines.
     Export(warehouse::ExportArgs),
+    /// KPIs, funnels, retention, attribution and paths over the warehouse, as a table or JSON.
+    Analytics(analytics::AnalyticsArgs),
     /// Feature definitions on a running server (list, get, put, delete).
     #[command(subcommand)]
     Features(experiments::DefinitionCommand),
@@ -168,6 +171,7 @@ fn main() -> anyhow::Result<()> {
         Command::Digest(args) => digest(args),
         Command::Sql(args) => warehouse::run_sql(args),
         Command::Export(args) => warehouse::run_export(args),
+        Command::Analytics(args) => analytics::run(args),
         Command::Features(command) => experiments::run_definitions("features", command),
         Command::Experiments(command) => experiments::run_experiments(command),
         Command::Metrics(command) => experiments::run_definitions("metrics", command),

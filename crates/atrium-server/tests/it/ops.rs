@@ -125,6 +125,8 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             json!({"items": [{"id": "routes-item", "name": "Route item", "price": 1.0}]})
         } else if path == "/v1/sql" {
             json!({"query": "SELECT count(*) FROM events"})
+        } else if let Some(kind) = path.strip_prefix("/v1/analytics/") {
+            analytics_example(kind)
         } else if path.ends_with("/traits") {
             json!({"traits": {"checked": true}})
         } else if path.ends_with("/batch") || path.ends_with("/import") || path.ends_with("/b") {
@@ -286,4 +288,23 @@ async fn concurrent_batches_are_all_accepted_and_applied() {
         .sum();
     assert_eq!(counted, total);
     server.stop().await;
+}
+
+/// A small valid request for each analytics route.
+fn analytics_example(kind: &str) -> Value {
+    let mut body = json!({"from": "2026-01-01", "to": "2026-02-01", "time_zone": "Europe/Paris"});
+    match kind {
+        "funnel" => {
+            body["steps"] = json!([{"event": "Route"}, {"event": "Order Completed"}]);
+            body["window"] = json!({"value": 1, "unit": "day"});
+        }
+        "retention" => {
+            body["granularity"] = json!("week");
+            body["start"] = json!({"event": "Route"});
+            body["periods"] = json!(2);
+        }
+        "paths" => body["anchor"] = json!({"event": "Route"}),
+        _ => {}
+    }
+    body
 }
