@@ -28,7 +28,7 @@ use atrium_identity::{IdentityStore, ProfileId};
 use atrium_log::EventLog;
 use atrium_segments::{
     Catalog, Change, ChangeKind, Compiled, CompiledTrait, ComputedTraitDefinition, Definition,
-    EventView, Outcome, ProfileState, TraitState, on_event, on_profile, on_timer, validate,
+    EventView, ProfileState, TraitState, on_event, on_profile, on_timer, validate,
     validate_computed_trait,
 };
 use atrium_store::{ReadTables, StoreError, WriteTables};
@@ -52,9 +52,12 @@ pub struct ProfileSegmentState {
     pub segments: BTreeMap<String, ProfileState>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub traits: BTreeMap<String, TraitState>,
-    /// The timer each evaluator asked for, by `s:<segment>` / `t:<trait>`.
+    /// The timer each segment asked for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub timers: BTreeMap<String, i64>,
+    pub segment_timers: BTreeMap<String, i64>,
+    /// The timer each computed trait asked for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trait_timers: BTreeMap<String, i64>,
 }
 
 impl ProfileSegmentState {
@@ -66,18 +69,25 @@ impl ProfileSegmentState {
     }
 
     fn next_timer(&self) -> Option<i64> {
-        self.timers.values().copied().min()
+        self.segment_timers
+            .values()
+            .chain(self.trait_timers.values())
+            .copied()
+            .min()
     }
+}
 
-    fn set_timer(&mut self, key: String, at: Option<i64>) {
-        match at {
-            Some(at) => {
-                self.timers.insert(key, at);
-            }
-            None => {
-                self.timers.remove(&key);
-            }
+/// Sets (`Some`) or clears (`None`) `id`'s timer, allocating only when it changes.
+fn set_timer(timers: &mut BTreeMap<String, i64>, id: &str, at: Option<i64>) {
+    match (timers.get_mut(id), at) {
+        (Some(current), Some(at)) => *current = at,
+        (None, Some(at)) => {
+            timers.insert(id.to_owned(), at);
         }
+        (Some(_), None) => {
+            timers.remove(id);
+        }
+        (None, None) => {}
     }
 }
 
@@ -203,14 +213,6 @@ fn event_time(event: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn trait_key(id: &str) -> String {
-    format!("t:{id}")
-}
-
-fn segment_key(id: &str) -> String {
-    format!("s:{id}")
-}
-
 impl SegmentEngine {
     pub fn new(catalog: SegmentCatalog) -> SegmentEngine {
         SegmentEngine {
@@ -236,34 +238,46 @@ impl SegmentEngine {
         tables: &WriteTables<'_>,
         profile: &str,
     ) -> Result<&'a mut Cached, StoreError> {
-        if !self.cache.contains_key(profile) {
-            let mut state = match tables.segment_state(profile)? {
-                Some(bytes) => ProfileSegmentState::decode(&bytes)?,
-                None => ProfileSegmentState::default(),
-            };
-            let stored_timer = state.next_timer();
-            // Drop state of definitions deleted since it was stored.
-            let catalog = &self.catalog;
-            state
-                .segments
-                .retain(|id, _| catalog.segments.contains_key(id));
-            state.traits.retain(|id, _| catalog.traits.contains_key(id));
-            state.timers.retain(|key, _| match key.split_once(':') {
-                Some(("s", id)) => catalog.segments.contains_key(id),
-                Some(("t", id)) => catalog.traits.contains_key(id),
-                _ => false,
-            });
-            self.cache.insert(
-                profile.to_owned(),
-                Cached {
-                    state,
-                    stored_timer,
-                },
-            );
-        }
-        Ok(self.cache.get_mut(profile).expect("just inserted"))
+        load_cached(&mut self.cache, &self.catalog, tables, profile)
     }
+}
 
+/// The cached state of `profile`, loaded from the store on first use in a batch.
+fn load_cached<'a>(
+    cache: &'a mut HashMap<String, Cached>,
+    catalog: &SegmentCatalog,
+    tables: &WriteTables<'_>,
+    profile: &str,
+) -> Result<&'a mut Cached, StoreError> {
+    if !cache.contains_key(profile) {
+        let mut state = match tables.segment_state(profile)? {
+            Some(bytes) => ProfileSegmentState::decode(&bytes)?,
+            None => ProfileSegmentState::default(),
+        };
+        let stored_timer = state.next_timer();
+        // Drop state of definitions deleted since it was stored.
+        state
+            .segments
+            .retain(|id, _| catalog.segments.contains_key(id));
+        state.traits.retain(|id, _| catalog.traits.contains_key(id));
+        state
+            .segment_timers
+            .retain(|id, _| catalog.segments.contains_key(id));
+        state
+            .trait_timers
+            .retain(|id, _| catalog.traits.contains_key(id));
+        cache.insert(
+            profile.to_owned(),
+            Cached {
+                state,
+                stored_timer,
+            },
+        );
+    }
+    Ok(cache.get_mut(profile).expect("just inserted"))
+}
+
+impl SegmentEngine {
     /// Writes cached states and timers back (end of batch).
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
         let mut entries: Vec<(String, Cached)> = self.cache.drain().collect();
@@ -300,76 +314,49 @@ impl SegmentEngine {
                 .and_then(|context| context.get("traits"))
                 .is_some();
         let mut trait_values = None;
-        let segments: Vec<(String, Arc<Compiled>)> = self
-            .catalog
-            .segments
-            .iter()
-            .map(|(id, compiled)| (id.clone(), compiled.clone()))
-            .collect();
-        let traits: Vec<(String, Arc<CompiledTrait>)> = self
-            .catalog
-            .traits
-            .iter()
-            .map(|(id, compiled)| (id.clone(), compiled.clone()))
-            .collect();
-        let mut outcomes = Vec::new();
+        let mut changes = Vec::new();
+        let mut trait_updates = Vec::new();
         {
-            let cached = self.load(tables, profile.as_str())?;
-            for (id, compiled) in &segments {
+            let SegmentEngine { catalog, cache, .. } = self;
+            let cached = load_cached(cache, catalog, tables, profile.as_str())?;
+            for (id, compiled) in &catalog.segments {
                 let fresh = !cached.state.segments.contains_key(id);
-                let state = cached
-                    .state
-                    .segments
-                    .entry(id.clone())
-                    .or_insert_with(|| ProfileState::new(compiled, profile.as_str()));
+                if fresh {
+                    cached
+                        .state
+                        .segments
+                        .insert(id.clone(), ProfileState::new(compiled, profile.as_str()));
+                }
+                let state = cached.state.segments.get_mut(id).expect("inserted");
                 if fresh || traits_may_change {
                     if trait_values.is_none() {
                         trait_values = Some(profile_traits(tables, profile)?);
                     }
                     let traits = trait_values.as_ref().expect("just loaded");
-                    outcomes.push((id.clone(), on_profile(compiled, state, traits, now_ms)));
+                    let outcome = on_profile(compiled, state, traits, now_ms);
+                    changes.extend(outcome.changed);
                 }
-                outcomes.push((id.clone(), on_event(compiled, state, &view, now_ms)));
+                let outcome = on_event(compiled, state, &view, now_ms);
+                changes.extend(outcome.changed);
+                set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
             }
-        }
-        let mut trait_updates = Vec::new();
-        {
-            let cached = self.load(tables, profile.as_str())?;
-            for (id, compiled) in &traits {
+            for (id, compiled) in &catalog.traits {
                 let fresh = !cached.state.traits.contains_key(id);
-                let state = cached
-                    .state
-                    .traits
-                    .entry(id.clone())
-                    .or_insert_with(|| compiled.new_state());
+                if fresh {
+                    cached.state.traits.insert(id.clone(), compiled.new_state());
+                }
+                let state = cached.state.traits.get_mut(id).expect("inserted");
                 let outcome = compiled.on_event(state, &view, now_ms);
-                cached.state.set_timer(trait_key(id), outcome.next_timer_ms);
+                set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
                 if outcome.changed || fresh {
                     trait_updates.push((id.clone(), outcome.value));
                 }
             }
         }
-        self.apply_outcomes(tables, profile, outcomes)?;
-        set_computed_traits(tables, profile, trait_updates)?;
-        Ok(())
-    }
-
-    /// Stores each outcome's timer and applies its membership change.
-    fn apply_outcomes(
-        &mut self,
-        tables: &mut WriteTables<'_>,
-        profile: &ProfileId,
-        outcomes: Vec<(String, Outcome)>,
-    ) -> Result<(), PipelineError> {
-        for (id, outcome) in outcomes {
-            let cached = self.load(tables, profile.as_str())?;
-            cached
-                .state
-                .set_timer(segment_key(&id), outcome.next_timer_ms);
-            if let Some(change) = outcome.changed {
-                self.record_change(tables, profile, &change)?;
-            }
+        for change in changes {
+            self.record_change(tables, profile, &change)?;
         }
+        set_computed_traits(tables, profile, trait_updates)?;
         Ok(())
     }
 
@@ -434,48 +421,41 @@ impl SegmentEngine {
         let due = tables.due_segment_timers(at_ms)?;
         for (_, profile) in due {
             let profile = ProfileId(profile);
-            let segments: Vec<(String, Arc<Compiled>)> = self
-                .catalog
-                .segments
-                .iter()
-                .map(|(id, compiled)| (id.clone(), compiled.clone()))
-                .collect();
-            let traits: Vec<(String, Arc<CompiledTrait>)> = self
-                .catalog
-                .traits
-                .iter()
-                .map(|(id, compiled)| (id.clone(), compiled.clone()))
-                .collect();
-            let mut outcomes = Vec::new();
+            let mut changes = Vec::new();
             let mut trait_updates = Vec::new();
             {
-                let cached = self.load(tables, profile.as_str())?;
-                for (id, compiled) in &segments {
+                let SegmentEngine { catalog, cache, .. } = &mut *self;
+                let cached = load_cached(cache, catalog, tables, profile.as_str())?;
+                for (id, compiled) in &catalog.segments {
                     let due = cached
                         .state
-                        .timers
-                        .get(&segment_key(id))
+                        .segment_timers
+                        .get(id)
                         .is_some_and(|time| *time <= at_ms);
                     if let (true, Some(state)) = (due, cached.state.segments.get_mut(id)) {
-                        outcomes.push((id.clone(), on_timer(compiled, state, at_ms)));
+                        let outcome = on_timer(compiled, state, at_ms);
+                        set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
+                        changes.extend(outcome.changed);
                     }
                 }
-                for (id, compiled) in &traits {
+                for (id, compiled) in &catalog.traits {
                     let due = cached
                         .state
-                        .timers
-                        .get(&trait_key(id))
+                        .trait_timers
+                        .get(id)
                         .is_some_and(|time| *time <= at_ms);
                     if let (true, Some(state)) = (due, cached.state.traits.get_mut(id)) {
                         let outcome = compiled.on_timer(state, at_ms);
-                        cached.state.set_timer(trait_key(id), outcome.next_timer_ms);
+                        set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
                         if outcome.changed {
                             trait_updates.push((id.clone(), outcome.value));
                         }
                     }
                 }
             }
-            self.apply_outcomes(tables, &profile, outcomes)?;
+            for change in changes {
+                self.record_change(tables, &profile, &change)?;
+            }
             set_computed_traits(tables, &profile, trait_updates)?;
         }
         Ok(())
@@ -531,7 +511,7 @@ impl SegmentEngine {
             }
             on_profile(compiled, &mut state, &traits, now_ms);
             let outcome = on_timer(compiled, &mut state, now_ms);
-            rebuilt.set_timer(segment_key(id), outcome.next_timer_ms);
+            set_timer(&mut rebuilt.segment_timers, id, outcome.next_timer_ms);
             rebuilt.segments.insert(id.clone(), state);
         }
         let mut trait_updates = Vec::new();
@@ -546,7 +526,7 @@ impl SegmentEngine {
                 );
             }
             let outcome = compiled.on_timer(&mut state, now_ms);
-            rebuilt.set_timer(trait_key(id), outcome.next_timer_ms);
+            set_timer(&mut rebuilt.trait_timers, id, outcome.next_timer_ms);
             trait_updates.push((id.clone(), outcome.value));
             rebuilt.traits.insert(id.clone(), state);
         }
@@ -738,9 +718,7 @@ impl SegmentEngine {
             let outcome = on_timer(compiled, &mut state, at_ms);
             let was = tables.segment_member(key, profile.as_str())?.is_some();
             let cached = self.load(tables, profile.as_str())?;
-            cached
-                .state
-                .set_timer(segment_key(key), outcome.next_timer_ms);
+            set_timer(&mut cached.state.segment_timers, key, outcome.next_timer_ms);
             let member = state.member;
             cached.state.segments.insert(key.to_owned(), state);
             if member != was {
@@ -788,9 +766,7 @@ impl SegmentEngine {
             let profile = ProfileId(profile);
             let outcome = compiled.on_timer(&mut state, at_ms);
             let cached = self.load(tables, profile.as_str())?;
-            cached
-                .state
-                .set_timer(trait_key(key), outcome.next_timer_ms);
+            set_timer(&mut cached.state.trait_timers, key, outcome.next_timer_ms);
             cached.state.traits.insert(key.to_owned(), state);
             set_computed_traits(tables, &profile, vec![(key.to_owned(), outcome.value)])?;
             if self.cache.len() >= 10_000 {

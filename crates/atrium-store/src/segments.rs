@@ -237,6 +237,18 @@ impl ReadTables {
         Ok(entries)
     }
 
+    /// Total bytes of segment state and how many profiles hold some.
+    pub fn segment_state_size(&self) -> Result<(u64, u64), StoreError> {
+        let mut bytes = 0;
+        let mut count = 0;
+        for row in self.segment_states.iter()? {
+            let (_, value) = row?;
+            bytes += value.value().len() as u64;
+            count += 1;
+        }
+        Ok((bytes, count))
+    }
+
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         Ok(self.outbox.len()?)
     }

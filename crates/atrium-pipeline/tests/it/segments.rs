@@ -558,3 +558,30 @@ mod properties {
         }
     }
 }
+
+/// The generator's demo and benchmark definitions are valid segment-language definitions.
+#[test]
+fn generated_definitions_compile() {
+    use atrium_segments::{Catalog, validate, validate_computed_trait};
+    let mut catalog = Catalog::default();
+    for (id, body) in atrium_gen::segments::demo_computed_traits()
+        .into_iter()
+        .chain(atrium_gen::segments::bench_computed_traits(20))
+    {
+        let definition = serde_json::from_value(body).unwrap_or_else(|error| panic!("{id}: {error}"));
+        validate_computed_trait(&definition).unwrap_or_else(|errors| panic!("{id}: {errors:?}"));
+        catalog.computed_traits.insert(id, definition);
+    }
+    let segments: Vec<_> = atrium_gen::segments::demo_segments()
+        .into_iter()
+        .chain(atrium_gen::segments::bench_segments(100))
+        .collect();
+    for (id, body) in &segments {
+        let definition = serde_json::from_value(body.clone()).unwrap_or_else(|error| panic!("{id}: {error}"));
+        catalog.segments.insert(id.clone(), definition);
+    }
+    for (id, definition) in &catalog.segments {
+        validate(definition, &catalog).unwrap_or_else(|errors| panic!("{id}: {errors:?}"));
+    }
+    assert_eq!(catalog.segments.len(), 105);
+}

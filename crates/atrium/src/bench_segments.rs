@@ -1,0 +1,285 @@
+//! `atrium bench segments`: what real-time segments cost the pipeline. The same generated shop
+//! history is applied twice by the real pipeline over a real log and state store — once with no
+//! definitions (the reference, measured in the same run) and once with `--segments` segments and
+//! `--traits` computed traits defined before the first event — then one more segment is defined
+//! over the full history (backfill), and the per-profile state is measured. Finally the pipeline
+//! runs on its thread while events are appended at `--paced-rate`, and the time from append to
+//! the committed membership (the pipeline's freshness) is reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use atrium_log::{EventLog, LogConfig, SegmentedLog};
+use atrium_pipeline::Pipeline;
+use atrium_store::Store;
+use atrium_types::{
+    Channel, Clock, ControlRecord, DefinitionKind, LogRecord, SourceConfig, SystemClock,
+    format_timestamp_ms,
+};
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args, Clone)]
+pub struct SegmentsBenchArgs {
+    /// Generated events in the history.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Active segments (a realistic mix of every condition kind).
+    #[arg(long, default_value_t = 100)]
+    pub segments: usize,
+    /// Active computed traits.
+    #[arg(long, default_value_t = 20)]
+    pub traits: usize,
+    /// Offered load (events/s) of the freshness phase; 0 skips it.
+    #[arg(long, default_value_t = 5_000)]
+    pub paced_rate: usize,
+    /// Duration of the freshness phase, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub paced_seconds: u64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 11)]
+    pub seed: u64,
+}
+
+fn channel_of(source: &str) -> Channel {
+    match source {
+        "web" => Channel::Web,
+        "pos" => Channel::Pos,
+        "email" => Channel::Email,
+        "backend" => Channel::Server,
+        _ => Channel::App,
+    }
+}
+
+/// The generated history as log payloads, received "now" in event order.
+fn history(events: usize, seed: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bar = crate::progress_bar(events as u64, "generating");
+    let mut payloads = Vec::with_capacity(events);
+    for mut event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
+        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
+        // Processing time follows event time, as if the shop had been live all along.
+        let received = event
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(atrium_types::parse_timestamp_ms)
+            .unwrap_or(0);
+        let config = SourceConfig {
+            name: source.clone(),
+            channel: channel_of(&source),
+        };
+        let normalized = atrium_collect::normalize_events(&config, received, None, &[event])?;
+        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(payloads)
+}
+
+fn definition(kind: DefinitionKind, key: &str, body: Value, at_ms: i64) -> Vec<u8> {
+    LogRecord::encode_control(&ControlRecord::DefinitionPut {
+        kind,
+        key: key.to_owned(),
+        body,
+        version: 1,
+        at: format_timestamp_ms(at_ms),
+    })
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    log: Arc<SegmentedLog>,
+    pipeline: Arc<Pipeline>,
+}
+
+fn open(records: &[Vec<u8>]) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.path().join("log")))?);
+    for chunk in records.chunks(1_000) {
+        let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        log.append(&slices)?;
+    }
+    let config = atrium_server::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..atrium_server::Config::default()
+    };
+    let pipeline_config = atrium_server::state::pipeline_config(&config, dir.path())?;
+    let store = Arc::new(Store::open(dir.path().join("state.redb"))?);
+    let pipeline = Arc::new(Pipeline::new(
+        log.clone(),
+        store,
+        pipeline_config,
+        Arc::new(SystemClock),
+    )?);
+    Ok(Run {
+        _dir: dir,
+        log,
+        pipeline,
+    })
+}
+
+/// Applies the whole log; returns the seconds it took.
+fn apply_all(run: &Run, label: &str) -> anyhow::Result<f64> {
+    let end = run.log.end_offset();
+    let bar = crate::progress_bar(end, label);
+    let started = Instant::now();
+    while run.pipeline.applied_offset() < end {
+        run.pipeline.step()?;
+        bar.set_position(run.pipeline.applied_offset());
+    }
+    bar.finish_and_clear();
+    Ok(started.elapsed().as_secs_f64())
+}
+
+pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
+    let events = history(args.events, args.seed)?;
+    let first_ms = events
+        .first()
+        .and_then(|payload| serde_json::from_slice::<Value>(payload).ok())
+        .and_then(|event| {
+            event
+                .get("receivedAt")
+                .and_then(Value::as_str)
+                .and_then(atrium_types::parse_timestamp_ms)
+        })
+        .context("the generator produced no events")?;
+    let last_ms = events
+        .last()
+        .and_then(|payload| serde_json::from_slice::<Value>(payload).ok())
+        .and_then(|event| {
+            event
+                .get("receivedAt")
+                .and_then(Value::as_str)
+                .and_then(atrium_types::parse_timestamp_ms)
+        })
+        .unwrap_or(first_ms);
+
+    // Reference: the same history, no definitions.
+    let reference = open(&events)?;
+    let reference_seconds = apply_all(&reference, "reference (no segments)")?;
+    let profiles = reference
+        .pipeline
+        .store()
+        .read(|tables| tables.profile_count())?;
+    drop(reference);
+
+    // With definitions before the first event.
+    let mut records = Vec::with_capacity(events.len() + args.segments + args.traits);
+    for (id, body) in atrium_gen::segments::bench_computed_traits(args.traits) {
+        records.push(definition(
+            DefinitionKind::ComputedTrait,
+            &id,
+            body,
+            first_ms - 1,
+        ));
+    }
+    for (id, body) in atrium_gen::segments::bench_segments(args.segments) {
+        records.push(definition(DefinitionKind::Segment, &id, body, first_ms - 1));
+    }
+    records.extend(events.iter().cloned());
+    let with = open(&records)?;
+    let with_seconds = apply_all(&with, "with segments")?;
+    let (state_bytes, states, members) = with.pipeline.store().read(|tables| {
+        let (bytes, count) = tables.segment_state_size()?;
+        let mut members = 0;
+        for (id, _) in atrium_gen::segments::bench_segments(args.segments) {
+            members += tables.segment_member_count(&id)?;
+        }
+        Ok((bytes, count, members))
+    })?;
+
+    // Backfill: one more segment over the whole history.
+    let (backfill_id, backfill_body) = atrium_gen::segments::bench_segments(args.segments + 1)
+        .pop()
+        .context("one more segment")?;
+    let backfill_id = format!("{backfill_id}_backfill");
+    let mut backfill_body = backfill_body;
+    backfill_body["id"] = Value::String(backfill_id.clone());
+    with.log.append(&[&definition(
+        DefinitionKind::Segment,
+        &backfill_id,
+        backfill_body,
+        last_ms + 1,
+    )])?;
+    let started = Instant::now();
+    with.pipeline.run_until_caught_up()?;
+    let backfill_seconds = started.elapsed().as_secs_f64();
+    let backfill_members = with
+        .pipeline
+        .store()
+        .read(|tables| tables.segment_member_count(&backfill_id))?;
+
+    // Freshness under a paced load, with every definition active.
+    let mut freshness = None;
+    if args.paced_rate > 0 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = with.pipeline.clone().spawn(stop.clone());
+        let paced = history(args.paced_rate * args.paced_seconds as usize, args.seed + 1)?;
+        let before = with.pipeline.metrics.freshness.count();
+        let tick = Duration::from_millis(10);
+        let per_tick = (args.paced_rate / 100).max(1);
+        let started = Instant::now();
+        for (index, chunk) in paced.chunks(per_tick).enumerate() {
+            let due = started + tick * index as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // Received now: freshness is the wall-clock time from append to commit.
+            let now = format_timestamp_ms(SystemClock.now_ms());
+            let stamped: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|payload| {
+                    let mut event: Value = serde_json::from_slice(payload).expect("our payload");
+                    event["receivedAt"] = Value::String(now.clone());
+                    serde_json::to_vec(&event).expect("serializes")
+                })
+                .collect();
+            let slices: Vec<&[u8]> = stamped.iter().map(Vec::as_slice).collect();
+            with.log.append(&slices)?;
+        }
+        let end = with.log.end_offset();
+        with.pipeline.wait_applied(end, Duration::from_secs(120));
+        stop.store(true, Ordering::Release);
+        thread.join().ok();
+        let histogram = &with.pipeline.metrics.freshness;
+        freshness = Some((
+            histogram.count() - before,
+            histogram.quantile_ms(0.5).unwrap_or(f64::NAN),
+            histogram.quantile_ms(0.99).unwrap_or(f64::NAN),
+        ));
+    }
+
+    let n = events.len() as f64;
+    let reference_rate = n / reference_seconds;
+    let with_rate = n / with_seconds;
+    println!("segments benchmark ({} events, {profiles} profiles)", events.len());
+    println!(
+        "  reference pipeline (no definitions):     {reference_rate:>10.0} events/s ({reference_seconds:.2} s)"
+    );
+    println!(
+        "  with {} segments + {} computed traits:  {with_rate:>10.0} events/s ({with_seconds:.2} s), ratio {:.2}",
+        args.segments,
+        args.traits,
+        with_rate / reference_rate
+    );
+    println!(
+        "  added per event (mean):                  {:>10.1} µs",
+        (with_seconds - reference_seconds) / n * 1e6
+    );
+    println!(
+        "  segment state:                           {:>10.0} bytes per profile ({states} profiles, {members} memberships)",
+        state_bytes as f64 / states.max(1) as f64
+    );
+    println!(
+        "  backfill of one new segment:             {backfill_seconds:>10.2} s over {} events ({backfill_members} members)",
+        events.len()
+    );
+    if let Some((count, p50, p99)) = freshness {
+        println!(
+            "  freshness at {} events/s ({count} events): p50 {p50:.1} ms, p99 {p99:.1} ms",
+            args.paced_rate
+        );
+    }
+    Ok(())
+}
