@@ -318,9 +318,30 @@ impl SegmentEngine {
         let mut trait_updates = Vec::new();
         {
             let SegmentEngine { catalog, cache, .. } = self;
+            // An event no definition mentions changes nothing but time, which timers cover: a
+            // profile that already has state is not even loaded.
+            let known = cache.contains_key(profile.as_str())
+                || tables.has_segment_state(profile.as_str())?;
+            let touches = |compiled: &Compiled| {
+                compiled.event_relevant(&view) || (traits_may_change && compiled.reads_traits())
+            };
+            if known
+                && !catalog.segments.values().any(|compiled| touches(compiled))
+                && !catalog
+                    .traits
+                    .values()
+                    .any(|compiled| compiled.event_relevant(&view))
+            {
+                return Ok(());
+            }
             let cached = load_cached(cache, catalog, tables, profile.as_str())?;
             for (id, compiled) in &catalog.segments {
                 let fresh = !cached.state.segments.contains_key(id);
+                let relevant = compiled.event_relevant(&view);
+                let feed_traits = fresh || (traits_may_change && compiled.reads_traits());
+                if !relevant && !feed_traits {
+                    continue;
+                }
                 if fresh {
                     cached
                         .state
@@ -328,25 +349,40 @@ impl SegmentEngine {
                         .insert(id.clone(), ProfileState::new(compiled, profile.as_str()));
                 }
                 let state = cached.state.segments.get_mut(id).expect("inserted");
-                if fresh || traits_may_change {
+                let mut timer = None;
+                if feed_traits {
                     if trait_values.is_none() {
                         trait_values = Some(profile_traits(tables, profile)?);
                     }
                     let traits = trait_values.as_ref().expect("just loaded");
                     let outcome = on_profile(compiled, state, traits, now_ms);
                     changes.extend(outcome.changed);
+                    timer = Some(outcome.next_timer_ms);
                 }
-                let outcome = on_event(compiled, state, &view, now_ms);
-                changes.extend(outcome.changed);
-                set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
+                if relevant {
+                    let outcome = on_event(compiled, state, &view, now_ms);
+                    changes.extend(outcome.changed);
+                    timer = Some(outcome.next_timer_ms);
+                }
+                if let Some(timer) = timer {
+                    set_timer(&mut cached.state.segment_timers, id, timer);
+                }
             }
             for (id, compiled) in &catalog.traits {
                 let fresh = !cached.state.traits.contains_key(id);
+                let relevant = compiled.event_relevant(&view);
+                if !relevant && !fresh {
+                    continue;
+                }
                 if fresh {
                     cached.state.traits.insert(id.clone(), compiled.new_state());
                 }
                 let state = cached.state.traits.get_mut(id).expect("inserted");
-                let outcome = compiled.on_event(state, &view, now_ms);
+                let outcome = if relevant {
+                    compiled.on_event(state, &view, now_ms)
+                } else {
+                    compiled.on_timer(state, now_ms)
+                };
                 set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
                 if outcome.changed || fresh {
                     trait_updates.push((id.clone(), outcome.value));

@@ -85,6 +85,12 @@ fn days_since(max_time: i64, now: i64) -> i64 {
 }
 
 impl CompiledTrait {
+    /// Whether `event` can change this trait (it is the counted event). Feeding one that cannot
+    /// is the same as a timer call at its time.
+    pub fn event_relevant(&self, event: &EventView<'_>) -> bool {
+        self.matcher.event == event.name
+    }
+
     /// The value an event contributes, or `None` when the event does not count.
     pub(crate) fn entry_value(&self, event: &EventView<'_>) -> Option<Value> {
         if !self.matcher.matches(event) {

@@ -82,6 +82,38 @@ pub struct Compiled {
     pub(crate) trait_paths: BTreeSet<String>,
 }
 
+impl Compiled {
+    /// Whether `event` can change this segment's state: some event condition (at any depth,
+    /// referenced segments and computed traits included) names it. Feeding an event that
+    /// cannot is the same as a timer call at its time, so callers may skip it.
+    pub fn event_relevant(&self, event: &crate::EventView<'_>) -> bool {
+        relevant(&self.root, event.name)
+    }
+
+    /// Whether the segment reads profile traits (then trait changes must be fed).
+    pub fn reads_traits(&self) -> bool {
+        !self.trait_paths.is_empty()
+    }
+}
+
+fn relevant(node: &CNode, name: &str) -> bool {
+    match &node.kind {
+        Kind::All(children) | Kind::Any(children) => {
+            children.iter().any(|child| relevant(child, name))
+        }
+        Kind::Not(child) => relevant(child, name),
+        Kind::InSegment { root, .. } => relevant(root, name),
+        Kind::Performed { matcher, .. } | Kind::FirstLast { matcher, .. } => matcher.event == name,
+        Kind::Sequence { steps, .. } => steps.iter().any(|step| step.event == name),
+        Kind::NotFollowedBy { first, then, .. } => first.event == name || then.event == name,
+        Kind::Computed { definition, .. } => definition.matcher.event == name,
+        Kind::Trait(_)
+        | Kind::Consent { .. }
+        | Kind::Subscription { .. }
+        | Kind::RandomBucket { .. } => false,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct CNode {
     pub path: String,

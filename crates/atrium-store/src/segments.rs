@@ -23,6 +23,10 @@ impl WriteTables<'_> {
             .map(|bytes| bytes.value().to_vec()))
     }
 
+    pub fn has_segment_state(&self, profile: &str) -> Result<bool, StoreError> {
+        Ok(self.segment_states.get(profile)?.is_some())
+    }
+
     pub fn put_segment_state(&mut self, profile: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.segment_states.insert(profile, bytes)?;
         Ok(())

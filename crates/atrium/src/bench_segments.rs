@@ -3,8 +3,8 @@
 //! definitions (the reference, measured in the same run) and once with `--segments` segments and
 //! `--traits` computed traits defined before the first event — then one more segment is defined
 //! over the full history (backfill), and the per-profile state is measured. Finally the pipeline
-//! runs on its thread while events are appended at `--paced-rate`, and the time from append to
-//! the committed membership (the pipeline's freshness) is reported.
+//! runs on its thread while events are appended at `--paced-rate`, and the time from the
+//! durable append to the committed membership (same transaction as the profile) is reported.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,7 +216,35 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = with.pipeline.clone().spawn(stop.clone());
         let paced = history(args.paced_rate * args.paced_seconds as usize, args.seed + 1)?;
-        let before = with.pipeline.metrics.freshness.count();
+        // A watcher records when each appended batch becomes visible (its offsets applied:
+        // memberships are committed in the same transaction).
+        let pending = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<(
+            u64,
+            Instant,
+        )>::new()));
+        let watcher_stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let pending = pending.clone();
+            let pipeline = with.pipeline.clone();
+            let watcher_stop = watcher_stop.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                loop {
+                    let applied = pipeline.applied_offset();
+                    let mut queue = pending.lock().expect("watcher lock");
+                    while queue.front().is_some_and(|(end, _)| *end <= applied) {
+                        let (_, appended) = queue.pop_front().expect("front exists");
+                        latencies.push(appended.elapsed().as_secs_f64() * 1e3);
+                    }
+                    let done = queue.is_empty() && watcher_stop.load(Ordering::Acquire);
+                    drop(queue);
+                    if done {
+                        return latencies;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
         let tick = Duration::from_millis(10);
         let per_tick = (args.paced_rate / 100).max(1);
         let started = Instant::now();
@@ -225,7 +253,6 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            // Received now: freshness is the wall-clock time from append to commit.
             let now = format_timestamp_ms(SystemClock.now_ms());
             let stamped: Vec<Vec<u8>> = chunk
                 .iter()
@@ -236,24 +263,36 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             let slices: Vec<&[u8]> = stamped.iter().map(Vec::as_slice).collect();
-            with.log.append(&slices)?;
+            let appended = Instant::now();
+            let first = with.log.append(&slices)?;
+            pending
+                .lock()
+                .expect("watcher lock")
+                .push_back((first + slices.len() as u64, appended));
         }
         let end = with.log.end_offset();
         with.pipeline.wait_applied(end, Duration::from_secs(120));
+        watcher_stop.store(true, Ordering::Release);
+        let mut latencies = watcher.join().expect("watcher thread");
         stop.store(true, Ordering::Release);
         thread.join().ok();
-        let histogram = &with.pipeline.metrics.freshness;
-        freshness = Some((
-            histogram.count() - before,
-            histogram.quantile_ms(0.5).unwrap_or(f64::NAN),
-            histogram.quantile_ms(0.99).unwrap_or(f64::NAN),
-        ));
+        latencies.sort_by(f64::total_cmp);
+        let at = |quantile: f64| {
+            latencies
+                .get(((latencies.len() as f64 - 1.0) * quantile).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        freshness = Some((paced.len() as u64, at(0.5), at(0.99)));
     }
 
     let n = events.len() as f64;
     let reference_rate = n / reference_seconds;
     let with_rate = n / with_seconds;
-    println!("segments benchmark ({} events, {profiles} profiles)", events.len());
+    println!(
+        "segments benchmark ({} events, {profiles} profiles)",
+        events.len()
+    );
     println!(
         "  reference pipeline (no definitions):     {reference_rate:>10.0} events/s ({reference_seconds:.2} s)"
     );
@@ -277,7 +316,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     );
     if let Some((count, p50, p99)) = freshness {
         println!(
-            "  freshness at {} events/s ({count} events): p50 {p50:.1} ms, p99 {p99:.1} ms",
+            "  append-to-visible at {} events/s ({count} events): p50 {p50:.1} ms, p99 {p99:.1} ms",
             args.paced_rate
         );
     }
