@@ -568,7 +568,8 @@ fn generated_definitions_compile() {
         .into_iter()
         .chain(atrium_gen::segments::bench_computed_traits(20))
     {
-        let definition = serde_json::from_value(body).unwrap_or_else(|error| panic!("{id}: {error}"));
+        let definition =
+            serde_json::from_value(body).unwrap_or_else(|error| panic!("{id}: {error}"));
         validate_computed_trait(&definition).unwrap_or_else(|errors| panic!("{id}: {errors:?}"));
         catalog.computed_traits.insert(id, definition);
     }
@@ -577,11 +578,58 @@ fn generated_definitions_compile() {
         .chain(atrium_gen::segments::bench_segments(100))
         .collect();
     for (id, body) in &segments {
-        let definition = serde_json::from_value(body.clone()).unwrap_or_else(|error| panic!("{id}: {error}"));
+        let definition =
+            serde_json::from_value(body.clone()).unwrap_or_else(|error| panic!("{id}: {error}"));
         catalog.segments.insert(id.clone(), definition);
     }
     for (id, definition) in &catalog.segments {
         validate(definition, &catalog).unwrap_or_else(|errors| panic!("{id}: {errors:?}"));
     }
     assert_eq!(catalog.segments.len(), 105);
+}
+
+/// A timer set before a restart fires after it, at the right moment.
+#[test]
+fn timers_survive_a_restart() {
+    let rig = Rig::new();
+    let mut services = SegmentServices::default();
+    rig.define(
+        DefinitionKind::Segment,
+        "recent_buyer",
+        1,
+        recent_buyer(),
+        T0,
+    );
+    rig.ingest_at(T0 + MINUTE, &[order("u_1", T0 + MINUTE)]);
+    rig.settle(&mut services);
+    assert!(rig.is_member("recent_buyer", "user_id:u_1"));
+    let Rig {
+        dir,
+        log,
+        clock,
+        pipeline,
+    } = rig;
+    drop(pipeline);
+    // Restarted: the timer comes back from the store.
+    let pipeline = Rig::open_pipeline(&dir, &log, &clock);
+    assert_eq!(pipeline.next_segment_timer(), Some(T0 + 31 * MINUTE));
+    let rig = Rig {
+        dir,
+        log,
+        clock,
+        pipeline,
+    };
+    let mut services = SegmentServices::default();
+    rig.clock.set(T0 + 31 * MINUTE - 1);
+    rig.settle(&mut services);
+    assert!(rig.is_member("recent_buyer", "user_id:u_1"));
+    rig.clock.set(T0 + 31 * MINUTE);
+    rig.settle(&mut services);
+    assert!(!rig.is_member("recent_buyer", "user_id:u_1"));
+    let names: Vec<String> = rig
+        .derived_events()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(names, ["Segment Entered", "Segment Exited"]);
 }
