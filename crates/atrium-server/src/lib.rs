@@ -112,10 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/experiments/{key}/stop",
             post(definitions::stop_experiment),
         )
-        .route(
-            "/v1/experiments/{key}/results",
-            get(results::get_results),
-        )
+        .route("/v1/experiments/{key}/results", get(results::get_results))
         .route("/v1/metrics", get(definitions::list_metrics))
         .route(
             "/v1/metrics/{key}",

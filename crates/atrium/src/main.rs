@@ -75,6 +75,10 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest throughput, ack latency and pipeline freshness (see BENCHMARKS.md).
     Ingest(atrium_bench_args::IngestBenchArgs),
+    /// Flag evaluation per core vs GrowthBook's Python SDK, and /api/features latency.
+    Eval(bench_experiments::EvalBenchArgs),
+    /// Experiment results latency over a generated experiment.
+    Results(bench_experiments::ResultsBenchArgs),
 }
 
 /// Kept in its own module so the bench implementation can grow without touching the CLI tree.
@@ -82,6 +86,7 @@ mod atrium_bench_args {
     pub use crate::bench::IngestBenchArgs;
 }
 mod bench;
+mod bench_experiments;
 
 #[derive(Args)]
 struct ServeArgs {
@@ -176,6 +181,8 @@ fn main() -> anyhow::Result<()> {
         Command::Experiments(command) => experiments::run_experiments(command),
         Command::Metrics(command) => experiments::run_definitions("metrics", command),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
+        Command::Bench(BenchCommand::Eval(args)) => bench_experiments::run_eval(args),
+        Command::Bench(BenchCommand::Results(args)) => bench_experiments::run_results(args),
     }
 }
 
