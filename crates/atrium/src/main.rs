@@ -75,6 +75,9 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest throughput, ack latency and pipeline freshness (see BENCHMARKS.md).
     Ingest(atrium_bench_args::IngestBenchArgs),
+    /// The analytics API's funnel, retention, daily revenue and last-touch queries vs DuckDB
+    /// and chDB on the same Parquet files (see BENCHMARKS.md).
+    Analytics(bench_analytics::AnalyticsBenchArgs),
     /// Flag evaluation per core vs GrowthBook's Python SDK, and /api/features latency.
     Eval(bench_experiments::EvalBenchArgs),
     /// Experiment results latency over a generated experiment.
@@ -86,6 +89,7 @@ mod atrium_bench_args {
     pub use crate::bench::IngestBenchArgs;
 }
 mod bench;
+mod bench_analytics;
 mod bench_experiments;
 
 #[derive(Args)]
@@ -181,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         Command::Experiments(command) => experiments::run_experiments(command),
         Command::Metrics(command) => experiments::run_definitions("metrics", command),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
+        Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run(args),
         Command::Bench(BenchCommand::Eval(args)) => bench_experiments::run_eval(args),
         Command::Bench(BenchCommand::Results(args)) => bench_experiments::run_results(args),
     }
