@@ -211,12 +211,11 @@ pub fn results_query(plan: &QueryPlan) -> String {
     if let Some(end) = plan.end_ms {
         let _ = write!(metric_bounds, " AND {TIME} < {end}");
     }
-    sql.push_str(", metric_events AS (");
+    // Components that read the same events (same event name and filters) share one scan: each
+    // scan yields one value column per component, NULL for the components of other scans.
+    let mut scans: Vec<(String, Vec<usize>)> = Vec::new();
     for (index, component) in plan.components.iter().enumerate() {
         let definition = component.definition;
-        if index > 0 {
-            sql.push_str(" UNION ALL ");
-        }
         let mut conditions = format!(
             "event = {}",
             quote(definition.event.as_deref().unwrap_or_default())
@@ -224,11 +223,34 @@ pub fn results_query(plan: &QueryPlan) -> String {
         for filter in &definition.filters {
             let _ = write!(conditions, " AND {}", filter_condition(filter));
         }
+        match scans
+            .iter_mut()
+            .find(|(existing, _)| *existing == conditions)
+        {
+            Some((_, members)) => members.push(index),
+            None => scans.push((conditions, vec![index])),
+        }
+    }
+    sql.push_str(", metric_events AS (");
+    for (scan_index, (conditions, members)) in scans.iter().enumerate() {
+        if scan_index > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        let _ = write!(sql, "SELECT {UNIT} AS unit, {TIME} AS ts");
+        for (index, component) in plan.components.iter().enumerate() {
+            if members.contains(&index) {
+                let _ = write!(
+                    sql,
+                    ", {} AS v_{index}",
+                    value_expression(component.definition)
+                );
+            } else {
+                let _ = write!(sql, ", CAST(NULL AS DOUBLE) AS v_{index}");
+            }
+        }
         let _ = write!(
             sql,
-            "SELECT {UNIT} AS unit, {TIME} AS ts, CAST({index} AS BIGINT) AS component, \
-             {value} AS v FROM events_resolved WHERE {conditions}{metric_bounds}",
-            value = value_expression(definition),
+            " FROM events_resolved WHERE {conditions}{metric_bounds}"
         );
     }
     sql.push(')');
@@ -244,15 +266,14 @@ pub fn results_query(plan: &QueryPlan) -> String {
             .unwrap_or_default();
         let _ = write!(
             sql,
-            ", SUM(CASE WHEN m.component = {index} AND m.ts >= u.first_ts{window} THEN m.v END) \
-             AS post_{index}"
+            ", SUM(CASE WHEN m.ts >= u.first_ts{window} THEN m.v_{index} END) AS post_{index}"
         );
         match definition.lookback_ms() {
             Some(lookback) => {
                 let _ = write!(
                     sql,
-                    ", SUM(CASE WHEN m.component = {index} AND m.ts < u.first_ts \
-                     AND m.ts >= u.first_ts - {lookback} THEN m.v END) AS pre_{index}"
+                    ", SUM(CASE WHEN m.ts < u.first_ts AND m.ts >= u.first_ts - {lookback} \
+                     THEN m.v_{index} END) AS pre_{index}"
                 );
             }
             None => {
