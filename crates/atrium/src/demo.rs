@@ -95,7 +95,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if already == 0 {
             ingest_demo(&base, &keys, args.seed, args.events).await?;
             let web_key = keys.get("web").cloned().unwrap_or_default();
-            crate::demo_experiments::define_and_ingest(&base, &admin_key, &web_key, args.seed).await?;
+            crate::demo_experiments::define_and_ingest(
+                &base,
+                &admin_key,
+                &web_key,
+                args.seed,
+                args.events,
+            )
+            .await?;
             let end = atrium_log::EventLog::end_offset(&*server.state.log);
             let pipeline = server.state.pipeline.clone();
             tokio::task::spawn_blocking(move || pipeline.wait_applied(end, std::time::Duration::from_secs(600))).await?;

@@ -48,12 +48,14 @@ fn experiment(feature: &str, hypothesis: &str) -> Value {
 }
 
 /// Defines the metrics and experiments, then sends their generated exposures and orders as the
-/// `web` source.
+/// `web` source: an eighth of the shop's event count as A/B users (2,000 to 20,000), two thirds
+/// of that as A/A users.
 pub async fn define_and_ingest(
     base: &str,
     admin_key: &str,
     web_write_key: &str,
     seed: u64,
+    shop_events: usize,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let metrics = [
@@ -104,8 +106,9 @@ pub async fn define_and_ingest(
         experiment("homepage-copy", "an A/A test: both arms are identical"),
     )
     .await?;
-    let mut events = PlantedExperiment::ab(seed, AB_EXPERIMENT, 6_000, AB_LIFT).events();
-    events.extend(PlantedExperiment::aa(seed + 1, AA_EXPERIMENT, 4_000).events());
+    let ab_users = (shop_events / 8).clamp(2_000, 20_000);
+    let mut events = PlantedExperiment::ab(seed, AB_EXPERIMENT, ab_users, AB_LIFT).events();
+    events.extend(PlantedExperiment::aa(seed + 1, AA_EXPERIMENT, ab_users * 2 / 3).events());
     for chunk in events.chunks_mut(500) {
         for event in chunk.iter_mut() {
             atrium_gen::take_source(event);

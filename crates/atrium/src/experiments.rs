@@ -19,8 +19,8 @@ pub struct ServerArgs {
     #[arg(long, env = "ATRIUM_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Secret (admin) key.
-    #[arg(long, env = "ATRIUM_ADMIN_KEY", hide_env_values = true)]
-    key: String,
+    #[arg(long = "key", env = "ATRIUM_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
 }
 
 #[derive(Subcommand)]
@@ -115,7 +115,7 @@ pub struct ResultsArgs {
     format: ResultsFormat,
 }
 
-fn read_body(file: &PathBuf) -> anyhow::Result<Value> {
+pub(crate) fn read_body(file: &PathBuf) -> anyhow::Result<Value> {
     let mut text = String::new();
     if file.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
@@ -126,7 +126,7 @@ fn read_body(file: &PathBuf) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
 }
 
-async fn call(
+pub(crate) async fn call(
     server: &ServerArgs,
     method: reqwest::Method,
     path: &str,
@@ -135,7 +135,7 @@ async fn call(
     let url = format!("{}{path}", server.url.trim_end_matches('/'));
     let mut request = reqwest::Client::new()
         .request(method, &url)
-        .bearer_auth(&server.key);
+        .bearer_auth(&server.admin_key);
     if let Some(body) = body {
         request = request.json(&body);
     }

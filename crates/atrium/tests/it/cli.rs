@@ -49,6 +49,14 @@ fn help_works_for_every_subcommand() {
         vec!["export"],
         vec!["bench"],
         vec!["bench", "ingest"],
+        vec!["bench", "eval"],
+        vec!["bench", "results"],
+        vec!["features"],
+        vec!["features", "put"],
+        vec!["experiments"],
+        vec!["experiments", "results"],
+        vec!["metrics"],
+        vec!["metrics", "list"],
     ];
     for subcommand in &subcommands {
         assert!(
@@ -251,6 +259,45 @@ fn demo_exits_after_ingest() {
         text.contains("http://127.0.0.1:"),
         "demo serves on loopback:\n{text}"
     );
+
+    // The demo's experiments have results, offline over the data directory.
+    let table = stdout(&run_ok(&[
+        "experiments",
+        "results",
+        "checkout-redesign",
+        "--data-dir",
+        path(&data),
+    ]));
+    assert!(table.contains("sample ratio check"), "{table}");
+    assert!(table.contains("Purchase within 72 h"), "{table}");
+    let json = stdout(&run_ok(&[
+        "experiments",
+        "results",
+        "homepage-aa",
+        "--data-dir",
+        path(&data),
+        "--format",
+        "json",
+        "--engine",
+        "bayesian",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json report");
+    let users: u64 = report["variations"]
+        .as_array()
+        .expect("variations")
+        .iter()
+        .map(|variation| variation["users"].as_u64().unwrap())
+        .sum();
+    assert_eq!(users, 2_000 * 2 / 3, "{json}");
+    assert!(report["metrics"][0]["effects"][0]["chance_to_win"].is_number());
+    let refused = run(&[
+        "experiments",
+        "results",
+        "no-such-experiment",
+        "--data-dir",
+        path(&data),
+    ]);
+    assert!(!refused.status.success());
 }
 
 #[test]
@@ -284,4 +331,62 @@ fn import_refuses_a_data_dir_held_by_a_server() {
             "atrium {args:?} should say the data directory is in use:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn definitions_commands_talk_to_a_running_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let server = serve(
+        &data,
+        "wk_defs_test_1",
+        "sk_defs_test_1",
+        Duration::from_secs(10),
+    );
+    let metric = dir.path().join("metric.json");
+    std::fs::write(
+        &metric,
+        r#"{"type": "conversion", "event": "Signed Up", "window_hours": 24}"#,
+    )
+    .expect("writing the metric");
+    let with_server = |args: &[&str]| -> Vec<String> {
+        let mut full: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        full.extend([
+            "--url".to_owned(),
+            server.base.clone(),
+            "--key".to_owned(),
+            "sk_defs_test_1".to_owned(),
+        ]);
+        full
+    };
+    let put = with_server(&["metrics", "put", "signup", path(&metric)]);
+    let put: Vec<&str> = put.iter().map(String::as_str).collect();
+    let written: Value = serde_json::from_str(&stdout(&run_ok(&put))).expect("json");
+    assert_eq!(written["status"], "accepted", "{written}");
+
+    // Read-your-write: the list eventually shows the metric.
+    let list = with_server(&["metrics", "list"]);
+    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Value = serde_json::from_str(&stdout(&run_ok(&list))).expect("json");
+        if listed["metrics"]
+            .as_array()
+            .is_some_and(|items| items.len() == 1)
+        {
+            assert_eq!(listed["metrics"][0]["definition"]["event"], "Signed Up");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A bad definition fails with the server's error.
+    std::fs::write(&metric, r#"{"type": "sum", "event": "Order Completed"}"#)
+        .expect("writing the metric");
+    let bad = with_server(&["metrics", "put", "broken", path(&metric)]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let output = run(&bad);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("metric.value"));
 }
