@@ -192,6 +192,7 @@ pub(crate) fn run(
     let loaded = load(
         warehouse,
         limits.timeout,
+        true,
         scope.filters.clone(),
         scope.profile_filters.clone(),
         scope.breakdown.clone(),

@@ -89,6 +89,17 @@ impl KpiMetric {
         )
     }
 
+    fn counts_people(self) -> bool {
+        !matches!(
+            self,
+            KpiMetric::Revenue
+                | KpiMetric::Orders
+                | KpiMetric::Aov
+                | KpiMetric::Refunds
+                | KpiMetric::RefundedRevenue
+        )
+    }
+
     fn totals_only(self) -> bool {
         matches!(self, KpiMetric::Dau | KpiMetric::Wau | KpiMetric::Mau)
     }
@@ -212,9 +223,14 @@ pub(crate) fn run(
             pushdown: None,
         });
     }
+    // Order sums need no one: skip reading and resolving identities.
+    let people = metrics.iter().any(|m| m.counts_people())
+        || !scope.profile_filters.is_empty()
+        || matches!(scope.breakdown, Some(crate::request::Field::Trait(_)));
     let loaded = load(
         warehouse,
         limits.timeout,
+        people,
         scope.filters.clone(),
         scope.profile_filters.clone(),
         scope.breakdown.clone(),

@@ -257,17 +257,20 @@ impl Loaded {
 }
 
 /// Reads the identity graph (and traits when filters or the breakdown need them), then each
-/// load, in one warehouse session.
+/// load, in one warehouse session. With `people` false (a query that counts no one), ids are
+/// neither read nor resolved: every row belongs to one anonymous profile.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load(
     warehouse: &Warehouse,
     timeout: Duration,
+    people: bool,
     filters: Vec<Predicate>,
     trait_filters: Vec<Predicate>,
     breakdown: Option<Field>,
     specs: Vec<LoadSpec>,
 ) -> Result<Loaded, AnalyticsError> {
     let loaded = warehouse.with_session(timeout, move |ctx| async move {
-        read_all(ctx, filters, trait_filters, breakdown, specs).await
+        read_all(ctx, people, filters, trait_filters, breakdown, specs).await
     })?;
     Ok(loaded)
 }
@@ -279,6 +282,7 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, Wa
 
 async fn read_all(
     ctx: SessionContext,
+    resolve: bool,
     filters: Vec<Predicate>,
     trait_filters: Vec<Predicate>,
     breakdown: Option<Field>,
@@ -313,11 +317,12 @@ async fn read_all(
             people.flag(index, &mut labels);
         }
     }
-    let batches = collect(
-        &ctx,
-        "SELECT kind, value, profile_id FROM identities WHERE kind IN ('user_id', 'anonymous_id')",
-    )
-    .await?;
+    let identities = if resolve {
+        "SELECT kind, value, profile_id FROM identities WHERE kind IN ('user_id', 'anonymous_id')"
+    } else {
+        "SELECT kind, value, profile_id FROM identities WHERE false"
+    };
+    let batches = collect(&ctx, identities).await?;
     for batch in &batches {
         let kinds = StrCol::new(batch.column(0))?;
         let values = StrCol::new(batch.column(1))?;
@@ -340,7 +345,7 @@ async fn read_all(
     let mut all_rows = Vec::new();
     for spec in &specs {
         let mut rows = Rows::default();
-        let plan = Plan::new(spec, &filters, breakdown.as_ref());
+        let plan = Plan::new(spec, &filters, breakdown.as_ref(), resolve);
         let frame = ctx.sql(&plan.sql).await?;
         let mut stream = frame.execute_stream().await?;
         while let Some(batch) = stream.next().await {
@@ -411,7 +416,12 @@ const BASE_COLUMNS: [&str; 6] = [
 ];
 
 impl Plan {
-    fn new(spec: &LoadSpec, filters: &[Predicate], breakdown: Option<&Field>) -> Plan {
+    fn new(
+        spec: &LoadSpec,
+        filters: &[Predicate],
+        breakdown: Option<&Field>,
+        resolve: bool,
+    ) -> Plan {
         let mut columns: Vec<&'static str> = Vec::new();
         let mut properties = false;
         let mut note = |field: &Field| match field {
@@ -434,7 +444,13 @@ impl Plan {
         if let Some(field) = breakdown {
             note(field);
         }
-        let mut select: Vec<String> = BASE_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+        let mut select: Vec<String> = BASE_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "user_id" | "anonymous_id" if !resolve => format!("CAST(NULL AS VARCHAR) AS {c}"),
+                _ => format!("\"{c}\""),
+            })
+            .collect();
         select.extend(columns.iter().map(|c| format!("\"{c}\"")));
         if properties {
             select.push("properties".into());

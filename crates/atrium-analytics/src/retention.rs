@@ -113,6 +113,7 @@ pub(crate) fn run(
     let loaded = load(
         warehouse,
         limits.timeout,
+        true,
         scope.filters.clone(),
         scope.profile_filters.clone(),
         scope.breakdown.clone(),
