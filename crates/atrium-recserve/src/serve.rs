@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use atrium_recs::covisit::CoOccurrenceKind;
 use atrium_recs::{
-    Boost, Candidate, Filters, Interaction, ItemIndex, Pin, Reason, Recommendation, Request,
-    Shopper, Source, UserIndex, assemble, for_you,
+    AlsModel, Boost, Candidate, Filters, Interaction, ItemIndex, Pin, Reason, Recommendation,
+    Request, Shopper, Source, UserIndex, assemble,
 };
 use serde_json::{Value, json};
 
@@ -329,10 +329,43 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
                 history: &history,
                 session: &session,
             };
-            let seen: HashSet<ItemIndex> = context.history.iter().map(|i| i.item).collect();
-            let candidates = for_you(als, &shopper, SESSION_WEIGHT, context.want, |item| {
-                seen.contains(&item) || !context.allowed(item)
-            });
+            let Some(user_vector) = blended_vector(als, &shopper) else {
+                return Vec::new();
+            };
+            // Scoring visits every item: one pass with a bounded heap, seen items skipped by a
+            // bitmap; the (costlier) filters run on the short list only, and inside the pass
+            // when they leave too few.
+            let mut seen = vec![false; model_items as usize];
+            for interaction in &context.history {
+                if let Some(slot) = seen.get_mut(interaction.item as usize) {
+                    *slot = true;
+                }
+            }
+            let margin = context.want * 4 + 20;
+            let short_list = top_scores(als, &user_vector, margin, |item| seen[item as usize]);
+            let exhausted = short_list.len() < margin;
+            let mut ranked: Vec<(ItemIndex, f32)> = short_list
+                .into_iter()
+                .filter(|(item, _)| context.allowed(*item))
+                .collect();
+            if ranked.len() < context.want && !exhausted {
+                ranked = top_scores(als, &user_vector, context.want, |item| {
+                    seen[item as usize] || !context.allowed(item)
+                });
+            }
+            let mut explained_by: Vec<ItemIndex> =
+                shopper.session.iter().map(|(i, _)| *i).collect();
+            explained_by.extend(shopper.history.iter().map(|(i, _)| *i));
+            let candidates = ranked
+                .into_iter()
+                .map(|(item, score)| Candidate {
+                    item,
+                    score,
+                    reason: Reason::ForYou {
+                        because_of: als.because_of(item, &explained_by),
+                    },
+                })
+                .collect();
             vec![Source::new("als", candidates)]
         }
         "covisit" => {
@@ -429,6 +462,99 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
         }
         _ => Vec::new(),
     }
+}
+
+/// The shopper's vector: `(1 − w) u + w s` of the long-term vector (trained, or folded in from
+/// the history) and the session folded in, as `atrium_recs::for_you` blends them.
+fn blended_vector(als: &AlsModel, shopper: &Shopper<'_>) -> Option<Vec<f32>> {
+    let long_term = match shopper.trained_user {
+        Some(user) if user < als.users() => Some(als.user_vector(user).to_vec()),
+        _ if !shopper.history.is_empty() => Some(als.fold_in(shopper.history)),
+        _ => None,
+    };
+    let session = (!shopper.session.is_empty()).then(|| als.fold_in(shopper.session));
+    match (long_term, session) {
+        (Some(user), Some(session)) => Some(
+            user.iter()
+                .zip(&session)
+                .map(|(u, s)| (1.0 - SESSION_WEIGHT) * u + SESSION_WEIGHT * s)
+                .collect(),
+        ),
+        (Some(user), None) => Some(user),
+        (None, Some(session)) => Some(session),
+        (None, None) => None,
+    }
+}
+
+/// The `count` best `(item, yᵢᵀu)` not rejected by `skip`, best first (ties by index), in one
+/// pass over the item factors keeping a bounded min-heap.
+fn top_scores(
+    als: &AlsModel,
+    user_vector: &[f32],
+    count: usize,
+    skip: impl Fn(ItemIndex) -> bool,
+) -> Vec<(ItemIndex, f32)> {
+    #[derive(PartialEq)]
+    struct Entry(f32, ItemIndex);
+    impl Eq for Entry {}
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Entry {
+        /// Reversed: the heap's top is the worst kept entry (lowest score, then highest index).
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+        }
+    }
+    if count == 0 {
+        return Vec::new();
+    }
+    let factors = als.factors();
+    let mut heap: std::collections::BinaryHeap<Entry> =
+        std::collections::BinaryHeap::with_capacity(count + 1);
+    for (item, vector) in als.item_factors().chunks_exact(factors).enumerate() {
+        let item = item as ItemIndex;
+        let score = dot(vector, user_vector);
+        if score.is_nan() {
+            continue;
+        }
+        if heap.len() == count
+            && let Some(worst) = heap.peek()
+            && (score < worst.0 || (score == worst.0 && item > worst.1))
+        {
+            continue;
+        }
+        if skip(item) {
+            continue;
+        }
+        heap.push(Entry(score, item));
+        if heap.len() > count {
+            heap.pop();
+        }
+    }
+    let mut out: Vec<(ItemIndex, f32)> = heap.into_iter().map(|Entry(s, i)| (i, s)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut lanes = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// A reason as JSON: its kind, the facts, and a sentence for people.

@@ -404,6 +404,10 @@ mod example_file {
             config.warehouse, defaults.warehouse,
             "the example documents the default warehouse settings"
         );
+        assert_eq!(
+            config.recs, defaults.recs,
+            "the example documents the default recommendation settings"
+        );
         assert!(
             config
                 .sdk_connections

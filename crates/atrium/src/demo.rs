@@ -93,6 +93,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let base = server.url();
         let already = atrium_log::EventLog::end_offset(&*server.state.log);
         if already == 0 {
+            load_demo_catalog(&base, &admin_key, args.seed, args.events).await?;
             ingest_demo(&base, &keys, args.seed, args.events).await?;
             let web_key = keys.get("web").cloned().unwrap_or_default();
             crate::demo_experiments::define_and_ingest(
@@ -125,6 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1");
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1/identity");
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/experiments/{}/results", crate::demo_experiments::AB_EXPERIMENT);
+        println!("  curl -H 'authorization: Bearer {admin_key}' '{base}/v1/recommendations?placement=trending&k=5'");
         println!("  curl {base}/metrics    curl {base}/openapi.json");
         println!();
         if !args.exit_after_ingest {
@@ -134,6 +136,50 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         server.stop().await;
         Ok(())
     })
+}
+
+/// Puts the generator's catalog through `PUT /v1/catalog/items`, so the shop serves
+/// recommendations for the products its events mention.
+async fn load_demo_catalog(
+    base: &str,
+    admin_key: &str,
+    seed: u64,
+    events: usize,
+) -> anyhow::Result<()> {
+    let generator = atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events));
+    let items: Vec<Value> = generator
+        .catalog()
+        .iter()
+        .map(|product| {
+            serde_json::json!({
+                "id": product.product_id,
+                "name": product.name,
+                "category": product.category,
+                "brand": product.brand,
+                "price": product.price,
+                "currency": "USD",
+                "url": format!("/products/{}", product.slug()),
+                "attributes": {"sku": product.sku},
+            })
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    for chunk in items.chunks(1_000) {
+        let response = client
+            .put(format!("{base}/v1/catalog/items"))
+            .bearer_auth(admin_key)
+            .json(&serde_json::json!({"items": chunk}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "demo catalog load failed: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    eprintln!("demo catalog: {} products", items.len());
+    Ok(())
 }
 
 /// Sends the generated stream through the HTTP API in batches of 100 per source.

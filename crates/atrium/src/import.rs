@@ -29,6 +29,9 @@ pub struct ImportArgs {
     /// Events per log append.
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
+    /// The file holds catalog items (JSONL objects, or CSV with item-field columns), not events.
+    #[arg(long)]
+    catalog: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -38,6 +41,12 @@ enum Format {
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    if args.catalog {
+        let csv = args.format == Some(Format::Csv)
+            || (args.format.is_none()
+                && args.file.extension().and_then(|e| e.to_str()) == Some("csv"));
+        return crate::recs::import_catalog(&args.file, &args.data, csv);
+    }
     let config = args.data.load()?;
     let _lock = atrium_server::state::lock_data_dir(&config.data_dir)?;
     let log = atrium_server::state::open_log(&config)?;

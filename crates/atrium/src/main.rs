@@ -6,6 +6,7 @@ mod demo;
 mod demo_experiments;
 mod experiments;
 mod import;
+mod recs;
 mod warehouse;
 
 use std::io::Write;
@@ -66,6 +67,9 @@ enum Command {
     /// Metric definitions on a running server (list, get, put, delete).
     #[command(subcommand)]
     Metrics(experiments::DefinitionCommand),
+    /// Recommendations: offline evaluation over the data directory's events.
+    #[command(subcommand)]
+    Recs(recs::RecsCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -75,6 +79,9 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest throughput, ack latency and pipeline freshness (see BENCHMARKS.md).
     Ingest(atrium_bench_args::IngestBenchArgs),
+    /// Top-10 `for_you` latency over a large catalog at a fixed rate, and real-time
+    /// co-visitation visibility (see BENCHMARKS.md).
+    Recs(bench_recs::RecsBenchArgs),
     /// The analytics API's funnel, retention, daily revenue and last-touch queries vs DuckDB
     /// and chDB on the same Parquet files (see BENCHMARKS.md).
     Analytics(bench_analytics::AnalyticsBenchArgs),
@@ -89,6 +96,7 @@ mod atrium_bench_args {
     pub use crate::bench::IngestBenchArgs;
 }
 mod bench;
+mod bench_recs;
 mod bench_analytics;
 mod bench_experiments;
 
@@ -184,7 +192,9 @@ fn main() -> anyhow::Result<()> {
         Command::Features(command) => experiments::run_definitions("features", command),
         Command::Experiments(command) => experiments::run_experiments(command),
         Command::Metrics(command) => experiments::run_definitions("metrics", command),
+        Command::Recs(command) => recs::run(command),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
+        Command::Bench(BenchCommand::Recs(args)) => bench_recs::run(args),
         Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run(args),
         Command::Bench(BenchCommand::Eval(args)) => bench_experiments::run_eval(args),
         Command::Bench(BenchCommand::Results(args)) => bench_experiments::run_results(args),
