@@ -246,9 +246,18 @@ pub fn recommend(
             .copied()
             .filter(|other| *other != model),
     );
+    // Later models of the chain run only while the earlier ones leave slots to fill (their
+    // candidates are already filtered, so counting distinct items is enough).
     let mut sources: Vec<Source> = Vec::new();
+    let mut gathered: HashSet<ItemIndex> = HashSet::new();
     for name in chain {
-        sources.extend(model_sources(&context, name, visitor));
+        if gathered.len() >= context.want {
+            break;
+        }
+        for source in model_sources(&context, name, visitor) {
+            gathered.extend(source.candidates.iter().map(|candidate| candidate.item));
+            sources.push(source);
+        }
     }
     let assembled: Vec<Recommendation> = assemble(
         catalog.models(),
