@@ -76,15 +76,17 @@ pub fn run(args: RecsBenchArgs) -> anyhow::Result<()> {
         .prefix("atrium-bench-recs-")
         .tempdir()
         .context("creating a temporary data directory")?;
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.sources = vec![SourceEntry {
-        name: "web".into(),
-        channel: Channel::Web,
-        write_key: WRITE_KEY.into(),
-    }];
-    config.admin_key_sha256 = vec![hash_secret(ADMIN_KEY)];
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        sources: vec![SourceEntry {
+            name: "web".into(),
+            channel: Channel::Web,
+            write_key: WRITE_KEY.into(),
+        }],
+        admin_key_sha256: vec![hash_secret(ADMIN_KEY)],
+        ..Config::default()
+    };
     config.recs.train_interval_secs = 0;
     config.recs.factors = args.factors;
     config.recs.iterations = args.iterations;
