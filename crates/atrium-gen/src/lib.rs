@@ -17,6 +17,7 @@
 mod catalog;
 mod data;
 mod experiment;
+pub mod segments;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -30,9 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
 pub use catalog::Product;
-pub use experiment::PlantedExperiment;
 use catalog::{CATEGORIES, cents, slugify};
 use data::*;
+pub use experiment::PlantedExperiment;
 
 /// Top-level field naming the source an event belongs to; the caller strips it before sending.
 pub const SOURCE_FIELD: &str = "_source";
@@ -68,6 +69,18 @@ impl GenConfig {
             start: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             days: 60,
         }
+    }
+
+    /// The same shop, moved so that its history ends at the UTC midnight before `now_ms` (the
+    /// demo uses this: windows such as "ordered in the last 30 days" then select customers).
+    pub fn ending_before(mut self, now_ms: i64) -> Self {
+        let day_ms = 86_400_000;
+        let end = now_ms.div_euclid(day_ms) * day_ms;
+        let start = end - i64::from(self.days) * day_ms;
+        if let Some(start) = DateTime::from_timestamp_millis(start) {
+            self.start = start;
+        }
+        self
     }
 }
 

@@ -141,7 +141,7 @@ pub(crate) async fn await_applied(
     Ok(())
 }
 
-fn resolve(tables: &ReadTables, reference: &str) -> Result<ProfileId, ApiError> {
+pub(crate) fn resolve(tables: &ReadTables, reference: &str) -> Result<ProfileId, ApiError> {
     let normalized = normalize_reference(reference);
     tables.resolve(&normalized)?.ok_or_else(|| {
         ApiError::new(ErrorCode::ProfileNotFound, format!("no profile for `{reference}`; use a profile id or kind:value such as email:ann@example.com"))

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod ops;
 pub mod recs;
 pub mod results;
+pub mod segments;
 pub mod sql;
 pub mod state;
 
@@ -139,6 +140,30 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(definitions::get_saved_group)
                 .delete(definitions::delete_saved_group),
         )
+        .route("/v1/segments", get(segments::list_segments))
+        .route("/v1/segments/preview", post(segments::preview_segment))
+        .route(
+            "/v1/segments/{key}",
+            put(segments::put_segment)
+                .get(segments::get_segment)
+                .delete(segments::delete_segment),
+        )
+        .route("/v1/segments/{key}/members", get(segments::segment_members))
+        .route(
+            "/v1/profiles/{reference}/segments",
+            get(segments::profile_segments),
+        )
+        .route(
+            "/v1/profiles/{reference}/segments/{key}/explain",
+            get(segments::explain_segment),
+        )
+        .route("/v1/computed-traits", get(segments::list_computed_traits))
+        .route(
+            "/v1/computed-traits/{key}",
+            put(segments::put_computed_trait)
+                .get(segments::get_computed_trait)
+                .delete(segments::delete_computed_trait),
+        )
         .method_not_allowed_fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024));
     // GrowthBook and OpenFeature SDKs run in browsers: any origin, no credentials.
@@ -187,6 +212,8 @@ pub struct Server {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serve_task: Option<tokio::task::JoinHandle<()>>,
     pipeline_thread: Option<std::thread::JoinHandle<()>>,
+    /// Appends derived segment events and timer ticks to the log.
+    segments_thread: Option<std::thread::JoinHandle<()>>,
     warehouse_thread: Option<std::thread::JoinHandle<()>>,
     recs_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -205,6 +232,10 @@ impl Server {
             .await
             .expect("opening state does not panic")?;
         let pipeline_thread = state.pipeline.clone().spawn(state.stop_pipeline.clone());
+        let segments_thread = state
+            .pipeline
+            .clone()
+            .spawn_segment_services(state.stop_pipeline.clone());
         let warehouse_thread = state.warehouse.clone().spawn(state.stop_pipeline.clone());
         let recs_threads = state.recs.clone().spawn(state.stop_pipeline.clone());
         let listener = tokio::net::TcpListener::bind(listen)
@@ -234,6 +265,7 @@ impl Server {
             shutdown: Some(shutdown),
             serve_task: Some(serve_task),
             pipeline_thread: Some(pipeline_thread),
+            segments_thread: Some(segments_thread),
             warehouse_thread: Some(warehouse_thread),
             recs_threads,
         })
@@ -253,6 +285,9 @@ impl Server {
             let _ = task.await;
         }
         self.state.stop_pipeline.store(true, Ordering::Release);
+        if let Some(thread) = self.segments_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         if let Some(thread) = self.pipeline_thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }

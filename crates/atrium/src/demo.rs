@@ -94,6 +94,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let already = atrium_log::EventLog::end_offset(&*server.state.log);
         if already == 0 {
             load_demo_catalog(&base, &admin_key, args.seed, args.events).await?;
+            define_demo_segments(&base, &admin_key).await?;
             ingest_demo(&base, &keys, args.seed, args.events).await?;
             let web_key = keys.get("web").cloned().unwrap_or_default();
             crate::demo_experiments::define_and_ingest(
@@ -127,6 +128,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1/identity");
         println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/experiments/{}/results", crate::demo_experiments::AB_EXPERIMENT);
         println!("  curl -H 'authorization: Bearer {admin_key}' '{base}/v1/recommendations?placement=trending&k=5'");
+        println!("  curl -H 'authorization: Bearer {admin_key}' '{base}/v1/segments/recent_buyers/members?limit=5'");
+        println!("  curl -H 'authorization: Bearer {admin_key}' {base}/v1/profiles/user_id:u_1/segments");
         println!("  curl {base}/metrics    curl {base}/openapi.json");
         println!();
         if !args.exit_after_ingest {
@@ -182,6 +185,29 @@ async fn load_demo_catalog(
     Ok(())
 }
 
+/// Defines the demo shop's computed traits and segments before any event, so they are
+/// evaluated in real time as the history streams in.
+async fn define_demo_segments(base: &str, admin_key: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let definitions = atrium_gen::segments::demo_computed_traits()
+        .into_iter()
+        .map(|(id, body)| (format!("/v1/computed-traits/{id}"), body))
+        .chain(
+            atrium_gen::segments::demo_segments()
+                .into_iter()
+                .map(|(id, body)| (format!("/v1/segments/{id}"), body)),
+        );
+    for (path, body) in definitions {
+        crate::demo_experiments::put(&client, base, admin_key, &path, body).await?;
+    }
+    eprintln!(
+        "demo segments: {} segments, {} computed traits",
+        atrium_gen::segments::demo_segments().len(),
+        atrium_gen::segments::demo_computed_traits().len()
+    );
+    Ok(())
+}
+
 /// Sends the generated stream through the HTTP API in batches of 100 per source.
 async fn ingest_demo(
     base: &str,
@@ -193,7 +219,12 @@ async fn ingest_demo(
     let bar = crate::progress_bar(events as u64, "ingesting demo shop over HTTP");
     let mut buffers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut in_flight = tokio::task::JoinSet::new();
-    let generator = atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events));
+    // The shop's 60 days end today, so time windows ("ordered in the last 30 days") select
+    // customers.
+    let now_ms = atrium_types::Clock::now_ms(&atrium_types::SystemClock);
+    let generator = atrium_gen::Generator::new(
+        atrium_gen::GenConfig::for_events(seed, events).ending_before(now_ms),
+    );
     let send = |source: String,
                 batch: Vec<Value>,
                 in_flight: &mut tokio::task::JoinSet<anyhow::Result<usize>>| {

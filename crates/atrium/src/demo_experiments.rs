@@ -12,7 +12,8 @@ pub const AB_LIFT: f64 = 0.2;
 /// The A/A experiment's key.
 pub const AA_EXPERIMENT: &str = "homepage-aa";
 
-async fn put(
+/// `PUT {base}{path}` with the admin key; an error names the path and the server's answer.
+pub(crate) async fn put(
     client: &reqwest::Client,
     base: &str,
     admin_key: &str,

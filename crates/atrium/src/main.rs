@@ -7,6 +7,7 @@ mod demo_experiments;
 mod experiments;
 mod import;
 mod recs;
+mod segments;
 mod warehouse;
 
 use std::io::Write;
@@ -67,6 +68,12 @@ enum Command {
     /// Metric definitions on a running server (list, get, put, delete).
     #[command(subcommand)]
     Metrics(experiments::DefinitionCommand),
+    /// Segments on a running server: definitions, members, preview, a profile's segments, explain.
+    #[command(subcommand)]
+    Segments(segments::SegmentCommand),
+    /// Computed traits on a running server (list, get, put, delete).
+    #[command(subcommand, name = "computed-traits")]
+    ComputedTraits(experiments::DefinitionCommand),
     /// Recommendations: offline evaluation over the data directory's events.
     #[command(subcommand)]
     Recs(recs::RecsCommand),
@@ -79,9 +86,6 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest throughput, ack latency and pipeline freshness (see BENCHMARKS.md).
     Ingest(atrium_bench_args::IngestBenchArgs),
-    /// Top-10 `for_you` latency over a large catalog at a fixed rate, and real-time
-    /// co-visitation visibility (see BENCHMARKS.md).
-    Recs(bench_recs::RecsBenchArgs),
     /// The analytics API's funnel, retention, daily revenue and last-touch queries vs DuckDB
     /// and chDB on the same Parquet files (see BENCHMARKS.md).
     Analytics(bench_analytics::AnalyticsBenchArgs),
@@ -89,6 +93,12 @@ enum BenchCommand {
     Eval(bench_experiments::EvalBenchArgs),
     /// Experiment results latency over a generated experiment.
     Results(bench_experiments::ResultsBenchArgs),
+    /// Top-10 `for_you` latency over a large catalog at a fixed rate, and real-time
+    /// co-visitation visibility (see BENCHMARKS.md).
+    Recs(bench_recs::RecsBenchArgs),
+    /// What real-time segments and computed traits cost the pipeline, backfill time and state
+    /// size per profile (see BENCHMARKS.md).
+    Segments(bench_segments::SegmentsBenchArgs),
 }
 
 /// Kept in its own module so the bench implementation can grow without touching the CLI tree.
@@ -96,9 +106,10 @@ mod atrium_bench_args {
     pub use crate::bench::IngestBenchArgs;
 }
 mod bench;
-mod bench_recs;
 mod bench_analytics;
 mod bench_experiments;
+mod bench_recs;
+mod bench_segments;
 
 #[derive(Args)]
 struct ServeArgs {
@@ -192,12 +203,17 @@ fn main() -> anyhow::Result<()> {
         Command::Features(command) => experiments::run_definitions("features", command),
         Command::Experiments(command) => experiments::run_experiments(command),
         Command::Metrics(command) => experiments::run_definitions("metrics", command),
+        Command::Segments(command) => segments::run(command),
+        Command::ComputedTraits(command) => {
+            experiments::run_definitions("computed-traits", command)
+        }
         Command::Recs(command) => recs::run(command),
         Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args),
-        Command::Bench(BenchCommand::Recs(args)) => bench_recs::run(args),
         Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run(args),
         Command::Bench(BenchCommand::Eval(args)) => bench_experiments::run_eval(args),
         Command::Bench(BenchCommand::Results(args)) => bench_experiments::run_results(args),
+        Command::Bench(BenchCommand::Recs(args)) => bench_recs::run(args),
+        Command::Bench(BenchCommand::Segments(args)) => bench_segments::run(args),
     }
 }
 

@@ -10,4 +10,5 @@ mod ops;
 mod profiles;
 mod recs;
 mod results;
+mod segments;
 mod sql;

@@ -35,6 +35,14 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             "/v1/metrics/routes-metric",
             json!({"type": "conversion", "event": "Route"}),
         ),
+        (
+            "/v1/computed-traits/routes-trait",
+            json!({"kind": "event_counter", "event": "Route"}),
+        ),
+        (
+            "/v1/segments/routes-seg",
+            json!({"condition": {"op": "performed", "event": "Route"}}),
+        ),
     ];
     for (path, body) in &definitions {
         let (status, written) = server.admin_put(path, body).await;
@@ -94,6 +102,10 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             "routes-group"
         } else if path.starts_with("/v1/metrics") {
             "routes-metric"
+        } else if path.starts_with("/v1/segments") || path.contains("/segments/") {
+            "routes-seg"
+        } else if path.starts_with("/v1/computed-traits") {
+            "routes-trait"
         } else {
             "routes-flag"
         };
@@ -123,6 +135,8 @@ async fn metrics_openapi_and_every_documented_route_exist() {
             json!({"placement": "trending"})
         } else if path == "/v1/catalog/items" {
             json!({"items": [{"id": "routes-item", "name": "Route item", "price": 1.0}]})
+        } else if path == "/v1/segments/preview" {
+            json!({"condition": {"op": "performed", "event": "Route"}})
         } else if path == "/v1/sql" {
             json!({"query": "SELECT count(*) FROM events"})
         } else if let Some(kind) = path.strip_prefix("/v1/analytics/") {
