@@ -57,6 +57,11 @@ fn help_works_for_every_subcommand() {
         vec!["experiments", "results"],
         vec!["metrics"],
         vec!["metrics", "list"],
+        vec!["segments"],
+        vec!["segments", "members"],
+        vec!["segments", "explain"],
+        vec!["computed-traits"],
+        vec!["bench", "segments"],
     ];
     for subcommand in &subcommands {
         assert!(
@@ -389,4 +394,42 @@ fn definitions_commands_talk_to_a_running_server() {
     let output = run(&bad);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("metric.value"));
+
+    // Segments: put, preview, members (CSV), and a precise error for a bad definition.
+    let segment = dir.path().join("segment.json");
+    std::fs::write(
+        &segment,
+        r#"{"condition": {"op": "not_performed", "event": "Order Completed"}}"#,
+    )
+    .expect("writing the segment");
+    let put = with_server(&["segments", "put", "no_orders", path(&segment)]);
+    let put: Vec<&str> = put.iter().map(String::as_str).collect();
+    let written: Value = serde_json::from_str(&stdout(&run_ok(&put))).expect("json");
+    assert_eq!(written["status"], "accepted", "{written}");
+    let preview = with_server(&["segments", "preview", path(&segment)]);
+    let preview: Vec<&str> = preview.iter().map(String::as_str).collect();
+    let previewed: Value = serde_json::from_str(&stdout(&run_ok(&preview))).expect("json");
+    assert_eq!(previewed["count"], 0, "no profiles yet: {previewed}");
+    let members = with_server(&["segments", "members", "no_orders"]);
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = run(&members);
+        if output.status.success() {
+            assert!(stdout(&output).starts_with("profile_id,entered_at"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{output:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(
+        &segment,
+        r#"{"condition": {"op": "in_segment", "id": "missing"}}"#,
+    )
+    .expect("writing the segment");
+    let bad = with_server(&["segments", "put", "broken", path(&segment)]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let output = run(&bad);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid_definition"));
 }
