@@ -34,6 +34,7 @@ use atrium_segments::{
 use atrium_store::{ReadTables, StoreError, WriteTables};
 use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timestamp_ms};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::PipelineError;
@@ -155,10 +156,134 @@ impl SegmentCatalog {
     }
 }
 
+/// How a profile's state is read from the store: each segment's and trait's state stays raw JSON
+/// until an event, timer or definition touches it (same layout as [`ProfileSegmentState`]).
+#[derive(Default, Deserialize)]
+struct StoredState {
+    #[serde(default)]
+    segments: BTreeMap<String, Box<RawValue>>,
+    #[serde(default)]
+    traits: BTreeMap<String, Box<RawValue>>,
+    #[serde(default)]
+    segment_timers: BTreeMap<String, i64>,
+    #[serde(default)]
+    trait_timers: BTreeMap<String, i64>,
+}
+
+/// One state as written back: untouched ones are copied verbatim.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Written<'a, T> {
+    Raw(&'a RawValue),
+    Decoded(&'a T),
+}
+
+#[derive(Serialize)]
+struct WrittenState<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    segments: BTreeMap<&'a str, Written<'a, ProfileState>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    traits: BTreeMap<&'a str, Written<'a, TraitState>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    segment_timers: &'a BTreeMap<String, i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    trait_timers: &'a BTreeMap<String, i64>,
+}
+
 struct Cached {
+    /// Decoded states (those touched in this batch) and the timers.
     state: ProfileSegmentState,
+    /// States not decoded (yet).
+    raw_segments: BTreeMap<String, Box<RawValue>>,
+    raw_traits: BTreeMap<String, Box<RawValue>>,
     /// The timer currently stored for the profile.
     stored_timer: Option<i64>,
+}
+
+fn decode_raw<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, StoreError> {
+    serde_json::from_str(raw.get()).map_err(|source| StoreError::Decode {
+        table: "segment_states",
+        source,
+    })
+}
+
+impl Cached {
+    fn has_segment(&self, id: &str) -> bool {
+        self.state.segments.contains_key(id) || self.raw_segments.contains_key(id)
+    }
+
+    fn has_trait(&self, id: &str) -> bool {
+        self.state.traits.contains_key(id) || self.raw_traits.contains_key(id)
+    }
+
+    fn segment_mut(&mut self, id: &str) -> Result<Option<&mut ProfileState>, StoreError> {
+        if let Some(raw) = self.raw_segments.remove(id) {
+            self.state.segments.insert(id.to_owned(), decode_raw(&raw)?);
+        }
+        Ok(self.state.segments.get_mut(id))
+    }
+
+    fn trait_mut(&mut self, id: &str) -> Result<Option<&mut TraitState>, StoreError> {
+        if let Some(raw) = self.raw_traits.remove(id) {
+            self.state.traits.insert(id.to_owned(), decode_raw(&raw)?);
+        }
+        Ok(self.state.traits.get_mut(id))
+    }
+
+    fn decode_all(&mut self) -> Result<(), StoreError> {
+        for (id, raw) in std::mem::take(&mut self.raw_segments) {
+            self.state.segments.insert(id, decode_raw(&raw)?);
+        }
+        for (id, raw) in std::mem::take(&mut self.raw_traits) {
+            self.state.traits.insert(id, decode_raw(&raw)?);
+        }
+        Ok(())
+    }
+
+    /// Replaces everything (a rebuilt or forgotten profile).
+    fn replace(&mut self, state: ProfileSegmentState) {
+        self.state = state;
+        self.raw_segments.clear();
+        self.raw_traits.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.raw_segments.is_empty()
+            && self.raw_traits.is_empty()
+            && self.state == ProfileSegmentState::default()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut segments: BTreeMap<&str, Written<'_, ProfileState>> = self
+            .raw_segments
+            .iter()
+            .map(|(id, raw)| (id.as_str(), Written::Raw(raw)))
+            .collect();
+        segments.extend(
+            self.state
+                .segments
+                .iter()
+                .map(|(id, state)| (id.as_str(), Written::Decoded(state))),
+        );
+        let mut traits: BTreeMap<&str, Written<'_, TraitState>> = self
+            .raw_traits
+            .iter()
+            .map(|(id, raw)| (id.as_str(), Written::Raw(raw)))
+            .collect();
+        traits.extend(
+            self.state
+                .traits
+                .iter()
+                .map(|(id, state)| (id.as_str(), Written::Decoded(state))),
+        );
+        let written = WrittenState {
+            segments,
+            traits,
+            segment_timers: &self.state.segment_timers,
+            trait_timers: &self.state.trait_timers,
+        };
+        serde_json::to_vec(&written).expect("segment state serializes")
+    }
 }
 
 /// The engine: the catalog plus a per-batch write-back cache of profile states.
@@ -250,16 +375,26 @@ fn load_cached<'a>(
     profile: &str,
 ) -> Result<&'a mut Cached, StoreError> {
     if !cache.contains_key(profile) {
-        let mut state = match tables.segment_state(profile)? {
-            Some(bytes) => ProfileSegmentState::decode(&bytes)?,
-            None => ProfileSegmentState::default(),
+        let mut stored: StoredState = match tables.segment_state(profile)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Decode {
+                table: "segment_states",
+                source,
+            })?,
+            None => StoredState::default(),
+        };
+        let mut state = ProfileSegmentState {
+            segment_timers: std::mem::take(&mut stored.segment_timers),
+            trait_timers: std::mem::take(&mut stored.trait_timers),
+            ..ProfileSegmentState::default()
         };
         let stored_timer = state.next_timer();
         // Drop state of definitions deleted since it was stored.
-        state
+        stored
             .segments
             .retain(|id, _| catalog.segments.contains_key(id));
-        state.traits.retain(|id, _| catalog.traits.contains_key(id));
+        stored
+            .traits
+            .retain(|id, _| catalog.traits.contains_key(id));
         state
             .segment_timers
             .retain(|id, _| catalog.segments.contains_key(id));
@@ -270,6 +405,8 @@ fn load_cached<'a>(
             profile.to_owned(),
             Cached {
                 state,
+                raw_segments: stored.segments,
+                raw_traits: stored.traits,
                 stored_timer,
             },
         );
@@ -285,11 +422,10 @@ impl SegmentEngine {
         for (profile, cached) in entries {
             let timer = cached.state.next_timer();
             tables.replace_segment_timer(&profile, cached.stored_timer, timer)?;
-            if cached.state == ProfileSegmentState::default() {
+            if cached.is_empty() {
                 tables.remove_segment_state(&profile)?;
             } else {
-                let bytes = serde_json::to_vec(&cached.state).expect("segment state serializes");
-                tables.put_segment_state(&profile, &bytes)?;
+                tables.put_segment_state(&profile, &cached.encode())?;
             }
         }
         Ok(())
@@ -336,7 +472,7 @@ impl SegmentEngine {
             }
             let cached = load_cached(cache, catalog, tables, profile.as_str())?;
             for (id, compiled) in &catalog.segments {
-                let fresh = !cached.state.segments.contains_key(id);
+                let fresh = !cached.has_segment(id);
                 let relevant = compiled.event_relevant(&view);
                 let feed_traits = fresh || (traits_may_change && compiled.reads_traits());
                 if !relevant && !feed_traits {
@@ -348,7 +484,7 @@ impl SegmentEngine {
                         .segments
                         .insert(id.clone(), ProfileState::new(compiled, profile.as_str()));
                 }
-                let state = cached.state.segments.get_mut(id).expect("inserted");
+                let state = cached.segment_mut(id)?.expect("inserted");
                 let mut timer = None;
                 if feed_traits {
                     if trait_values.is_none() {
@@ -369,7 +505,7 @@ impl SegmentEngine {
                 }
             }
             for (id, compiled) in &catalog.traits {
-                let fresh = !cached.state.traits.contains_key(id);
+                let fresh = !cached.has_trait(id);
                 let relevant = compiled.event_relevant(&view);
                 if !relevant && !fresh {
                     continue;
@@ -377,7 +513,7 @@ impl SegmentEngine {
                 if fresh {
                     cached.state.traits.insert(id.clone(), compiled.new_state());
                 }
-                let state = cached.state.traits.get_mut(id).expect("inserted");
+                let state = cached.trait_mut(id)?.expect("inserted");
                 let outcome = if relevant {
                     compiled.on_event(state, &view, now_ms)
                 } else {
@@ -468,7 +604,10 @@ impl SegmentEngine {
                         .segment_timers
                         .get(id)
                         .is_some_and(|time| *time <= at_ms);
-                    if let (true, Some(state)) = (due, cached.state.segments.get_mut(id)) {
+                    if !due {
+                        continue;
+                    }
+                    if let Some(state) = cached.segment_mut(id)? {
                         let outcome = on_timer(compiled, state, at_ms);
                         set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
                         changes.extend(outcome.changed);
@@ -480,7 +619,10 @@ impl SegmentEngine {
                         .trait_timers
                         .get(id)
                         .is_some_and(|time| *time <= at_ms);
-                    if let (true, Some(state)) = (due, cached.state.traits.get_mut(id)) {
+                    if !due {
+                        continue;
+                    }
+                    if let Some(state) = cached.trait_mut(id)? {
                         let outcome = compiled.on_timer(state, at_ms);
                         set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
                         if outcome.changed {
@@ -583,7 +725,7 @@ impl SegmentEngine {
             }
         }
         let cached = self.load(tables, survivor.as_str())?;
-        cached.state = rebuilt;
+        cached.replace(rebuilt);
         for change in changes {
             self.record_change(tables, survivor, &change)?;
         }
@@ -598,6 +740,7 @@ impl SegmentEngine {
         profile: &ProfileId,
     ) -> Result<(), PipelineError> {
         let cached = self.load(tables, profile.as_str())?;
+        cached.decode_all()?;
         let member_of: Vec<String> = cached
             .state
             .segments
@@ -605,7 +748,7 @@ impl SegmentEngine {
             .filter(|(_, state)| state.member)
             .map(|(id, _)| id.clone())
             .collect();
-        cached.state = ProfileSegmentState::default();
+        cached.replace(ProfileSegmentState::default());
         for segment in member_of {
             tables.set_segment_member(&segment, profile.as_str(), None)?;
         }
@@ -756,6 +899,7 @@ impl SegmentEngine {
             let cached = self.load(tables, profile.as_str())?;
             set_timer(&mut cached.state.segment_timers, key, outcome.next_timer_ms);
             let member = state.member;
+            cached.raw_segments.remove(key);
             cached.state.segments.insert(key.to_owned(), state);
             if member != was {
                 let change = Change {
@@ -803,6 +947,7 @@ impl SegmentEngine {
             let outcome = compiled.on_timer(&mut state, at_ms);
             let cached = self.load(tables, profile.as_str())?;
             set_timer(&mut cached.state.trait_timers, key, outcome.next_timer_ms);
+            cached.raw_traits.remove(key);
             cached.state.traits.insert(key.to_owned(), state);
             set_computed_traits(tables, &profile, vec![(key.to_owned(), outcome.value)])?;
             if self.cache.len() >= 10_000 {
