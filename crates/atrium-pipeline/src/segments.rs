@@ -713,15 +713,7 @@ impl SegmentEngine {
         for (id, state) in &rebuilt.segments {
             let was = tables.segment_member(id, survivor.as_str())?.is_some();
             if was != state.member {
-                changes.push(Change {
-                    segment_id: id.clone(),
-                    kind: if state.member {
-                        ChangeKind::Entered
-                    } else {
-                        ChangeKind::Exited
-                    },
-                    time_ms: now_ms,
-                });
+                changes.push(membership_change(id, state.member, now_ms));
             }
         }
         let cached = self.load(tables, survivor.as_str())?;
@@ -867,20 +859,8 @@ impl SegmentEngine {
         offset: u64,
         at_ms: i64,
     ) -> Result<(), PipelineError> {
-        let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
         let entries = tables.all_timeline_offsets()?;
-        scan_history(&entries, log, offset, |profile, event| {
-            let time_ms = event_time(event);
-            let state = states
-                .entry(profile.to_owned())
-                .or_insert_with(|| ProfileState::new(compiled, profile));
-            on_event(
-                compiled,
-                state,
-                &event_view(event, time_ms),
-                processing_time(event, time_ms),
-            );
-        })?;
+        let mut states = segment_states_from_history(&entries, log, offset, compiled)?;
         let mut previous_members = Vec::new();
         for profile in tables.segment_state_profiles()? {
             if tables.segment_member(key, &profile)?.is_some() && !states.contains_key(&profile) {
@@ -902,16 +882,7 @@ impl SegmentEngine {
             cached.raw_segments.remove(key);
             cached.state.segments.insert(key.to_owned(), state);
             if member != was {
-                let change = Change {
-                    segment_id: key.to_owned(),
-                    kind: if member {
-                        ChangeKind::Entered
-                    } else {
-                        ChangeKind::Exited
-                    },
-                    time_ms: at_ms,
-                };
-                self.record_change(tables, &profile, &change)?;
+                self.record_change(tables, &profile, &membership_change(key, member, at_ms))?;
             }
             if self.cache.len() >= 10_000 {
                 self.flush(tables)?;
@@ -992,6 +963,42 @@ fn scan_history(
     Ok(())
 }
 
+/// Each profile's state for `compiled` after its history before log offset `until`.
+fn segment_states_from_history(
+    entries: &[(u64, String)],
+    log: &dyn EventLog,
+    until: u64,
+    compiled: &Compiled,
+) -> Result<BTreeMap<String, ProfileState>, PipelineError> {
+    let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
+    scan_history(entries, log, until, |profile, event| {
+        let time_ms = event_time(event);
+        let state = states
+            .entry(profile.to_owned())
+            .or_insert_with(|| ProfileState::new(compiled, profile));
+        on_event(
+            compiled,
+            state,
+            &event_view(event, time_ms),
+            processing_time(event, time_ms),
+        );
+    })?;
+    Ok(states)
+}
+
+/// The change that makes `segment_id` membership `member` at `time_ms`.
+fn membership_change(segment_id: &str, member: bool, time_ms: i64) -> Change {
+    Change {
+        segment_id: segment_id.to_owned(),
+        kind: if member {
+            ChangeKind::Entered
+        } else {
+            ChangeKind::Exited
+        },
+        time_ms,
+    }
+}
+
 fn read_event(log: &dyn EventLog, offset: u64) -> Result<Option<Value>, PipelineError> {
     let records = log.read(offset, 1)?;
     Ok(records
@@ -1053,19 +1060,7 @@ pub fn preview(
 ) -> Result<Preview, PipelineError> {
     let (entries, as_of_offset) =
         store.read(|tables| Ok((tables.all_timeline_offsets()?, tables.pipeline_offset()?)))?;
-    let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
-    scan_history(&entries, log, as_of_offset, |profile, event| {
-        let time_ms = event_time(event);
-        let state = states
-            .entry(profile.to_owned())
-            .or_insert_with(|| ProfileState::new(compiled, profile));
-        on_event(
-            compiled,
-            state,
-            &event_view(event, time_ms),
-            processing_time(event, time_ms),
-        );
-    })?;
+    let states = segment_states_from_history(&entries, log, as_of_offset, compiled)?;
     let mut preview = Preview {
         count: 0,
         evaluated: states.len() as u64,

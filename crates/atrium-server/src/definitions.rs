@@ -353,14 +353,16 @@ async fn put(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let body = validate_definition(kind, &key, &parse_json(&bytes)?)?;
+    crate::segments::check_against_catalog(&state, kind, &key, Some(&body)).await?;
     write(&state, kind, key, Box::new(move |_| Ok(Some(body)))).await
 }
 
-pub(crate) async fn delete(
+async fn delete(
     state: Arc<AppState>,
     kind: DefinitionKind,
     key: String,
 ) -> Result<Response, ApiError> {
+    crate::segments::check_against_catalog(&state, kind, &key, None).await?;
     let missing = not_found(kind, &key);
     write(
         &state,
@@ -393,7 +395,7 @@ pub struct GetQuery {
     history: bool,
 }
 
-pub(crate) async fn get(
+async fn get(
     state: Arc<AppState>,
     kind: DefinitionKind,
     key: String,
@@ -437,7 +439,7 @@ pub(crate) async fn get(
     .await
 }
 
-pub(crate) async fn list(
+async fn list(
     state: Arc<AppState>,
     kind: DefinitionKind,
     field: &'static str,
@@ -561,6 +563,22 @@ kind_routes!(
     get_metric,
     put_metric,
     delete_metric
+);
+kind_routes!(
+    DefinitionKind::Segment,
+    "segments",
+    list_segments,
+    get_segment,
+    put_segment,
+    delete_segment
+);
+kind_routes!(
+    DefinitionKind::ComputedTrait,
+    "computed_traits",
+    list_computed_traits,
+    get_computed_trait,
+    put_computed_trait,
+    delete_computed_trait
 );
 kind_routes!(
     DefinitionKind::SavedGroup,

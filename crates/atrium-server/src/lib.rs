@@ -140,13 +140,13 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(definitions::get_saved_group)
                 .delete(definitions::delete_saved_group),
         )
-        .route("/v1/segments", get(segments::list_segments))
+        .route("/v1/segments", get(definitions::list_segments))
         .route("/v1/segments/preview", post(segments::preview_segment))
         .route(
             "/v1/segments/{key}",
-            put(segments::put_segment)
-                .get(segments::get_segment)
-                .delete(segments::delete_segment),
+            put(definitions::put_segment)
+                .get(definitions::get_segment)
+                .delete(definitions::delete_segment),
         )
         .route("/v1/segments/{key}/members", get(segments::segment_members))
         .route(
@@ -157,12 +157,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/profiles/{reference}/segments/{key}/explain",
             get(segments::explain_segment),
         )
-        .route("/v1/computed-traits", get(segments::list_computed_traits))
+        .route(
+            "/v1/computed-traits",
+            get(definitions::list_computed_traits),
+        )
         .route(
             "/v1/computed-traits/{key}",
-            put(segments::put_computed_trait)
-                .get(segments::get_computed_trait)
-                .delete(segments::delete_computed_trait),
+            put(definitions::put_computed_trait)
+                .get(definitions::get_computed_trait)
+                .delete(definitions::delete_computed_trait),
         )
         .method_not_allowed_fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024));

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::admin::{AdminKey, Consistency, blocking, resolve, wait_for_offset};
-use crate::definitions::{self, parse_json};
+use crate::definitions::parse_json;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -142,89 +142,27 @@ fn check_catalog(
     Ok(())
 }
 
-async fn put(
-    state: Arc<AppState>,
+/// Checks a segment or computed-trait write (`Some(body)`) or deletion (`None`) against the
+/// stored catalog; other kinds pass. Called by the definition routes before the log append.
+pub(crate) async fn check_against_catalog(
+    state: &Arc<AppState>,
     kind: DefinitionKind,
-    key: String,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let body = definitions::validate_definition(kind, &key, &parse_json(&bytes)?)?;
-    let checked = body.clone();
-    let checked_key = key.clone();
-    blocking(&state, move |state| {
-        check_catalog(state, kind, &checked_key, Some(&checked))
+    key: &str,
+    body: Option<&Value>,
+) -> Result<(), ApiError> {
+    if !matches!(
+        kind,
+        DefinitionKind::Segment | DefinitionKind::ComputedTrait
+    ) {
+        return Ok(());
+    }
+    let key = key.to_owned();
+    let body = body.cloned();
+    blocking(state, move |state| {
+        check_catalog(state, kind, &key, body.as_ref())
     })
-    .await?;
-    definitions::write(&state, kind, key, Box::new(move |_| Ok(Some(body)))).await
+    .await
 }
-
-async fn delete(
-    state: Arc<AppState>,
-    kind: DefinitionKind,
-    key: String,
-) -> Result<Response, ApiError> {
-    let checked_key = key.clone();
-    blocking(&state, move |state| {
-        check_catalog(state, kind, &checked_key, None)
-    })
-    .await?;
-    definitions::delete(state, kind, key).await
-}
-
-macro_rules! segment_kind_routes {
-    ($kind:expr, $field:literal, $list:ident, $get:ident, $put:ident, $delete:ident) => {
-        pub async fn $list(
-            _: AdminKey,
-            State(state): State<Arc<AppState>>,
-            Query(consistency): Query<Consistency>,
-        ) -> Result<Json<Value>, ApiError> {
-            definitions::list(state, $kind, $field, consistency).await
-        }
-
-        pub async fn $get(
-            _: AdminKey,
-            State(state): State<Arc<AppState>>,
-            Path(key): Path<String>,
-            Query(query): Query<definitions::GetQuery>,
-        ) -> Result<Json<Value>, ApiError> {
-            definitions::get(state, $kind, key, query).await
-        }
-
-        pub async fn $put(
-            _: AdminKey,
-            State(state): State<Arc<AppState>>,
-            Path(key): Path<String>,
-            body: Bytes,
-        ) -> Result<Response, ApiError> {
-            put(state, $kind, key, body).await
-        }
-
-        pub async fn $delete(
-            _: AdminKey,
-            State(state): State<Arc<AppState>>,
-            Path(key): Path<String>,
-        ) -> Result<Response, ApiError> {
-            delete(state, $kind, key).await
-        }
-    };
-}
-
-segment_kind_routes!(
-    DefinitionKind::Segment,
-    "segments",
-    list_segments,
-    get_segment,
-    put_segment,
-    delete_segment
-);
-segment_kind_routes!(
-    DefinitionKind::ComputedTrait,
-    "computed_traits",
-    list_computed_traits,
-    get_computed_trait,
-    put_computed_trait,
-    delete_computed_trait
-);
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
