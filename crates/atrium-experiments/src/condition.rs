@@ -54,194 +54,471 @@ pub const KNOWN_OPERATORS: &[&str] = &[
 
 /// Evaluates `condition` against `attributes` (usually the user's attribute object).
 ///
-/// The condition must be a JSON object; anything else evaluates to `false`.
+/// The condition must be a JSON object; anything else evaluates to `false`. To evaluate one
+/// condition for many users, compile it once with [`CompiledCondition::compile`].
 pub fn eval_condition(attributes: &Value, condition: &Value, saved_groups: &SavedGroups) -> bool {
-    Evaluator { saved_groups }.condition(attributes, condition, 0)
+    CompiledCondition::compile(condition, saved_groups).matches(attributes)
 }
 
-struct Evaluator<'a> {
+/// A targeting condition compiled once into a typed tree: attribute paths split, literals
+/// pre-stringified, version strings pre-padded, regular expressions built and saved groups
+/// resolved, so evaluation only reads the user's attributes.
+///
+/// Compilation mirrors evaluation step by step (including the nesting limit), so
+/// `compile(c, g).matches(a)` is exactly the reference semantics of `eval_condition(a, c, g)`.
+#[derive(Debug, Clone)]
+pub struct CompiledCondition(Node);
+
+impl CompiledCondition {
+    /// Compiles `condition`, resolving `$inGroup` / `$notInGroup` against `saved_groups` now.
+    pub fn compile(condition: &Value, saved_groups: &SavedGroups) -> Self {
+        Self(Compiler { saved_groups }.node(condition, 0))
+    }
+
+    /// Whether `object` (usually the attribute object) satisfies the condition.
+    pub fn matches(&self, object: &Value) -> bool {
+        self.0.matches(object)
+    }
+}
+
+/// A condition object: every clause must pass. `Never` is a malformed condition (not an
+/// object) or one nested beyond [`MAX_DEPTH`].
+#[derive(Debug, Clone)]
+enum Node {
+    Never,
+    All(Vec<Clause>),
+}
+
+#[derive(Debug, Clone)]
+enum Clause {
+    /// A malformed logical operator's fixed outcome (`$or: 1` fails, `$nor: 1` passes).
+    Fixed(bool),
+    /// `$or`: passes for an empty list.
+    Any(Vec<Node>),
+    /// `$nor`.
+    NoneOf(Vec<Node>),
+    /// `$and`.
+    Every(Vec<Node>),
+    /// `$not`.
+    Not(Box<Node>),
+    /// An attribute path tested against a literal or an operator object.
+    Field { path: AttributePath, test: Test },
+}
+
+/// A dot-separated attribute path, split once.
+#[derive(Debug, Clone)]
+struct AttributePath {
+    segments: Vec<PathSegment>,
+}
+
+#[derive(Debug, Clone)]
+struct PathSegment {
+    key: String,
+    /// The segment read as an array index, when it is a canonical non-negative integer.
+    index: Option<usize>,
+}
+
+/// What a value is tested against: a literal (with JS equality rules) or operators.
+#[derive(Debug, Clone)]
+enum Test {
+    Never,
+    /// `String(actual) === expected`.
+    Text(String),
+    /// Case-insensitive text (`$alli`); `expected` is already lower-cased.
+    TextInsensitive(String),
+    /// `Number(actual) === expected`.
+    Number(f64),
+    /// A non-null value whose truthiness is `expected`.
+    Bool(bool),
+    Null,
+    /// `JSON.stringify(actual) === expected` for literal arrays and objects.
+    Json(String),
+    Operators(Vec<Operator>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum VersionOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CompareOp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+#[derive(Debug, Clone)]
+enum Operator {
+    /// An unknown operator or an argument of the wrong shape.
+    Never,
+    Version {
+        op: VersionOp,
+        padded: String,
+    },
+    StrictEq {
+        expected: Value,
+        negate: bool,
+    },
+    Compare {
+        op: CompareOp,
+        expected: js::Primitive<'static>,
+    },
+    Exists(bool),
+    /// `$in`, `$nin`, `$ini`, `$nini`, `$inGroup`, `$notInGroup`; candidates are lower-cased for
+    /// the case-insensitive forms.
+    In {
+        candidates: Vec<Value>,
+        insensitive: bool,
+        negate: bool,
+    },
+    Not(Test),
+    Size(Test),
+    ElemMatchValue(Test),
+    ElemMatchCondition(Node),
+    All(Vec<Test>),
+    Regex(Option<Regex>),
+    Type(String),
+}
+
+struct Compiler<'a> {
     saved_groups: &'a SavedGroups,
 }
 
-impl Evaluator<'_> {
-    fn condition(&self, object: &Value, condition: &Value, depth: usize) -> bool {
+impl Compiler<'_> {
+    fn node(&self, condition: &Value, depth: usize) -> Node {
         if depth > MAX_DEPTH {
-            return false;
+            return Node::Never;
         }
         let Value::Object(entries) = condition else {
-            return false;
+            return Node::Never;
         };
-        for (key, argument) in entries {
-            let passed = match key.as_str() {
-                "$or" => self.any(object, argument, depth),
-                "$nor" => !self.any(object, argument, depth),
-                "$and" => self.all(object, argument, depth),
-                "$not" => !self.condition(object, argument, depth + 1),
-                path => {
-                    let actual = get_path(object, path);
-                    self.value(argument, &actual, false, depth + 1)
-                }
-            };
-            if !passed {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// `$or`: true for an empty list, like the reference SDK.
-    fn any(&self, object: &Value, conditions: &Value, depth: usize) -> bool {
-        let Value::Array(conditions) = conditions else {
-            return false;
-        };
-        if conditions.is_empty() {
-            return true;
-        }
-        conditions
+        let clauses = entries
             .iter()
-            .any(|condition| self.condition(object, condition, depth + 1))
+            .map(|(key, argument)| match key.as_str() {
+                "$or" => match self.list(argument, depth) {
+                    Some(nodes) => Clause::Any(nodes),
+                    None => Clause::Fixed(false),
+                },
+                "$nor" => match self.list(argument, depth) {
+                    Some(nodes) => Clause::NoneOf(nodes),
+                    None => Clause::Fixed(true),
+                },
+                "$and" => match self.list(argument, depth) {
+                    Some(nodes) => Clause::Every(nodes),
+                    None => Clause::Fixed(false),
+                },
+                "$not" => Clause::Not(Box::new(self.node(argument, depth + 1))),
+                path => Clause::Field {
+                    path: AttributePath::parse(path),
+                    test: self.test(argument, false, depth + 1),
+                },
+            })
+            .collect();
+        Node::All(clauses)
     }
 
-    fn all(&self, object: &Value, conditions: &Value, depth: usize) -> bool {
+    /// The conditions of `$or` / `$nor` / `$and`; `None` when the argument is not an array.
+    fn list(&self, conditions: &Value, depth: usize) -> Option<Vec<Node>> {
         let Value::Array(conditions) = conditions else {
-            return false;
+            return None;
         };
-        conditions
-            .iter()
-            .all(|condition| self.condition(object, condition, depth + 1))
+        Some(
+            conditions
+                .iter()
+                .map(|condition| self.node(condition, depth + 1))
+                .collect(),
+        )
     }
 
-    /// Evaluates one attribute value against a condition value (literal or operator object).
-    fn value(&self, condition: &Value, actual: &Value, insensitive: bool, depth: usize) -> bool {
+    fn test(&self, condition: &Value, insensitive: bool, depth: usize) -> Test {
         if depth > MAX_DEPTH {
-            return false;
+            return Test::Never;
         }
         match condition {
-            Value::String(expected) => {
-                if insensitive {
-                    js::to_string(actual).to_lowercase() == expected.to_lowercase()
-                } else {
-                    js::to_string(actual) == *expected
-                }
+            Value::String(expected) if insensitive => {
+                Test::TextInsensitive(expected.to_lowercase())
             }
-            Value::Number(expected) => {
-                js::to_number(actual) == expected.as_f64().unwrap_or(f64::NAN)
-            }
-            Value::Bool(expected) => !actual.is_null() && js::truthy(actual) == *expected,
-            Value::Null => actual.is_null(),
-            Value::Object(operators) if is_operator_object(operators) => operators
-                .iter()
-                .all(|(operator, expected)| self.operator(operator, actual, expected, depth + 1)),
-            Value::Array(_) | Value::Object(_) => js::stringify(actual) == js::stringify(condition),
+            Value::String(expected) => Test::Text(expected.clone()),
+            Value::Number(expected) => Test::Number(expected.as_f64().unwrap_or(f64::NAN)),
+            Value::Bool(expected) => Test::Bool(*expected),
+            Value::Null => Test::Null,
+            Value::Object(operators) if is_operator_object(operators) => Test::Operators(
+                operators
+                    .iter()
+                    .map(|(operator, expected)| self.operator(operator, expected, depth + 1))
+                    .collect(),
+            ),
+            Value::Array(_) | Value::Object(_) => Test::Json(js::stringify(condition)),
         }
     }
 
-    fn operator(&self, operator: &str, actual: &Value, expected: &Value, depth: usize) -> bool {
+    fn operator(&self, operator: &str, expected: &Value, depth: usize) -> Operator {
+        let version = |op| Operator::Version {
+            op,
+            padded: padded_version_string(expected),
+        };
+        let compare = |op| Operator::Compare {
+            op,
+            expected: js::to_primitive(expected).into_owned(),
+        };
         match operator {
-            "$veq" => padded_version_string(actual) == padded_version_string(expected),
-            "$vne" => padded_version_string(actual) != padded_version_string(expected),
-            "$vgt" | "$vgte" | "$vlt" | "$vlte" => {
-                let ordering = js::compare_strings(
-                    &padded_version_string(actual),
-                    &padded_version_string(expected),
-                );
-                match operator {
-                    "$vgt" => ordering == Ordering::Greater,
-                    "$vgte" => ordering != Ordering::Less,
-                    "$vlt" => ordering == Ordering::Less,
-                    _ => ordering != Ordering::Greater,
-                }
-            }
-            "$eq" => js::strict_equals(actual, expected),
-            "$ne" => !js::strict_equals(actual, expected),
-            "$lt" => js::compare(actual, expected) == Some(Ordering::Less),
-            "$lte" => matches!(
-                js::compare(actual, expected),
-                Some(Ordering::Less | Ordering::Equal)
-            ),
-            "$gt" => js::compare(actual, expected) == Some(Ordering::Greater),
-            "$gte" => matches!(
-                js::compare(actual, expected),
-                Some(Ordering::Greater | Ordering::Equal)
-            ),
-            "$exists" => {
-                if js::truthy(expected) {
-                    !actual.is_null()
-                } else {
-                    actual.is_null()
-                }
-            }
+            "$veq" => version(VersionOp::Eq),
+            "$vne" => version(VersionOp::Ne),
+            "$vgt" => version(VersionOp::Gt),
+            "$vgte" => version(VersionOp::Gte),
+            "$vlt" => version(VersionOp::Lt),
+            "$vlte" => version(VersionOp::Lte),
+            "$eq" | "$ne" => Operator::StrictEq {
+                expected: expected.clone(),
+                negate: operator == "$ne",
+            },
+            "$lt" => compare(CompareOp::Lt),
+            "$lte" => compare(CompareOp::Lte),
+            "$gt" => compare(CompareOp::Gt),
+            "$gte" => compare(CompareOp::Gte),
+            "$exists" => Operator::Exists(js::truthy(expected)),
             "$in" | "$ini" | "$nin" | "$nini" => {
                 let Value::Array(list) = expected else {
-                    return false;
+                    return Operator::Never;
                 };
                 let insensitive = operator.ends_with('i');
-                let found = is_in(actual, list, insensitive);
-                if operator.starts_with("$n") {
-                    !found
+                let candidates = if insensitive {
+                    list.iter()
+                        .map(|item| fold_case(item).into_owned())
+                        .collect()
                 } else {
-                    found
-                }
-            }
-            "$inGroup" | "$notInGroup" => {
-                let group_id = js::to_string(expected);
-                let members = self
-                    .saved_groups
-                    .get(&group_id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let found = is_in(actual, members, false);
-                if operator == "$inGroup" {
-                    found
-                } else {
-                    !found
-                }
-            }
-            "$not" => !self.value(expected, actual, false, depth + 1),
-            "$size" => {
-                let Value::Array(items) = actual else {
-                    return false;
+                    list.clone()
                 };
-                self.value(expected, &Value::from(items.len()), false, depth + 1)
+                Operator::In {
+                    candidates,
+                    insensitive,
+                    negate: operator.starts_with("$n"),
+                }
             }
-            "$elemMatch" => self.elem_match(actual, expected, depth + 1),
+            "$inGroup" | "$notInGroup" => Operator::In {
+                candidates: self
+                    .saved_groups
+                    .get(&js::to_string(expected))
+                    .cloned()
+                    .unwrap_or_default(),
+                insensitive: false,
+                negate: operator == "$notInGroup",
+            },
+            "$not" => Operator::Not(self.test(expected, false, depth + 1)),
+            "$size" => Operator::Size(self.test(expected, false, depth + 1)),
+            "$elemMatch" => {
+                // `elem_match` runs one level down, its tests one more.
+                let operator_object =
+                    matches!(expected, Value::Object(map) if is_operator_object(map));
+                if operator_object {
+                    Operator::ElemMatchValue(self.test(expected, false, depth + 2))
+                } else {
+                    Operator::ElemMatchCondition(self.node(expected, depth + 2))
+                }
+            }
             "$all" | "$alli" => {
-                let (Value::Array(required), Value::Array(items)) = (expected, actual) else {
-                    return false;
+                let Value::Array(required) = expected else {
+                    return Operator::Never;
                 };
                 let insensitive = operator == "$alli";
-                required.iter().all(|wanted| {
-                    items
+                Operator::All(
+                    required
                         .iter()
-                        .any(|item| self.value(wanted, item, insensitive, depth + 1))
-                })
+                        .map(|wanted| self.test(wanted, insensitive, depth + 1))
+                        .collect(),
+                )
             }
             "$regex" | "$regexi" => {
                 let Value::String(pattern) = expected else {
-                    return false;
+                    return Operator::Never;
                 };
-                match cached_regex(pattern, operator == "$regexi") {
-                    Some(regex) => regex.is_match(&js::to_string(actual)),
-                    None => false,
-                }
+                Operator::Regex(cached_regex(pattern, operator == "$regexi"))
             }
-            "$type" => Value::String(type_name(actual).to_owned()) == *expected,
-            _ => false,
+            "$type" => match expected {
+                Value::String(name) => Operator::Type(name.clone()),
+                _ => Operator::Never,
+            },
+            _ => Operator::Never,
         }
     }
+}
 
-    fn elem_match(&self, actual: &Value, expected: &Value, depth: usize) -> bool {
-        let Value::Array(items) = actual else {
+impl Node {
+    fn matches(&self, object: &Value) -> bool {
+        let Node::All(clauses) = self else {
             return false;
         };
-        let operator_object = matches!(expected, Value::Object(map) if is_operator_object(map));
-        items.iter().filter(|item| js::truthy(item)).any(|item| {
-            if operator_object {
-                self.value(expected, item, false, depth + 1)
-            } else {
-                self.condition(item, expected, depth + 1)
+        clauses.iter().all(|clause| clause.matches(object))
+    }
+}
+
+impl Clause {
+    fn matches(&self, object: &Value) -> bool {
+        match self {
+            Clause::Fixed(outcome) => *outcome,
+            Clause::Any(nodes) => nodes.is_empty() || nodes.iter().any(|node| node.matches(object)),
+            Clause::NoneOf(nodes) => {
+                !(nodes.is_empty() || nodes.iter().any(|node| node.matches(object)))
             }
-        })
+            Clause::Every(nodes) => nodes.iter().all(|node| node.matches(object)),
+            Clause::Not(node) => !node.matches(object),
+            Clause::Field { path, test } => test.matches(&path.resolve(object)),
+        }
+    }
+}
+
+impl AttributePath {
+    fn parse(path: &str) -> Self {
+        let segments = path
+            .split('.')
+            .map(|part| PathSegment {
+                key: part.to_owned(),
+                index: part
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|index| index.to_string() == part),
+            })
+            .collect();
+        Self { segments }
+    }
+
+    /// Reads the path like [`get_path`].
+    fn resolve<'a>(&self, object: &'a Value) -> Cow<'a, Value> {
+        let mut current = object;
+        let last = self.segments.len().saturating_sub(1);
+        for (position, segment) in self.segments.iter().enumerate() {
+            match current {
+                Value::Object(map) => match map.get(segment.key.as_str()) {
+                    Some(next) => current = next,
+                    None => return Cow::Owned(Value::Null),
+                },
+                Value::Array(items) => {
+                    if segment.key == "length" {
+                        return Cow::Owned(if position == last {
+                            Value::from(items.len())
+                        } else {
+                            Value::Null
+                        });
+                    }
+                    match segment.index {
+                        Some(index) if index < items.len() => current = &items[index],
+                        _ => return Cow::Owned(Value::Null),
+                    }
+                }
+                _ => return Cow::Owned(Value::Null),
+            }
+        }
+        Cow::Borrowed(current)
+    }
+}
+
+impl Test {
+    fn matches(&self, actual: &Value) -> bool {
+        match self {
+            Test::Never => false,
+            Test::Text(expected) => match actual {
+                Value::String(text) => text == expected,
+                other => js::to_string(other) == *expected,
+            },
+            Test::TextInsensitive(expected) => js::to_string(actual).to_lowercase() == *expected,
+            Test::Number(expected) => js::to_number(actual) == *expected,
+            Test::Bool(expected) => !actual.is_null() && js::truthy(actual) == *expected,
+            Test::Null => actual.is_null(),
+            Test::Json(expected) => js::stringify(actual) == *expected,
+            Test::Operators(operators) => operators.iter().all(|operator| operator.matches(actual)),
+        }
+    }
+}
+
+impl Operator {
+    fn matches(&self, actual: &Value) -> bool {
+        match self {
+            Operator::Never => false,
+            Operator::Version { op, padded } => {
+                let actual = padded_version_string(actual);
+                match op {
+                    VersionOp::Eq => actual == *padded,
+                    VersionOp::Ne => actual != *padded,
+                    VersionOp::Gt | VersionOp::Gte | VersionOp::Lt | VersionOp::Lte => {
+                        let ordering = js::compare_strings(&actual, padded);
+                        match op {
+                            VersionOp::Gt => ordering == Ordering::Greater,
+                            VersionOp::Gte => ordering != Ordering::Less,
+                            VersionOp::Lt => ordering == Ordering::Less,
+                            _ => ordering != Ordering::Greater,
+                        }
+                    }
+                }
+            }
+            Operator::StrictEq { expected, negate } => {
+                js::strict_equals(actual, expected) != *negate
+            }
+            Operator::Compare { op, expected } => {
+                let ordering = js::compare_primitives(&js::to_primitive(actual), expected);
+                match op {
+                    CompareOp::Lt => ordering == Some(Ordering::Less),
+                    CompareOp::Lte => matches!(ordering, Some(Ordering::Less | Ordering::Equal)),
+                    CompareOp::Gt => ordering == Some(Ordering::Greater),
+                    CompareOp::Gte => {
+                        matches!(ordering, Some(Ordering::Greater | Ordering::Equal))
+                    }
+                }
+            }
+            Operator::Exists(expected) => actual.is_null() != *expected,
+            Operator::In {
+                candidates,
+                insensitive,
+                negate,
+            } => is_in(actual, candidates, *insensitive) != *negate,
+            Operator::Not(test) => !test.matches(actual),
+            Operator::Size(test) => {
+                let Value::Array(items) = actual else {
+                    return false;
+                };
+                test.matches(&Value::from(items.len()))
+            }
+            Operator::ElemMatchValue(test) => {
+                let Value::Array(items) = actual else {
+                    return false;
+                };
+                items
+                    .iter()
+                    .filter(|item| js::truthy(item))
+                    .any(|item| test.matches(item))
+            }
+            Operator::ElemMatchCondition(node) => {
+                let Value::Array(items) = actual else {
+                    return false;
+                };
+                items
+                    .iter()
+                    .filter(|item| js::truthy(item))
+                    .any(|item| node.matches(item))
+            }
+            Operator::All(required) => {
+                let Value::Array(items) = actual else {
+                    return false;
+                };
+                required
+                    .iter()
+                    .all(|wanted| items.iter().any(|item| wanted.matches(item)))
+            }
+            Operator::Regex(regex) => match regex {
+                Some(regex) => match actual {
+                    Value::String(text) => regex.is_match(text),
+                    other => regex.is_match(&js::to_string(other)),
+                },
+                None => false,
+            },
+            Operator::Type(expected) => type_name(actual) == expected,
+        }
     }
 }
 
@@ -268,16 +545,17 @@ fn fold_case(value: &Value) -> Cow<'_, Value> {
     }
 }
 
-/// `$in`: membership, or a non-empty intersection when the attribute is an array.
-fn is_in(actual: &Value, expected: &[Value], insensitive: bool) -> bool {
+/// `$in`: membership, or a non-empty intersection when the attribute is an array. With
+/// `insensitive`, `candidates` are already case-folded and only the attribute is folded here.
+fn is_in(actual: &Value, candidates: &[Value], insensitive: bool) -> bool {
     let contains = |needle: &Value| {
         if insensitive {
             let needle = fold_case(needle);
-            expected
+            candidates
                 .iter()
-                .any(|candidate| js::strict_equals(&fold_case(candidate), &needle))
+                .any(|candidate| js::strict_equals(candidate, &needle))
         } else {
-            expected
+            candidates
                 .iter()
                 .any(|candidate| js::strict_equals(candidate, needle))
         }
@@ -326,31 +604,34 @@ pub fn get_path<'a>(object: &'a Value, path: &str) -> Cow<'a, Value> {
 /// `+build`, splits on `.`/`-`, marks releases with `~` (greater than any pre-release tag) and
 /// left-pads numeric parts to five characters.
 pub fn padded_version_string(input: &Value) -> String {
-    let text = match input {
-        Value::Number(_) => js::to_string(input),
-        Value::String(text) if !text.is_empty() => text.clone(),
-        _ => "0".to_owned(),
+    let text: Cow<'_, str> = match input {
+        Value::Number(_) => Cow::Owned(js::to_string(input)),
+        Value::String(text) if !text.is_empty() => Cow::Borrowed(text),
+        _ => Cow::Borrowed("0"),
     };
     let without_v = text.strip_prefix('v').unwrap_or(&text);
     let without_build = match without_v.find('+') {
         Some(position) => &without_v[..position],
         None => without_v,
     };
-    let mut parts: Vec<&str> = without_build.split(['-', '.']).collect();
-    if parts.len() == 3 {
-        parts.push("~");
-    }
-    let padded: Vec<String> = parts
-        .iter()
-        .map(|part| {
-            if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
-                format!("{part:>5}")
-            } else {
-                (*part).to_owned()
+    let mut padded = String::with_capacity(without_build.len() + 24);
+    let mut part_count = 0;
+    for part in without_build.split(['-', '.']) {
+        if part_count > 0 {
+            padded.push('-');
+        }
+        part_count += 1;
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            for _ in part.len()..5 {
+                padded.push(' ');
             }
-        })
-        .collect();
-    padded.join("-")
+        }
+        padded.push_str(part);
+    }
+    if part_count == 3 {
+        padded.push_str("-~");
+    }
+    padded
 }
 
 /// Compiles a regular expression, caching the result (including failures) in a small

@@ -5,6 +5,7 @@
 //! few abstract operations the evaluator needs, so the rest of the crate can state rules in the
 //! same words as the spec.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -218,31 +219,48 @@ pub(crate) fn strict_equals(left: &Value, right: &Value) -> bool {
 
 /// Compares two strings by UTF-16 code units, as JS relational operators do.
 pub(crate) fn compare_strings(left: &str, right: &str) -> Ordering {
+    // Below U+E000 (lead bytes under 0xEE) UTF-8 byte order is UTF-16 code-unit order.
+    let below_private_use = |text: &str| text.bytes().all(|byte| byte < 0xEE);
+    if below_private_use(left) && below_private_use(right) {
+        return left.as_bytes().cmp(right.as_bytes());
+    }
     left.encode_utf16().cmp(right.encode_utf16())
 }
 
-enum Primitive {
-    Text(String),
+/// `ToPrimitive` for the relational operators: strings (also of arrays and objects) compare as
+/// text, everything else as a number.
+#[derive(Debug, Clone)]
+pub(crate) enum Primitive<'a> {
+    Text(Cow<'a, str>),
     Other(f64),
 }
 
-fn to_primitive(value: &Value) -> Primitive {
+impl Primitive<'_> {
+    pub(crate) fn into_owned(self) -> Primitive<'static> {
+        match self {
+            Primitive::Text(text) => Primitive::Text(Cow::Owned(text.into_owned())),
+            Primitive::Other(number) => Primitive::Other(number),
+        }
+    }
+}
+
+pub(crate) fn to_primitive(value: &Value) -> Primitive<'_> {
     match value {
-        Value::String(text) => Primitive::Text(text.clone()),
-        Value::Array(items) => Primitive::Text(join_array(items)),
-        Value::Object(_) => Primitive::Text("[object Object]".to_owned()),
+        Value::String(text) => Primitive::Text(Cow::Borrowed(text)),
+        Value::Array(items) => Primitive::Text(Cow::Owned(join_array(items))),
+        Value::Object(_) => Primitive::Text(Cow::Borrowed("[object Object]")),
         other => Primitive::Other(to_number(other)),
     }
 }
 
-/// The abstract relational comparison behind `<`, `<=`, `>` and `>=`.
+/// The abstract relational comparison behind `<`, `<=`, `>` and `>=` on two primitives.
 /// `None` means "undefined" (a NaN was involved), which makes every operator false.
-pub(crate) fn compare(left: &Value, right: &Value) -> Option<Ordering> {
-    match (to_primitive(left), to_primitive(right)) {
-        (Primitive::Text(a), Primitive::Text(b)) => Some(compare_strings(&a, &b)),
-        (Primitive::Text(a), Primitive::Other(b)) => string_to_number(&a).partial_cmp(&b),
-        (Primitive::Other(a), Primitive::Text(b)) => a.partial_cmp(&string_to_number(&b)),
-        (Primitive::Other(a), Primitive::Other(b)) => a.partial_cmp(&b),
+pub(crate) fn compare_primitives(left: &Primitive<'_>, right: &Primitive<'_>) -> Option<Ordering> {
+    match (left, right) {
+        (Primitive::Text(a), Primitive::Text(b)) => Some(compare_strings(a, b)),
+        (Primitive::Text(a), Primitive::Other(b)) => string_to_number(a).partial_cmp(b),
+        (Primitive::Other(a), Primitive::Text(b)) => a.partial_cmp(&string_to_number(b)),
+        (Primitive::Other(a), Primitive::Other(b)) => a.partial_cmp(b),
     }
 }
 
