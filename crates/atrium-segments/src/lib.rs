@@ -11,7 +11,9 @@
 //!   [`ValidationError`]s naming the offending node by path;
 //! - [`ProfileState::new`], then [`on_event`], [`on_profile`], [`on_timer`] → [`Outcome`]
 //!   (membership, `Segment Entered`/`Segment Exited` [`Change`], next timer);
-//! - [`evaluate_from_history`]: the reference evaluator (oracle for tests and future SQL);
+//! - [`evaluate_from_history`]: the reference evaluator (oracle for tests and the SQL);
+//! - [`compile_sql`]: the same membership as one SQL query over the warehouse at an explicit
+//!   time (the `seg_*` functions it calls are defined in [`sql_functions`]);
 //! - [`explain`]: each node's value and the facts behind it;
 //! - [`ComputedTraitDefinition`] → [`validate_computed_trait`] → [`CompiledTrait`] with
 //!   [`CompiledTrait::on_event`] / [`CompiledTrait::on_timer`] and
@@ -40,6 +42,8 @@ mod explain;
 mod incremental;
 mod model;
 mod reference;
+mod sql;
+pub mod sql_functions;
 mod store;
 mod time;
 mod validate;
@@ -56,6 +60,7 @@ pub use incremental::{
 };
 pub use model::*;
 pub use reference::{ProfileFacts, evaluate_from_history};
+pub use sql::{SqlError, compile_sql};
 pub use store::{Entry, MAX_DISTINCT_VALUES, MAX_WINDOW_ENTRIES, Store, Summary};
 pub use time::Zone;
 pub use validate::{
