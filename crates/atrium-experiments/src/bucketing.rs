@@ -18,9 +18,43 @@ const FNV_PRIME: u32 = 0x0100_0193;
 /// 32-bit FNV-1a over the UTF-16 code units of `text`, as the JavaScript SDK computes it with
 /// `charCodeAt`. Hashing UTF-16 (not UTF-8) keeps non-ASCII ids in the same bucket as on the web.
 pub fn fnv1a_32_utf16(text: &str) -> u32 {
-    let mut hash = FNV_OFFSET_BASIS;
+    fnv1a_extend(FNV_OFFSET_BASIS, text)
+}
+
+/// Continues an FNV-1a hash over the UTF-16 code units of `text` (concatenation without
+/// building the concatenated string).
+fn fnv1a_extend(mut hash: u32, text: &str) -> u32 {
+    if text.is_ascii() {
+        // ASCII bytes are their own UTF-16 code units.
+        for byte in text.bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(FNV_PRIME);
+        }
+        return hash;
+    }
     for code_unit in text.encode_utf16() {
         hash ^= u32::from(code_unit);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// FNV-1a of the decimal digits of `number`.
+fn fnv1a_decimal(number: u32) -> u32 {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    let mut rest = number;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut hash = FNV_OFFSET_BASIS;
+    for byte in &digits[start..] {
+        hash ^= u32::from(*byte);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
     hash
@@ -35,12 +69,12 @@ pub fn fnv1a_32_utf16(text: &str) -> u32 {
 pub fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
     match version {
         2 => {
-            let inner = fnv1a_32_utf16(&format!("{seed}{value}"));
-            let outer = fnv1a_32_utf16(&inner.to_string());
+            let inner = fnv1a_extend(fnv1a_extend(FNV_OFFSET_BASIS, seed), value);
+            let outer = fnv1a_decimal(inner);
             Some(f64::from(outer % 10_000) / 10_000.0)
         }
         1 => {
-            let n = fnv1a_32_utf16(&format!("{value}{seed}"));
+            let n = fnv1a_extend(fnv1a_extend(FNV_OFFSET_BASIS, value), seed);
             Some(f64::from(n % 1_000) / 1_000.0)
         }
         _ => None,

@@ -1,20 +1,23 @@
 //! Feature and experiment evaluation for one user ([`Context`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
+use crate::bucketing::BucketRange;
 use crate::bucketing::{
     choose_variation, get_bucket_ranges, get_equal_weights, get_query_string_override, hash,
     in_namespace, in_range,
 };
-use crate::condition::{eval_condition, get_path};
+use crate::condition::{CompiledCondition, SavedGroups, get_path};
 use crate::js;
 use crate::model::{
-    ContextualBanditAssignment, Experiment, ExperimentResult, FeatureResult, FeatureRule,
-    FeatureSource, Filter, ParentCondition, Payload, StickyAssignmentsDocument, TrackingCall,
+    ContextualBanditAssignment, Experiment, ExperimentResult, FeatureDefinition, FeatureMap,
+    FeatureResult, FeatureRule, FeatureSource, Filter, ParentCondition, Payload,
+    StickyAssignmentsDocument, TrackingCall,
 };
 use crate::sticky::{
     StickyBucketService, sticky_bucket_attribute_key, sticky_bucket_experiment_key,
@@ -27,8 +30,8 @@ use crate::urls::{is_url_targeted, merge_query_strings};
 /// exposures it records for tracking (deduplicated per experiment/variation/user).
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// Features, auto experiments, saved groups and bandits; shared between users.
-    pub payload: Arc<Payload>,
+    /// Features, auto experiments, saved groups and bandits, compiled; shared between users.
+    compiled: Arc<CompiledPayload>,
     /// The user's attributes (a JSON object).
     pub attributes: Value,
     /// The current page URL (query-string overrides and URL targeting).
@@ -47,6 +50,8 @@ pub struct Context {
     changed_sticky_docs: BTreeSet<String>,
     tracked_experiments: HashSet<String>,
     tracking_calls: Vec<TrackingCall>,
+    /// Reused between evaluations: indexes of the features being evaluated (cycle detection).
+    feature_stack: Vec<usize>,
 }
 
 impl Default for Context {
@@ -56,9 +61,16 @@ impl Default for Context {
 }
 
 impl Context {
+    /// A context over `payload`, compiling it. To evaluate many users against one payload,
+    /// compile it once ([`CompiledPayload::new`]) and use [`Context::with_compiled`].
     pub fn new(payload: Arc<Payload>, attributes: Value) -> Self {
+        Self::with_compiled(Arc::new(CompiledPayload::new(payload)), attributes)
+    }
+
+    /// A context over an already compiled payload (cheap: nothing is copied).
+    pub fn with_compiled(compiled: Arc<CompiledPayload>, attributes: Value) -> Self {
         Self {
-            payload,
+            compiled,
             attributes,
             url: String::new(),
             enabled: true,
@@ -69,7 +81,13 @@ impl Context {
             changed_sticky_docs: BTreeSet::new(),
             tracked_experiments: HashSet::new(),
             tracking_calls: Vec::new(),
+            feature_stack: Vec::new(),
         }
+    }
+
+    /// The payload this context evaluates.
+    pub fn payload(&self) -> &Arc<Payload> {
+        &self.compiled.payload
     }
 
     /// Exposures recorded so far (each unique experiment/variation/user once).
@@ -86,7 +104,7 @@ impl Context {
     /// the hash and fallback attributes of every experiment rule and auto experiment.
     pub fn sticky_bucket_attributes(&self) -> BTreeMap<String, String> {
         let mut names: BTreeSet<String> = BTreeSet::new();
-        for feature in self.payload.features.values() {
+        for feature in self.payload().features.values() {
             for rule in &feature.rules {
                 if rule.variations.is_some() || rule.contextual_variations.is_some() {
                     names.insert(
@@ -100,7 +118,7 @@ impl Context {
                 }
             }
         }
-        for experiment in &self.payload.experiments {
+        for experiment in &self.payload().experiments {
             names.insert(
                 non_empty(experiment.hash_attribute.as_deref())
                     .unwrap_or("id")
@@ -145,35 +163,46 @@ impl Context {
         self.changed_sticky_docs.clear();
     }
 
-    fn condition_passes(&self, condition: &Value) -> bool {
-        eval_condition(&self.attributes, condition, &self.payload.saved_groups)
+    fn condition_passes(&self, condition: &CompiledCondition) -> bool {
+        condition.matches(&self.attributes)
     }
 
     /// Resolves a hash attribute (default `id`): a literal key first, then a dotted path;
     /// missing reads as `""`. Falls back to `fallback` when the value is falsy.
     fn hash_attribute(&self, attribute: Option<&str>, fallback: Option<&str>) -> (String, Value) {
-        let mut name = non_empty(attribute).unwrap_or("id").to_owned();
-        let mut value = self.resolve_attribute(&name);
+        let (name, value) = self.hash_attribute_ref(attribute, fallback);
+        (name.to_owned(), value.into_owned())
+    }
+
+    /// [`Context::hash_attribute`] without copying the value.
+    fn hash_attribute_ref<'name>(
+        &self,
+        attribute: Option<&'name str>,
+        fallback: Option<&'name str>,
+    ) -> (&'name str, Cow<'_, Value>) {
+        let name = non_empty(attribute).unwrap_or("id");
+        let value = self.resolve_attribute(name);
         if !js::truthy(&value)
             && let Some(fallback) = fallback
         {
             let fallback_value = self.resolve_attribute(fallback);
             if js::truthy(&fallback_value) {
-                name = fallback.to_owned();
-                value = fallback_value;
+                return (fallback, fallback_value);
             }
         }
         (name, value)
     }
 
-    fn resolve_attribute(&self, key: &str) -> Value {
+    fn resolve_attribute(&self, key: &str) -> Cow<'_, Value> {
         if let Value::Object(map) = &self.attributes
             && let Some(value) = map.get(key)
         {
-            return value.clone();
+            return Cow::Borrowed(value);
         }
-        match get_path(&self.attributes, key).into_owned() {
-            Value::Null => Value::String(String::new()),
+        match get_path(&self.attributes, key) {
+            Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null) => {
+                Cow::Owned(Value::String(String::new()))
+            }
             value => value,
         }
     }
@@ -264,16 +293,196 @@ fn feature_result(value: Value, source: FeatureSource, rule_id: Option<&str>) ->
     }
 }
 
+/// A payload prepared for evaluation once, then shared by every user's [`Context`]: targeting
+/// conditions compiled ([`CompiledCondition`]), each experiment rule's [`Experiment`] and
+/// bucket ranges built, features indexed by key.
+#[derive(Debug)]
+pub struct CompiledPayload {
+    payload: Arc<Payload>,
+    feature_index: HashMap<String, usize, foldhash::fast::RandomState>,
+    features: Vec<CompiledFeature>,
+    /// Aligned with `payload.experiments`.
+    auto_experiments: Vec<ExperimentPlan>,
+    /// Leaf conditions of each contextual bandit, aligned with its `contexts` (`None`: no
+    /// condition, the leaf always matches).
+    bandit_leaves: BTreeMap<String, Vec<Option<CompiledCondition>>>,
+}
+
+#[derive(Debug)]
+struct CompiledFeature {
+    default_value: Value,
+    rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    rule: FeatureRule,
+    condition: Option<CompiledCondition>,
+    parents: Vec<CompiledParent>,
+    /// For experiment rules: the experiment the rule describes.
+    experiment: Option<(Experiment, ExperimentPlan)>,
+}
+
+/// A prerequisite with its condition compiled against `{"value": <parent value>}`.
+#[derive(Debug)]
+struct CompiledParent {
+    id: String,
+    condition: CompiledCondition,
+    gate: bool,
+}
+
+/// What running one experiment needs beyond its definition.
+#[derive(Debug)]
+struct ExperimentPlan {
+    condition: Option<CompiledCondition>,
+    parents: Vec<CompiledParent>,
+    /// `ranges`, or the ranges from coverage and weights.
+    ranges: Vec<BucketRange>,
+}
+
+impl ExperimentPlan {
+    fn new(experiment: &Experiment, saved_groups: &SavedGroups) -> Self {
+        Self {
+            condition: experiment
+                .condition
+                .as_ref()
+                .map(|condition| CompiledCondition::compile(condition, saved_groups)),
+            parents: compile_parents(experiment.parent_conditions.as_deref(), saved_groups),
+            ranges: experiment_ranges(experiment),
+        }
+    }
+}
+
+fn experiment_ranges(experiment: &Experiment) -> Vec<BucketRange> {
+    match &experiment.ranges {
+        Some(ranges) => ranges.clone(),
+        None => get_bucket_ranges(
+            experiment.variations.len(),
+            experiment.coverage,
+            experiment.weights.as_deref(),
+        ),
+    }
+}
+
+fn compile_parents(
+    parents: Option<&[ParentCondition]>,
+    saved_groups: &SavedGroups,
+) -> Vec<CompiledParent> {
+    parents
+        .unwrap_or_default()
+        .iter()
+        .map(|parent| {
+            let condition = match &parent.condition {
+                Value::Null => Value::Object(Map::new()),
+                other => other.clone(),
+            };
+            CompiledParent {
+                id: parent.id.clone(),
+                condition: CompiledCondition::compile(&condition, saved_groups),
+                gate: parent.gate == Some(true),
+            }
+        })
+        .collect()
+}
+
+impl CompiledPayload {
+    pub fn new(payload: Arc<Payload>) -> Self {
+        let saved_groups = &payload.saved_groups;
+        let mut feature_index = HashMap::with_capacity_and_hasher(
+            payload.features.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        let mut features = Vec::with_capacity(payload.features.len());
+        for (key, feature) in &payload.features {
+            let rules = feature
+                .rules
+                .iter()
+                .map(|rule| {
+                    let variations = rule
+                        .contextual_variations
+                        .as_ref()
+                        .or(rule.variations.as_ref());
+                    let experiment = variations.map(|variations| {
+                        let experiment = experiment_from_rule(rule, key, variations);
+                        let plan = ExperimentPlan::new(&experiment, saved_groups);
+                        (experiment, plan)
+                    });
+                    CompiledRule {
+                        condition: rule
+                            .condition
+                            .as_ref()
+                            .map(|condition| CompiledCondition::compile(condition, saved_groups)),
+                        parents: compile_parents(rule.parent_conditions.as_deref(), saved_groups),
+                        experiment,
+                        rule: rule.clone(),
+                    }
+                })
+                .collect();
+            feature_index.insert(key.clone(), features.len());
+            features.push(CompiledFeature {
+                default_value: feature.default_value.clone(),
+                rules,
+            });
+        }
+        let auto_experiments = payload
+            .experiments
+            .iter()
+            .map(|experiment| ExperimentPlan::new(experiment, saved_groups))
+            .collect();
+        let bandit_leaves = payload
+            .contextual_bandits
+            .iter()
+            .map(|(reference, definition)| {
+                let leaves = definition
+                    .contexts
+                    .iter()
+                    .map(|leaf| match &leaf.condition {
+                        Value::Null => None,
+                        condition => Some(CompiledCondition::compile(condition, saved_groups)),
+                    })
+                    .collect();
+                (reference.clone(), leaves)
+            })
+            .collect();
+        Self {
+            payload,
+            feature_index,
+            features,
+            auto_experiments,
+            bandit_leaves,
+        }
+    }
+
+    pub fn payload(&self) -> &Arc<Payload> {
+        &self.payload
+    }
+}
+
 /// Evaluates feature `key` for the user in `ctx`.
 pub fn eval_feature(ctx: &mut Context, key: &str) -> FeatureResult {
-    let mut stack = HashSet::new();
-    eval_feature_in_stack(ctx, key, &mut stack)
+    let mut stack = std::mem::take(&mut ctx.feature_stack);
+    stack.clear();
+    let result = eval_feature_in_stack(ctx, key, &mut stack);
+    ctx.feature_stack = stack;
+    result
 }
 
 /// Runs an experiment directly (not through a feature) for the user in `ctx`.
 pub fn run_experiment(ctx: &mut Context, experiment: &Experiment) -> ExperimentResult {
-    let mut stack = HashSet::new();
-    run(ctx, experiment, None, &mut stack, None)
+    let plan = ExperimentPlan::new(experiment, &ctx.payload().saved_groups);
+    run_planned(ctx, experiment, &plan)
+}
+
+fn run_planned(
+    ctx: &mut Context,
+    experiment: &Experiment,
+    plan: &ExperimentPlan,
+) -> ExperimentResult {
+    let mut stack = Vec::new();
+    match run(ctx, experiment, plan, None, &mut stack, None) {
+        Ran::Assigned(result) => result,
+        Ran::NotAssigned(spec) => experiment_result(ctx, experiment, None, spec),
+    }
 }
 
 /// A URL redirect chosen by a redirect auto experiment.
@@ -291,8 +500,13 @@ pub struct RedirectDecision {
 /// Runs the payload's redirect auto experiments in order and returns the first redirect the
 /// user is assigned to (skipping redirects whose target would itself be targeted, a loop).
 pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
-    let payload = Arc::clone(&ctx.payload);
-    for experiment in &payload.experiments {
+    let compiled = Arc::clone(&ctx.compiled);
+    for (experiment, plan) in compiled
+        .payload
+        .experiments
+        .iter()
+        .zip(&compiled.auto_experiments)
+    {
         let Some(patterns) = &experiment.url_patterns else {
             continue;
         };
@@ -302,7 +516,7 @@ pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
         if !is_redirect {
             continue;
         }
-        let result = run_experiment(ctx, experiment);
+        let result = run_planned(ctx, experiment, plan);
         if !result.in_experiment {
             continue;
         }
@@ -330,44 +544,40 @@ pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
     None
 }
 
-fn eval_feature_in_stack(
-    ctx: &mut Context,
-    id: &str,
-    stack: &mut HashSet<String>,
-) -> FeatureResult {
-    if stack.contains(id) {
-        return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) -> FeatureResult {
+    let compiled = Arc::clone(&ctx.compiled);
+    // Only features with rules can recurse, so the stack holds indexes of known features.
+    let index = compiled.feature_index.get(id).copied();
+    if let Some(index) = index {
+        if stack.contains(&index) {
+            return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+        }
+        stack.push(index);
     }
-    stack.insert(id.to_owned());
 
     if let Some(forced) = ctx.forced_features.get(id) {
         return feature_result(forced.clone(), FeatureSource::Override, None);
     }
-    let payload = Arc::clone(&ctx.payload);
-    let Some(feature) = payload.features.get(id) else {
+    let Some(index) = index else {
         return feature_result(Value::Null, FeatureSource::UnknownFeature, None);
     };
+    let feature = &compiled.features[index];
 
-    let evaluated_before_rules = stack.clone();
-    'rules: for rule in &feature.rules {
-        if let Some(parents) = &rule.parent_conditions {
-            for parent in parents {
-                *stack = evaluated_before_rules.clone();
-                match check_parent(ctx, parent, stack) {
-                    ParentOutcome::Passed => {}
-                    ParentOutcome::Cyclic => {
-                        return feature_result(
-                            Value::Null,
-                            FeatureSource::CyclicPrerequisite,
-                            None,
-                        );
+    let depth_before_rules = stack.len();
+    'rules: for compiled_rule in &feature.rules {
+        let rule = &compiled_rule.rule;
+        for parent in &compiled_rule.parents {
+            stack.truncate(depth_before_rules);
+            match check_parent(ctx, parent, stack) {
+                ParentOutcome::Passed => {}
+                ParentOutcome::Cyclic => {
+                    return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+                }
+                ParentOutcome::Failed => {
+                    if parent.gate {
+                        return feature_result(Value::Null, FeatureSource::Prerequisite, None);
                     }
-                    ParentOutcome::Failed => {
-                        if parent.gate == Some(true) {
-                            return feature_result(Value::Null, FeatureSource::Prerequisite, None);
-                        }
-                        continue 'rules;
-                    }
+                    continue 'rules;
                 }
             }
         }
@@ -377,7 +587,7 @@ fn eval_feature_in_stack(
             continue;
         }
         if let Some(forced_value) = &rule.force {
-            if let Some(condition) = &rule.condition
+            if let Some(condition) = &compiled_rule.condition
                 && !ctx.condition_passes(condition)
             {
                 continue;
@@ -396,17 +606,21 @@ fn eval_feature_in_stack(
                 rule.id.as_deref(),
             );
         }
-        let Some(variations) = rule
-            .contextual_variations
-            .as_ref()
-            .or(rule.variations.as_ref())
-        else {
+        let Some((rule_experiment, plan)) = &compiled_rule.experiment else {
             continue;
         };
-        let mut experiment = experiment_from_rule(rule, id, variations);
-        let bandit = select_bandit_leaf(ctx, rule, &mut experiment);
-        let result = run(ctx, &experiment, Some(id), stack, bandit);
-        if result.in_experiment && result.passthrough != Some(true) {
+        let mut bandit_experiment = None;
+        let bandit = select_bandit_leaf(ctx, rule, rule_experiment, &mut bandit_experiment);
+        let experiment = bandit_experiment.as_ref().unwrap_or(rule_experiment);
+        let result = match run(ctx, experiment, plan, Some(id), stack, bandit) {
+            Ran::Assigned(result) => result,
+            Ran::NotAssigned(spec) if spec.is_in_experiment(experiment) => {
+                experiment_result(ctx, experiment, Some(id), spec)
+            }
+            Ran::NotAssigned(_) => continue,
+        };
+        if result.passthrough != Some(true) {
+            let mut experiment = experiment.clone();
             attach_bandit(&mut experiment, &result);
             let mut feature = feature_result(
                 result.value.clone(),
@@ -433,19 +647,15 @@ enum ParentOutcome {
 
 fn check_parent(
     ctx: &mut Context,
-    parent: &ParentCondition,
-    stack: &mut HashSet<String>,
+    parent: &CompiledParent,
+    stack: &mut Vec<usize>,
 ) -> ParentOutcome {
     let parent_result = eval_feature_in_stack(ctx, &parent.id, stack);
     if parent_result.source == FeatureSource::CyclicPrerequisite {
         return ParentOutcome::Cyclic;
     }
     let value_object = json!({ "value": parent_result.value });
-    let condition = match &parent.condition {
-        Value::Null => Value::Object(Map::new()),
-        other => other.clone(),
-    };
-    if eval_condition(&value_object, &condition, &ctx.payload.saved_groups) {
+    if parent.condition.matches(&value_object) {
         ParentOutcome::Passed
     } else {
         ParentOutcome::Failed
@@ -492,20 +702,25 @@ struct BanditLeaf {
 fn select_bandit_leaf(
     ctx: &Context,
     rule: &FeatureRule,
-    experiment: &mut Experiment,
+    rule_experiment: &Experiment,
+    bandit_experiment: &mut Option<Experiment>,
 ) -> Option<BanditLeaf> {
     let reference = rule.contextual_bandit_ref.as_deref()?;
-    let definition = ctx.payload.contextual_bandits.get(reference)?;
+    let definition = ctx.payload().contextual_bandits.get(reference)?;
+    let leaf_conditions = ctx.compiled.bandit_leaves.get(reference)?;
     let matched = definition
         .contexts
         .iter()
-        .find(|leaf| match &leaf.condition {
-            Value::Null => true,
-            condition => ctx.condition_passes(condition),
+        .zip(leaf_conditions)
+        .find(|(_, condition)| match condition {
+            None => true,
+            Some(condition) => ctx.condition_passes(condition),
         });
     let leaf_id = match matched {
-        Some(leaf) => {
+        Some((leaf, _)) => {
+            let mut experiment = rule_experiment.clone();
             experiment.weights = Some(leaf.weights.clone());
+            *bandit_experiment = Some(experiment);
             leaf.leaf_id
         }
         None => -1,
@@ -658,6 +873,11 @@ struct ResultSpec {
 }
 
 impl ResultSpec {
+    /// Whether the result this describes is in the experiment (a valid forced variation).
+    fn is_in_experiment(&self, experiment: &Experiment) -> bool {
+        self.variation_index >= 0 && self.variation_index < experiment.variations.len() as i64
+    }
+
     fn excluded() -> Self {
         Self::forced(-1)
     }
@@ -724,42 +944,47 @@ fn experiment_result(
     }
 }
 
+/// What [`run`] decided: a user in the experiment (sticky bucket saved, exposure recorded),
+/// or the description of a result that was not assigned by hashing (excluded, or forced).
+enum Ran {
+    Assigned(ExperimentResult),
+    NotAssigned(ResultSpec),
+}
+
 /// The experiment algorithm (steps numbered as in the GrowthBook spec).
 fn run(
     ctx: &mut Context,
     experiment: &Experiment,
+    plan: &ExperimentPlan,
     feature_id: Option<&str>,
-    stack: &mut HashSet<String>,
+    stack: &mut Vec<usize>,
     bandit: Option<BanditLeaf>,
-) -> ExperimentResult {
-    let exclude =
-        |ctx: &Context| experiment_result(ctx, experiment, feature_id, ResultSpec::excluded());
+) -> Ran {
+    let excluded = || Ran::NotAssigned(ResultSpec::excluded());
     let key = experiment.key.as_str();
     let variation_count = experiment.variations.len();
 
     // 1-2. Invalid experiment or disabled context.
     if variation_count < 2 || !ctx.enabled {
-        return exclude(ctx);
+        return excluded();
     }
     // 2.6. URL targeting.
     if let Some(patterns) = &experiment.url_patterns
         && !is_url_targeted(&ctx.url, patterns)
     {
-        return exclude(ctx);
+        return excluded();
     }
     // 3. Query-string override.
     if let Some(forced) = get_query_string_override(key, &ctx.url, variation_count) {
-        let spec = ResultSpec::forced(forced as i64);
-        return experiment_result(ctx, experiment, feature_id, spec);
+        return Ran::NotAssigned(ResultSpec::forced(forced as i64));
     }
     // 4. Forced in the context.
     if let Some(forced) = ctx.forced_variations.get(key) {
-        let spec = ResultSpec::forced(*forced);
-        return experiment_result(ctx, experiment, feature_id, spec);
+        return Ran::NotAssigned(ResultSpec::forced(*forced));
     }
     // 5. Draft or inactive.
     if experiment.status.as_deref() == Some("draft") || experiment.active == Some(false) {
-        return exclude(ctx);
+        return excluded();
     }
     // 6. Hash attribute.
     let sticky_enabled = ctx.sticky_enabled(experiment.disable_sticky_bucketing);
@@ -768,12 +993,11 @@ fn run(
     } else {
         None
     };
-    let (hash_attribute, hash_value) =
-        ctx.hash_attribute(experiment.hash_attribute.as_deref(), fallback);
+    let (_, hash_value) = ctx.hash_attribute_ref(experiment.hash_attribute.as_deref(), fallback);
     if !js::truthy(&hash_value) {
-        return exclude(ctx);
+        return excluded();
     }
-    let hash_text = js::to_string(&hash_value);
+    let hash_text = js::to_text(&hash_value).into_owned();
 
     let mut assigned = -1;
     let mut found_sticky_bucket = false;
@@ -789,28 +1013,26 @@ fn run(
         // 7. Filters, or the legacy namespace.
         if let Some(filters) = &experiment.filters {
             if is_filtered_out(ctx, filters) {
-                return exclude(ctx);
+                return excluded();
             }
         } else if let Some(namespace) = &experiment.namespace
             && !in_namespace(&hash_text, namespace)
         {
-            return exclude(ctx);
+            return excluded();
         }
         // 8. Targeting condition.
-        if let Some(condition) = &experiment.condition
+        if let Some(condition) = &plan.condition
             && !ctx.condition_passes(condition)
         {
-            return exclude(ctx);
+            return excluded();
         }
         // 8.05. Prerequisites.
-        if let Some(parents) = &experiment.parent_conditions {
-            let evaluated_before = stack.clone();
-            for parent in parents {
-                *stack = evaluated_before.clone();
-                match check_parent(ctx, parent, stack) {
-                    ParentOutcome::Passed => {}
-                    ParentOutcome::Cyclic | ParentOutcome::Failed => return exclude(ctx),
-                }
+        let depth_before = stack.len();
+        for parent in &plan.parents {
+            stack.truncate(depth_before);
+            match check_parent(ctx, parent, stack) {
+                ParentOutcome::Passed => {}
+                ParentOutcome::Cyclic | ParentOutcome::Failed => return excluded(),
             }
         }
     }
@@ -819,39 +1041,34 @@ fn run(
     let seed = non_empty(experiment.seed.as_deref()).unwrap_or(key);
     let version = experiment.hash_version.filter(|v| *v != 0).unwrap_or(1);
     let Some(n) = hash(seed, &hash_text, version) else {
-        return exclude(ctx);
+        return excluded();
     };
     if !found_sticky_bucket {
-        let ranges = match &experiment.ranges {
-            Some(ranges) => ranges.clone(),
-            None => get_bucket_ranges(
-                variation_count,
-                experiment.coverage,
-                experiment.weights.as_deref(),
-            ),
+        assigned = if bandit.is_some() {
+            // A bandit leaf may have replaced the weights.
+            choose_variation(n, &experiment_ranges(experiment))
+        } else {
+            choose_variation(n, &plan.ranges)
         };
-        assigned = choose_variation(n, &ranges);
     }
     // 9.5. An older sticky bucket blocks enrolment.
     if sticky_version_is_blocked {
-        let spec = ResultSpec {
+        return Ran::NotAssigned(ResultSpec {
             sticky_bucket_used: true,
             ..ResultSpec::excluded()
-        };
-        return experiment_result(ctx, experiment, feature_id, spec);
+        });
     }
     // 10. Not in the experiment (coverage).
     if assigned < 0 {
-        return exclude(ctx);
+        return excluded();
     }
     // 11. Forced variation on the experiment.
     if let Some(forced) = experiment.force {
-        let spec = ResultSpec::forced(forced);
-        return experiment_result(ctx, experiment, feature_id, spec);
+        return Ran::NotAssigned(ResultSpec::forced(forced));
     }
     // 12. QA mode; 12.5. stopped experiments.
     if ctx.qa_mode || experiment.status.as_deref() == Some("stopped") {
-        return exclude(ctx);
+        return excluded();
     }
     // 13. In the experiment.
     let spec = ResultSpec {
@@ -874,18 +1091,112 @@ fn run(
     // 13.5. Persist the sticky bucket.
     if sticky_enabled {
         let bucket_key = sticky_bucket_experiment_key(key, experiment.bucket_version.unwrap_or(0));
+        let hash_attribute = result.hash_attribute.clone();
         let variation_key = result.key.clone();
         save_sticky_assignment(
             ctx,
             &hash_attribute,
-            &sticky_string(&hash_value),
+            &sticky_string(&result.hash_value),
             bucket_key,
             &variation_key,
         );
     }
     // 14. Record the exposure.
-    let mut tracked_experiment = experiment.clone();
-    attach_bandit(&mut tracked_experiment, &result);
-    ctx.track(&tracked_experiment, &result);
-    result
+    if bandit.is_some() {
+        let mut tracked_experiment = experiment.clone();
+        attach_bandit(&mut tracked_experiment, &result);
+        ctx.track(&tracked_experiment, &result);
+    } else {
+        ctx.track(experiment, &result);
+    }
+    Ran::Assigned(result)
+}
+
+/// A payload evaluated for one user, as GrowthBook's remote evaluation serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteEvaluation {
+    /// Every feature reduced to `{defaultValue: <value for this user>}`; a feature whose
+    /// evaluation ran experiments gets one force rule with that value and `tracks`, so SDKs
+    /// fire their tracking callback for it.
+    pub features: FeatureMap,
+    /// Auto experiments the user is in, with the other variations emptied and no condition.
+    pub experiments: Vec<Experiment>,
+    /// Every exposure recorded while evaluating (each experiment/variation once).
+    pub tracking_calls: Vec<TrackingCall>,
+}
+
+/// Evaluates every feature and auto experiment of the payload for the user in `ctx` and returns
+/// them in the `/api/features` shape (GrowthBook's back-end `evaluateFeatures`).
+///
+/// Like GrowthBook, a feature's `tracks` list every experiment run while evaluating it,
+/// prerequisites included, even when an earlier feature already reported it (SDKs deduplicate).
+pub fn evaluate_payload(ctx: &mut Context) -> RemoteEvaluation {
+    let compiled = Arc::clone(&ctx.compiled);
+    let mut tracking_calls: Vec<TrackingCall> = Vec::new();
+    let keep_call = |call: &TrackingCall, kept: &mut Vec<TrackingCall>| {
+        if !kept.contains(call) {
+            kept.push(call.clone());
+        }
+    };
+    let mut features = FeatureMap::new();
+    for key in compiled.payload.features.keys() {
+        ctx.tracked_experiments.clear();
+        let result = eval_feature(ctx, key);
+        let calls = ctx.take_tracking_calls();
+        let mut feature = FeatureDefinition {
+            default_value: result.value.clone(),
+            rules: Vec::new(),
+        };
+        if !calls.is_empty() {
+            for call in &calls {
+                keep_call(call, &mut tracking_calls);
+            }
+            let tracks = calls
+                .into_iter()
+                .map(|call| TrackingCall {
+                    experiment: scrub_experiment(&call.experiment, call.result.variation_id),
+                    result: call.result,
+                })
+                .collect();
+            feature.rules.push(FeatureRule {
+                force: Some(result.value),
+                tracks: Some(tracks),
+                ..FeatureRule::default()
+            });
+        }
+        features.insert(key.clone(), feature);
+    }
+    let mut experiments = Vec::new();
+    for (experiment, plan) in compiled
+        .payload
+        .experiments
+        .iter()
+        .zip(&compiled.auto_experiments)
+    {
+        let result = run_planned(ctx, experiment, plan);
+        if result.in_experiment {
+            experiments.push(scrub_experiment(experiment, result.variation_id));
+        }
+    }
+    for call in ctx.take_tracking_calls() {
+        keep_call(&call, &mut tracking_calls);
+    }
+    RemoteEvaluation {
+        features,
+        experiments,
+        tracking_calls,
+    }
+}
+
+/// The experiment as sent to the client: only the assigned variation keeps its value (the
+/// others become `{}`), and the targeting condition is removed.
+fn scrub_experiment(experiment: &Experiment, assigned_variation: i64) -> Experiment {
+    let mut scrubbed = experiment.clone();
+    for (index, variation) in scrubbed.variations.iter_mut().enumerate() {
+        if index as i64 != assigned_variation {
+            *variation = Value::Object(Map::new());
+        }
+    }
+    scrubbed.condition = None;
+    scrubbed
 }

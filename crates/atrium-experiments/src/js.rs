@@ -75,6 +75,14 @@ pub(crate) fn to_string(value: &Value) -> String {
     }
 }
 
+/// [`to_string`] borrowing strings instead of copying them.
+pub(crate) fn to_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(text) => Cow::Borrowed(text),
+        other => Cow::Owned(to_string(other)),
+    }
+}
+
 /// `Array.prototype.join(",")`: `null` elements become empty strings.
 fn join_array(items: &[Value]) -> String {
     let parts: Vec<String> = items

@@ -7,7 +7,9 @@
 //! exposures to report are collected in the [`Context`] instead of calling back.
 //!
 //! **API boundary:**
-//! - [`eval_feature`] / [`run_experiment`] / [`get_redirect`] evaluate for one [`Context`].
+//! - [`eval_feature`] / [`run_experiment`] / [`get_redirect`] evaluate for one [`Context`];
+//!   [`CompiledPayload`] prepares a payload once for many contexts.
+//! - [`evaluate_payload`] builds GrowthBook's remote-evaluation payload for one user.
 //! - [`eval_condition`] evaluates a targeting condition on its own.
 //! - [`hash`], [`get_bucket_ranges`], [`choose_variation`], [`in_namespace`],
 //!   [`get_query_string_override`], [`get_equal_weights`], [`padded_version_string`] are the
@@ -55,10 +57,14 @@ pub use bucketing::{
     get_query_string_override, hash, in_namespace, in_range,
 };
 pub use condition::{
-    KNOWN_OPERATORS, SavedGroups, eval_condition, get_path, padded_version_string,
+    CompiledCondition, KNOWN_OPERATORS, SavedGroups, eval_condition, get_path,
+    padded_version_string,
 };
 pub use decrypt::{DecryptError, decrypt, encrypt};
-pub use eval::{Context, RedirectDecision, eval_feature, get_redirect, run_experiment};
+pub use eval::{
+    CompiledPayload, Context, RedirectDecision, RemoteEvaluation, eval_feature, evaluate_payload,
+    get_redirect, run_experiment,
+};
 pub use model::{
     ContextualBanditAssignment, ContextualBanditDefinition, ContextualBanditLeaf,
     ContextualBanditMap, Experiment, ExperimentResult, FeatureDefinition, FeatureMap,

@@ -13,7 +13,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use atrium_experiments::{
-    Context, FeatureDefinition, FeatureResult, FeatureSource, Payload, SavedGroups, eval_feature,
+    CompiledPayload, Context, FeatureDefinition, FeatureResult, FeatureSource, Payload,
+    SavedGroups, TrackingCall, eval_feature, evaluate_payload,
 };
 use atrium_store::{ReadTables, StoreError};
 use atrium_types::DefinitionKind;
@@ -40,6 +41,8 @@ const CACHE_CONTROL: &str = "public, max-age=30, stale-while-revalidate=3600, st
 pub struct ServedPayload {
     pub definitions_offset: u64,
     pub payload: Arc<Payload>,
+    /// `payload` prepared for server-side evaluation.
+    pub compiled: Arc<CompiledPayload>,
     pub date_updated: String,
     rendered: Mutex<HashMap<String, Rendered>>,
 }
@@ -130,9 +133,11 @@ pub async fn current_payload(state: &Arc<AppState>) -> Result<Arc<ServedPayload>
     }
     let (payload, date_updated) =
         blocking(state, |state| Ok(state.store.read(build_payload)?)).await?;
+    let payload = Arc::new(payload);
     let served = Arc::new(ServedPayload {
         definitions_offset: offset,
-        payload: Arc::new(payload),
+        compiled: Arc::new(CompiledPayload::new(payload.clone())),
+        payload,
         date_updated,
         rendered: Mutex::new(HashMap::new()),
     });
@@ -358,6 +363,15 @@ async fn merged_attributes(
 /// Logs the exposures an evaluation recorded as `Experiment Viewed` events.
 async fn log_context_exposures(state: &Arc<AppState>, context: &mut Context, via: &str) {
     let calls = context.take_tracking_calls();
+    log_exposures(state, context, calls, via).await;
+}
+
+async fn log_exposures(
+    state: &Arc<AppState>,
+    context: &Context,
+    calls: Vec<TrackingCall>,
+    via: &str,
+) {
     if calls.is_empty() {
         return;
     }
@@ -369,7 +383,12 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
-/// `POST /api/eval/{clientKey}`: every feature evaluated server-side for the given user.
+/// `POST /api/eval/{clientKey}`: GrowthBook remote evaluation. The response is a features
+/// payload (`/api/features` shape) evaluated for the given user: each feature is
+/// `{defaultValue}` with this user's value, and a feature that ran experiments carries one force
+/// rule with `tracks`, so an SDK in `remoteEval` mode fires its tracking callback. The user's
+/// profile (by `profile` reference or user id) is merged under the request's attributes, and the
+/// exposures are logged here too.
 pub async fn remote_eval(
     State(state): State<Arc<AppState>>,
     Path(client_key): Path<String>,
@@ -424,18 +443,16 @@ pub async fn remote_eval(
     };
     let served = current_payload(&state).await?;
     let (attributes, profile_id) = merged_attributes(&state, attributes, reference).await?;
-    let mut context = Context::new(served.payload.clone(), Value::Object(attributes));
+    let mut context = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
     context.url = url;
     context.forced_variations = forced_variations;
     context.forced_features = forced_features;
-    let mut features = Map::new();
-    for key in served.payload.features.keys() {
-        let result = eval_feature(&mut context, key);
-        features.insert(key.clone(), json!(result));
-    }
-    log_context_exposures(&state, &mut context, "remote_eval").await;
+    let evaluation = evaluate_payload(&mut context);
+    log_exposures(&state, &context, evaluation.tracking_calls, "remote_eval").await;
     let mut response = Json(json!({
-        "features": features,
+        "status": 200,
+        "features": evaluation.features,
+        "experiments": evaluation.experiments,
         "dateUpdated": served.date_updated,
         "profileId": profile_id,
     }))
@@ -634,7 +651,7 @@ pub async fn ofrep_single(
         ));
     }
     let (attributes, _) = merged_attributes(&state, context.attributes, context.profile).await?;
-    let mut evaluation = Context::new(served.payload.clone(), Value::Object(attributes));
+    let mut evaluation = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
     let result = eval_feature(&mut evaluation, &key);
     log_context_exposures(&state, &mut evaluation, "ofrep").await;
     Ok(Json(ofrep_success(&key, feature, &result)).into_response())
@@ -656,7 +673,7 @@ pub async fn ofrep_bulk(
     let served = current_payload(&state).await?;
     let has_targeting_key = context.has_targeting_key;
     let (attributes, _) = merged_attributes(&state, context.attributes, context.profile).await?;
-    let mut evaluation = Context::new(served.payload.clone(), Value::Object(attributes));
+    let mut evaluation = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
     let mut flags = Vec::with_capacity(served.payload.features.len());
     for (key, feature) in &served.payload.features {
         if !has_targeting_key && needs_targeting_key(feature) {

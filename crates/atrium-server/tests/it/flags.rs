@@ -411,7 +411,8 @@ async fn remote_eval_and_ofrep_use_profile_traits() {
     )
     .await;
 
-    // Remote eval: the profile's tier applies for the user id; explicit attributes win.
+    // Remote eval (GrowthBook's wire format: a features payload evaluated for the user): the
+    // profile's tier applies for the user id; explicit attributes win.
     let eval = |body: Value| {
         let server = &server;
         async move {
@@ -430,26 +431,56 @@ async fn remote_eval_and_ofrep_use_profile_traits() {
     };
     let (status, result) = eval(json!({"attributes": {"id": "u_gold"}})).await;
     assert_eq!(status, StatusCode::OK, "{result}");
-    assert_eq!(result["features"]["gold-perks"]["value"], true, "{result}");
-    assert_eq!(result["features"]["gold-perks"]["source"], "force");
-    assert_eq!(result["features"]["gold-perks"]["ruleId"], "gold");
-    assert!(result["profileId"].is_string());
-    let hero = result["features"]["hero"]["experimentResult"]["key"].clone();
-    assert_eq!(result["features"]["hero"]["source"], "experiment");
-    let (_, result) = eval(json!({"profile": "email:GOLD@example.com"})).await;
-    assert_eq!(result["features"]["gold-perks"]["value"], true, "{result}");
     assert_eq!(
-        result["features"]["hero"]["experimentResult"]["key"], hero,
+        result["features"]["gold-perks"],
+        json!({"defaultValue": true}),
+        "a targeted feature is reduced to its value: {result}"
+    );
+    assert_eq!(result["status"], 200);
+    assert_eq!(result["experiments"], json!([]));
+    assert!(result["dateUpdated"].is_string());
+    assert!(result["profileId"].is_string());
+    // The experiment's feature: one force rule with the value and the exposure to track, the
+    // other variation scrubbed.
+    let hero_feature = &result["features"]["hero"];
+    let hero_rules = hero_feature["rules"].as_array().expect("a force rule");
+    assert_eq!(hero_rules.len(), 1, "{hero_feature}");
+    assert_eq!(hero_rules[0]["force"], hero_feature["defaultValue"]);
+    let tracks = hero_rules[0]["tracks"].as_array().expect("tracks");
+    assert_eq!(tracks.len(), 1, "{hero_feature}");
+    assert_eq!(tracks[0]["experiment"]["key"], "hero");
+    assert_eq!(tracks[0]["result"]["inExperiment"], true);
+    assert_eq!(tracks[0]["result"]["value"], hero_feature["defaultValue"]);
+    let assigned = tracks[0]["result"]["variationId"].as_u64().unwrap() as usize;
+    let variations = tracks[0]["experiment"]["variations"].as_array().unwrap();
+    assert_eq!(variations[assigned], hero_feature["defaultValue"]);
+    assert_eq!(variations[1 - assigned], json!({}), "{hero_feature}");
+    assert!(tracks[0]["experiment"].get("condition").is_none());
+    let hero = tracks[0]["result"]["key"].clone();
+    let (_, result) = eval(json!({"profile": "email:GOLD@example.com"})).await;
+    assert_eq!(
+        result["features"]["gold-perks"]["defaultValue"], true,
+        "{result}"
+    );
+    assert_eq!(
+        result["features"]["hero"]["rules"][0]["tracks"][0]["result"]["key"], hero,
         "the profile's user id is the hash id: same variant"
     );
     let (_, result) = eval(json!({"attributes": {"id": "u_gold", "tier": "silver"}})).await;
-    assert_eq!(result["features"]["gold-perks"]["value"], false);
+    assert_eq!(result["features"]["gold-perks"]["defaultValue"], false);
     let (_, result) = eval(json!({"attributes": {"id": "u_stranger"}})).await;
-    assert_eq!(result["features"]["gold-perks"]["value"], false);
+    assert_eq!(result["features"]["gold-perks"]["defaultValue"], false);
     let (_, result) =
         eval(json!({"attributes": {"id": "u_gold"}, "forcedFeatures": [["gold-perks", "forced"]]}))
             .await;
-    assert_eq!(result["features"]["gold-perks"]["value"], "forced");
+    assert_eq!(result["features"]["gold-perks"]["defaultValue"], "forced");
+    // Without an id the experiment cannot hash: the default value, nothing to track.
+    let (_, result) = eval(json!({"attributes": {}})).await;
+    assert_eq!(
+        result["features"]["hero"],
+        json!({"defaultValue": "a"}),
+        "{result}"
+    );
     let (status, body) = eval(json!({"attributes": [1]})).await;
     assert_error(status, &body, 400, "invalid_request");
 
