@@ -2,6 +2,8 @@
 # Real Segment SDKs against a real `atrium serve`:
 #   segment-analytics-python (send_python.py) and @segment/analytics-node (send_node.mjs)
 # send identify + track + page + group + alias, then the admin API is checked with curl.
+# Then GrowthBook's JavaScript SDK (growthbook_node.mjs) evaluates flags against the same server,
+# locally (/api/features) and with remoteEval (/api/eval), and the two must agree.
 #
 # Environment:
 #   ATRIUM_BIN        the atrium binary to test (default: build the debug binary with cargo)
@@ -21,7 +23,7 @@ if [ -z "${ATRIUM_BIN:-}" ]; then
 fi
 [ -x "$ATRIUM_BIN" ] || { echo "compat: $ATRIUM_BIN is not an executable" >&2; exit 1; }
 
-if [ ! -d "$here/node_modules/@segment/analytics-node" ]; then
+if [ ! -d "$here/node_modules/@segment/analytics-node" ] || [ ! -d "$here/node_modules/@growthbook/growthbook" ]; then
     echo "compat: installing node dependencies (npm ci)"
     (cd "$here" && npm ci --no-audit --no-fund)
 fi
@@ -34,6 +36,7 @@ fi
 write_key=wk_compat_test_1
 admin_key=sk_compat_test_1
 work=$(mktemp -d "${TMPDIR:-/tmp}/atrium-compat.XXXXXX")
+client_key=sdk_compat_test_1
 server_pid=
 cleanup() {
     status=$?
@@ -55,9 +58,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# An SDK connection for the GrowthBook SDK (unencrypted: remoteEval refuses encryption).
+printf '[[sdk_connections]]\nname = "compat"\nclient_key = "%s"\n' "$client_key" >"$work/atrium.toml"
 # Port 0: the OS picks a free loopback port; the server prints the address it got.
 ATRIUM_BOOTSTRAP_WRITE_KEY=$write_key ATRIUM_BOOTSTRAP_ADMIN_KEY=$admin_key ATRIUM_LOG=warn \
-    "$ATRIUM_BIN" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+    "$ATRIUM_BIN" serve --config "$work/atrium.toml" --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 
 base=
@@ -163,6 +168,15 @@ expect "/v1/profiles?limit=50" "exactly 4 profiles (no anonymous leftovers)" \
     "d['total'] == 4 and len(d['profiles']) == 4"
 expect "/v1/pipeline" "18 events in the log, all applied" \
     "d['log_end_offset'] == 18 and d['applied_offset'] == 18"
+
+echo "compat: evaluating flags with @growthbook/growthbook (local and remoteEval)"
+if (cd "$here" && timeout 120 node growthbook_node.mjs "$base" "$client_key" "$admin_key"); then
+    passed=$((passed + 1))
+    echo "  ok   GrowthBook JS SDK: same values locally and with remoteEval, tracking callback fired"
+else
+    failed=$((failed + 1))
+    echo "  FAIL GrowthBook JS SDK local vs remoteEval"
+fi
 
 echo "compat: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
