@@ -997,7 +997,15 @@ fn run(
     if !js::truthy(&hash_value) {
         return excluded();
     }
-    let hash_text = js::to_text(&hash_value).into_owned();
+    // Hashing is pure, so it happens here, while the attribute is borrowed; step 9 uses `n`.
+    let hash_text = js::to_text(&hash_value);
+    let seed = non_empty(experiment.seed.as_deref()).unwrap_or(key);
+    let version = experiment.hash_version.filter(|v| *v != 0).unwrap_or(1);
+    let hashed = hash(seed, &hash_text, version);
+    let outside_namespace = experiment
+        .namespace
+        .as_ref()
+        .is_some_and(|namespace| !in_namespace(&hash_text, namespace));
 
     let mut assigned = -1;
     let mut found_sticky_bucket = false;
@@ -1015,9 +1023,7 @@ fn run(
             if is_filtered_out(ctx, filters) {
                 return excluded();
             }
-        } else if let Some(namespace) = &experiment.namespace
-            && !in_namespace(&hash_text, namespace)
-        {
+        } else if outside_namespace {
             return excluded();
         }
         // 8. Targeting condition.
@@ -1038,9 +1044,7 @@ fn run(
     }
 
     // 9. Hash and choose a variation.
-    let seed = non_empty(experiment.seed.as_deref()).unwrap_or(key);
-    let version = experiment.hash_version.filter(|v| *v != 0).unwrap_or(1);
-    let Some(n) = hash(seed, &hash_text, version) else {
+    let Some(n) = hashed else {
         return excluded();
     };
     if !found_sticky_bucket {
