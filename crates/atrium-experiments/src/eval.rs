@@ -946,6 +946,10 @@ fn experiment_result(
 
 /// What [`run`] decided: a user in the experiment (sticky bucket saved, exposure recorded),
 /// or the description of a result that was not assigned by hashing (excluded, or forced).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per run and unpacked at once; boxing would allocate per evaluation"
+)]
 enum Ran {
     Assigned(ExperimentResult),
     NotAssigned(ResultSpec),
