@@ -1,6 +1,7 @@
 //! Recommendations for Atrium: interaction weighting, popularity and trending, recently viewed,
 //! co-visitation and co-purchase, content similarity, implicit-feedback ALS, "for you" and
-//! "buy again", business rules with reasons, and offline evaluation.
+//! "buy again", two-stage retrieval (precomputed candidate lists, exact re-ranking), business
+//! rules with reasons, and offline evaluation.
 //!
 //! Everything works on dense indices (`UserIndex`, `ItemIndex`); [`Interner`] maps the shop's
 //! ids to them. The crate performs no IO: callers pass events, catalogs and matrices in.
@@ -16,6 +17,7 @@ pub mod personal;
 pub mod popularity;
 pub mod recent;
 pub mod registry;
+pub mod retrieval;
 pub mod rules;
 
 /// Dense index of a resolved profile.
@@ -35,6 +37,7 @@ pub use personal::{Shopper, for_you};
 pub use popularity::{DecayedScores, Popularity, Trending};
 pub use recent::{BuyAgain, RecentlyViewed};
 pub use registry::{ModelRegistry, Versioned};
+pub use retrieval::{CandidateLists, TopK, exhaustive_top, rerank};
 pub use rules::{
     Boost, Candidate, Filters, Pin, Reason, Recommendation, Request, Source, assemble,
 };

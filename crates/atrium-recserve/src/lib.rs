@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 pub use catalog::{Item, ItemCatalog, ItemError, validate_item, validate_items};
 pub use live::{LiveState, parse_recommendation_id};
 pub use request::{MAX_K, RecRequest, Rules};
-pub use serve::{RecItem, Visitor, placement_models};
+pub use serve::{RecItem, Retrieval, Visitor, placement_models};
 pub use train::{TrainReport, Trained};
 
 /// Where recommendations are shown; each has its own models and fallback chain.
@@ -128,6 +128,12 @@ pub struct RecsSettings {
     pub seed: u64,
     /// A visitor's session ends after this many idle minutes (co-visitation, "for you").
     pub session_gap_minutes: u32,
+    /// Items precomputed per trained profile as `for_you` candidates (its best by ALS score);
+    /// requests re-rank these plus live candidates instead of scoring the whole catalog.
+    pub candidates_per_profile: usize,
+    /// Upper bound on the candidate lists' memory (4 bytes per item per profile), in MiB: with
+    /// many profiles each list gets shorter.
+    pub candidate_memory_mib: usize,
     /// A/B splits of a placement between two of its models.
     pub splits: Vec<PlacementSplit>,
 }
@@ -143,6 +149,8 @@ impl Default for RecsSettings {
             train_threads: 1,
             seed: 42,
             session_gap_minutes: 30,
+            candidates_per_profile: 300,
+            candidate_memory_mib: 512,
             splits: Vec::new(),
         }
     }
@@ -176,6 +184,9 @@ impl RecsSettings {
             || self.alpha <= 0.0
         {
             return Err("recs.regularization and recs.alpha must be positive".into());
+        }
+        if self.candidates_per_profile > 100_000 {
+            return Err("recs.candidates_per_profile must be at most 100000".into());
         }
         for split in &self.splits {
             let Some(placement) = Placement::parse(&split.placement) else {
@@ -457,6 +468,8 @@ impl RecService {
             profiles = report.profiles,
             items = report.items,
             als_seconds = report.als_seconds,
+            candidates_per_profile = report.candidates_per_profile,
+            candidate_bytes = report.candidate_bytes,
             als = with_als,
             "recommendation models published"
         );
@@ -499,6 +512,16 @@ impl RecService {
 
     /// Answers one request (already validated by [`RecRequest`]'s constructors).
     pub fn recommend(&self, request: &RecRequest) -> Result<RecResponse, RecError> {
+        self.recommend_with(request, Retrieval::TwoStage)
+    }
+
+    /// [`RecService::recommend`] with a chosen retrieval for `for_you` (benchmarks compare the
+    /// two-stage answer with the exhaustive one).
+    pub fn recommend_with(
+        &self,
+        request: &RecRequest,
+        retrieval: Retrieval,
+    ) -> Result<RecResponse, RecError> {
         let placement = Placement::parse(&request.placement).ok_or_else(|| {
             RecError::UnknownPlacement(format!(
                 "unknown placement `{}`: one of {}",
@@ -537,6 +560,7 @@ impl RecService {
             placement,
             &model,
             &visitor,
+            retrieval,
         )?;
         let recommendation_id = format!("rec.{}.{}.{}", placement.as_str(), model, hex_nonce());
         let items: Vec<Value> = answer

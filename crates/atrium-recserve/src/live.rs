@@ -58,8 +58,14 @@ pub struct LiveState {
     /// Listed items with a positive score, best first (refreshed by [`LiveState::refresh`]).
     pub popular_ranked: Vec<(ItemIndex, f32)>,
     pub trending_ranked: Vec<(ItemIndex, f32)>,
+    /// The most popular listed items of each leaf category (dense category index → items,
+    /// best first, at most [`POPULAR_PER_CATEGORY`]): candidates of the two-stage `for_you`.
+    pub popular_by_category: HashMap<u32, Vec<ItemIndex>>,
     rankings_dirty: bool,
 }
+
+/// Items kept per category in [`LiveState::popular_by_category`].
+pub const POPULAR_PER_CATEGORY: usize = 100;
 
 impl LiveState {
     pub fn new(settings: &RecsSettings) -> LiveState {
@@ -85,6 +91,7 @@ impl LiveState {
             interactions_version: 0,
             popular_ranked: Vec::new(),
             trending_ranked: Vec::new(),
+            popular_by_category: HashMap::new(),
             rankings_dirty: false,
         }
     }
@@ -302,6 +309,15 @@ impl LiveState {
             |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         popular.sort_by(order);
         trending.sort_by(order);
+        let mut popular_by_category: HashMap<u32, Vec<ItemIndex>> = HashMap::new();
+        for &(item, _) in &popular {
+            let category = self.catalog.models().category_index(item);
+            let items = popular_by_category.entry(category).or_default();
+            if items.len() < POPULAR_PER_CATEGORY {
+                items.push(item);
+            }
+        }
+        self.popular_by_category = popular_by_category;
         self.popular_ranked = popular;
         self.trending_ranked = trending;
     }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use atrium_recs::covisit::CoOccurrenceKind;
 use atrium_recs::{
     AlsModel, Boost, Candidate, Filters, Interaction, ItemIndex, Pin, Reason, Recommendation,
-    Request, Shopper, Source, UserIndex, assemble,
+    Request, Shopper, Source, UserIndex, assemble, exhaustive_top, rerank,
 };
 use serde_json::{Value, json};
 
@@ -47,8 +47,20 @@ pub struct Answer {
     pub items: Vec<RecItem>,
 }
 
+/// How `for_you` finds the items it scores with ALS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retrieval {
+    /// Candidates (the profile's precomputed list, co-visitation, popular, trending) re-ranked
+    /// exactly; a full pass only when the filters leave too few of them.
+    #[default]
+    TwoStage,
+    /// Every item scored (the reference the two-stage path is measured against).
+    Exhaustive,
+}
+
 struct Context<'a> {
     live: &'a LiveState,
+    retrieval: Retrieval,
     trained: Option<&'a Trained>,
     filters: Filters,
     want: usize,
@@ -125,6 +137,7 @@ pub fn recommend(
     placement: Placement,
     model: &str,
     visitor: &Visitor,
+    retrieval: Retrieval,
 ) -> Result<Answer, RecError> {
     let rules = &request.rules;
     let catalog = &live.catalog;
@@ -231,6 +244,7 @@ pub fn recommend(
     };
     let context = Context {
         live,
+        retrieval,
         trained: trained.map(|(trained, _)| trained),
         filters,
         want: request.k + pins.len() + slack,
@@ -329,10 +343,15 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
             history.sort_by_key(|(item, _)| *item);
             let mut session: Vec<(ItemIndex, f32)> = session.into_iter().collect();
             session.sort_by_key(|(item, _)| *item);
-            let trained_user = visitor
-                .profile_id
-                .as_ref()
-                .and_then(|profile| trained.rows.get(profile).copied());
+            // Training names a visitor key no profile holds after the key itself.
+            let trained_user = match (&visitor.profile_id, visitor.users.as_slice()) {
+                (Some(profile), _) => trained.rows.get(profile).copied(),
+                (None, [user]) => live
+                    .user_keys()
+                    .get(*user as usize)
+                    .and_then(|key| trained.rows.get(key).copied()),
+                (None, _) => None,
+            };
             let shopper = Shopper {
                 trained_user,
                 history: &history,
@@ -341,25 +360,33 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
             let Some(user_vector) = blended_vector(als, &shopper) else {
                 return Vec::new();
             };
-            // Scoring visits every item: one pass with a bounded heap, seen items skipped by a
-            // bitmap; the (costlier) filters run on the short list only, and inside the pass
-            // when they leave too few.
-            let mut seen = vec![false; model_items as usize];
-            for interaction in &context.history {
-                if let Some(slot) = seen.get_mut(interaction.item as usize) {
-                    *slot = true;
+            // Two stages: the profile's precomputed list plus live candidates, re-ranked
+            // exactly with the blended vector; seen items are skipped; the (costlier) filters
+            // run on the short list, and in a full pass over every item only when the
+            // candidates leave too few.
+            let mut seen: Vec<ItemIndex> = context.history.iter().map(|i| i.item).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            let is_seen = |item: ItemIndex| seen.binary_search(&item).is_ok();
+            let pool = match context.retrieval {
+                Retrieval::TwoStage => {
+                    let trained_list =
+                        trained_user.map_or(&[][..], |row| trained.candidates.of(row));
+                    candidate_pool(context, trained_list, model_items)
                 }
-            }
+                Retrieval::Exhaustive => (0..model_items).collect(),
+            };
+            let pool_is_catalog = pool.len() >= model_items as usize;
             let margin = context.want * 4 + 20;
-            let short_list = top_scores(als, &user_vector, margin, |item| seen[item as usize]);
+            let short_list = rerank(als, &user_vector, pool, margin, is_seen);
             let exhausted = short_list.len() < margin;
             let mut ranked: Vec<(ItemIndex, f32)> = short_list
                 .into_iter()
                 .filter(|(item, _)| context.allowed(*item))
                 .collect();
-            if ranked.len() < context.want && !exhausted {
-                ranked = top_scores(als, &user_vector, context.want, |item| {
-                    seen[item as usize] || !context.allowed(item)
+            if ranked.len() < context.want && !(exhausted && pool_is_catalog) {
+                ranked = exhaustive_top(als, &user_vector, context.want, |item| {
+                    is_seen(item) || !context.allowed(item)
                 });
             }
             let mut explained_by: Vec<ItemIndex> =
@@ -473,6 +500,62 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
     }
 }
 
+/// Co-visitation neighbours taken per recent item as `for_you` candidates.
+const COVISIT_PER_SEED: usize = 50;
+/// Popular items taken per category (of recent items and of the request's filter).
+const POPULAR_PER_CATEGORY: usize = 50;
+/// Globally popular and trending items taken as candidates.
+const GLOBAL_CANDIDATES: usize = 100;
+
+/// The first stage of `for_you`: the profile's precomputed list (its best items by the trained
+/// vector) ∪ co-visitation neighbours of the recent items ∪ the popular items of their
+/// categories and of the categories the request filters on ∪ popular and trending overall.
+/// Sorted, without duplicates, only items the model knows.
+fn candidate_pool(
+    context: &Context<'_>,
+    trained_list: &[ItemIndex],
+    model_items: ItemIndex,
+) -> Vec<ItemIndex> {
+    let live = context.live;
+    let models = live.catalog.models();
+    let mut pool: Vec<ItemIndex> = Vec::with_capacity(trained_list.len() + 1_024);
+    pool.extend_from_slice(trained_list);
+    let mut categories: Vec<u32> = Vec::new();
+    for &seed in &context.seeds {
+        let related = live.covisit.counts().related(seed, 1);
+        pool.extend(
+            related
+                .iter()
+                .take(COVISIT_PER_SEED)
+                .map(|(item, _, _)| *item),
+        );
+        if (seed as usize) < models.len() {
+            categories.push(models.category_index(seed));
+        }
+    }
+    if let Some(filtered) = &context.filters.categories {
+        categories.extend(
+            filtered
+                .iter()
+                .filter_map(|name| models.category_by_name(name)),
+        );
+    }
+    categories.sort_unstable();
+    categories.dedup();
+    for category in categories {
+        if let Some(items) = live.popular_by_category.get(&category) {
+            pool.extend(items.iter().take(POPULAR_PER_CATEGORY));
+        }
+    }
+    for ranked in [&live.popular_ranked, &live.trending_ranked] {
+        pool.extend(ranked.iter().take(GLOBAL_CANDIDATES).map(|(item, _)| *item));
+    }
+    pool.retain(|item| *item < model_items);
+    pool.sort_unstable();
+    pool.dedup();
+    pool
+}
+
 /// The shopper's vector: `(1 − w) u + w s` of the long-term vector (trained, or folded in from
 /// the history) and the session folded in, as `atrium_recs::for_you` blends them.
 fn blended_vector(als: &AlsModel, shopper: &Shopper<'_>) -> Option<Vec<f32>> {
@@ -493,77 +576,6 @@ fn blended_vector(als: &AlsModel, shopper: &Shopper<'_>) -> Option<Vec<f32>> {
         (None, Some(session)) => Some(session),
         (None, None) => None,
     }
-}
-
-/// The `count` best `(item, yᵢᵀu)` not rejected by `skip`, best first (ties by index), in one
-/// pass over the item factors keeping a bounded min-heap.
-fn top_scores(
-    als: &AlsModel,
-    user_vector: &[f32],
-    count: usize,
-    skip: impl Fn(ItemIndex) -> bool,
-) -> Vec<(ItemIndex, f32)> {
-    #[derive(PartialEq)]
-    struct Entry(f32, ItemIndex);
-    impl Eq for Entry {}
-    impl PartialOrd for Entry {
-        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-            Some(self.cmp(other))
-        }
-    }
-    impl Ord for Entry {
-        /// Reversed: the heap's top is the worst kept entry (lowest score, then highest index).
-        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-            other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
-        }
-    }
-    if count == 0 {
-        return Vec::new();
-    }
-    let factors = als.factors();
-    let mut heap: std::collections::BinaryHeap<Entry> =
-        std::collections::BinaryHeap::with_capacity(count + 1);
-    for (item, vector) in als.item_factors().chunks_exact(factors).enumerate() {
-        let item = item as ItemIndex;
-        let score = dot(vector, user_vector);
-        if score.is_nan() {
-            continue;
-        }
-        if heap.len() == count
-            && let Some(worst) = heap.peek()
-            && (score < worst.0 || (score == worst.0 && item > worst.1))
-        {
-            continue;
-        }
-        if skip(item) {
-            continue;
-        }
-        heap.push(Entry(score, item));
-        if heap.len() > count {
-            heap.pop();
-        }
-    }
-    let mut out: Vec<(ItemIndex, f32)> = heap.into_iter().map(|Entry(s, i)| (i, s)).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    out
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut lanes = [0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..LANES {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// A reason as JSON: its kind, the facts, and a sentence for people.

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use atrium_recs::{AlsConfig, AlsModel, Catalog, ContentIndex, Csr, Interaction, Solver, Weights};
+use atrium_recs::{
+    AlsConfig, AlsModel, CandidateLists, Catalog, ContentIndex, Csr, Interaction, Solver, Weights,
+};
 use atrium_store::Store;
 
 use crate::RecsSettings;
@@ -17,6 +19,8 @@ pub struct Trained {
     pub als: Option<Arc<AlsModel>>,
     /// Profile id → row of the ALS model.
     pub rows: Arc<HashMap<String, usize>>,
+    /// Each row's best items by ALS score: the first stage of `for_you` (empty without ALS).
+    pub candidates: Arc<CandidateLists>,
     pub content: Arc<ContentIndex>,
     /// Items the content index covers (items added later have no content vector yet).
     pub content_items: usize,
@@ -37,6 +41,10 @@ pub struct TrainReport {
     pub factors: usize,
     pub iterations: usize,
     pub als_seconds: f64,
+    /// Items precomputed per profile as `for_you` candidates, their memory and build time.
+    pub candidates_per_profile: usize,
+    pub candidate_bytes: usize,
+    pub candidates_seconds: f64,
     pub content_seconds: f64,
     /// Whether ALS was retrained (false when only the content index was rebuilt).
     pub als_trained: bool,
@@ -97,6 +105,15 @@ pub fn als_config(settings: &RecsSettings) -> AlsConfig {
     }
 }
 
+/// Items per profile list: `candidates_per_profile`, shortened so that all lists together stay
+/// within `candidate_memory_mib`.
+pub fn candidate_list_length(settings: &RecsSettings, profiles: usize) -> usize {
+    let budget_items = settings.candidate_memory_mib * 1024 * 1024 / size_of::<u32>();
+    settings
+        .candidates_per_profile
+        .min(budget_items / profiles.max(1))
+}
+
 /// Trains ALS (when `with_als`) and builds the content index from `snapshot`.
 pub fn train(
     snapshot: &Snapshot,
@@ -113,7 +130,7 @@ pub fn train(
         als_trained: with_als,
         ..TrainReport::default()
     };
-    let (als, rows) = if with_als {
+    let (als, rows, candidates) = if with_als {
         let started = Instant::now();
         let profiles = attribute_to_profiles(store, &snapshot.user_keys);
         let mut rows = HashMap::with_capacity(profiles.len());
@@ -151,16 +168,37 @@ pub fn train(
             }
         };
         report.als_seconds = started.elapsed().as_secs_f64();
-        (als, Arc::new(rows))
+        let started = Instant::now();
+        let candidates = match &als {
+            Some(als) => {
+                let per_profile = candidate_list_length(settings, als.users());
+                CandidateLists::build(als, per_profile, settings.train_threads.max(1))
+            }
+            None => CandidateLists::default(),
+        };
+        report.candidates_seconds = started.elapsed().as_secs_f64();
+        report.candidates_per_profile = candidates.per_user();
+        report.candidate_bytes = candidates.bytes();
+        (als, Arc::new(rows), Arc::new(candidates))
     } else {
         match previous {
             Some(previous) => {
                 report.profiles = previous.report.profiles;
                 report.interactions = previous.report.interactions;
                 report.nonzeros = previous.report.nonzeros;
-                (previous.als.clone(), previous.rows.clone())
+                report.candidates_per_profile = previous.report.candidates_per_profile;
+                report.candidate_bytes = previous.report.candidate_bytes;
+                (
+                    previous.als.clone(),
+                    previous.rows.clone(),
+                    previous.candidates.clone(),
+                )
             }
-            None => (None, Arc::new(HashMap::new())),
+            None => (
+                None,
+                Arc::new(HashMap::new()),
+                Arc::new(CandidateLists::default()),
+            ),
         }
     };
     let started = Instant::now();
@@ -169,6 +207,7 @@ pub fn train(
     Trained {
         als,
         rows,
+        candidates,
         content,
         content_items: items,
         catalog_version: snapshot.catalog_version,

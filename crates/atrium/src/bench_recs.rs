@@ -51,6 +51,8 @@ struct Latencies {
     sorted_ms: Vec<f64>,
     errors: usize,
     achieved_rate: f64,
+    /// CPU time of the whole process (client and server) during the phase, per request.
+    cpu_us_per_request: f64,
 }
 
 impl Latencies {
@@ -232,17 +234,28 @@ async fn bench(server: &Server, args: &RecsBenchArgs) -> anyhow::Result<()> {
     let profiles: Vec<String> = (0..(args.rate as u64 * args.seconds))
         .map(|_| format!("anonymous_id:v{}", request_rng.gen_range(0..users)))
         .collect();
+    let agreement = retrieval_agreement(server, &profiles[..profiles.len().min(1_000)]).await?;
+    // Bodies, URLs and headers are built before the clock starts: the client's own work per
+    // request stays small next to the server's.
+    let bodies: Vec<bytes::Bytes> = profiles
+        .iter()
+        .map(|profile| {
+            let body = json!({"placement": "for_you", "profile": profile, "k": 10});
+            bytes::Bytes::from(serde_json::to_vec(&body).expect("serializable"))
+        })
+        .collect();
+    let recommendations_url = reqwest::Url::parse(&format!("{base}/v1/recommendations"))?;
+    let healthz_url = reqwest::Url::parse(&format!("{base}/healthz"))?;
+    let authorization = format!("Bearer {ADMIN_KEY}");
     let for_you = paced(&client, args, |client, n| {
         client
-            .post(format!("{base}/v1/recommendations"))
-            .bearer_auth(ADMIN_KEY)
-            .json(&json!({"placement": "for_you", "profile": profiles[n], "k": 10}))
+            .post(recommendations_url.clone())
+            .header(reqwest::header::AUTHORIZATION, &authorization)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bodies[n].clone())
     })
     .await?;
-    let healthz = paced(&client, args, |client, _| {
-        client.get(format!("{base}/healthz"))
-    })
-    .await?;
+    let healthz = paced(&client, args, |client, _| client.get(healthz_url.clone())).await?;
 
     // Co-visitation visibility: two items never viewed together, viewed by a new visitor.
     let mut visible_ms = Vec::new();
@@ -291,11 +304,13 @@ async fn bench(server: &Server, args: &RecsBenchArgs) -> anyhow::Result<()> {
         sorted_ms: visible_ms,
         errors: 0,
         achieved_rate: 0.0,
+        cpu_us_per_request: f64::NAN,
     };
     let acked = Latencies {
         sorted_ms: ack_ms,
         errors: 0,
         achieved_rate: 0.0,
+        cpu_us_per_request: f64::NAN,
     };
 
     println!();
@@ -305,22 +320,38 @@ async fn bench(server: &Server, args: &RecsBenchArgs) -> anyhow::Result<()> {
         args.items, args.users, args.events, args.factors, args.iterations
     );
     println!();
-    println!("| phase | requests | errors | achieved req/s | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| phase | requests | errors | achieved req/s | p50 ms | p99 ms | max ms | process CPU µs/request |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, phase) in [
         ("top-10 for_you", &for_you),
         ("GET /healthz (HTTP floor)", &healthz),
     ] {
         println!(
-            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} |",
             phase.sorted_ms.len(),
             phase.errors,
             phase.achieved_rate,
             phase.quantile(0.5),
             phase.quantile(0.99),
-            phase.sorted_ms.last().copied().unwrap_or(f64::NAN)
+            phase.sorted_ms.last().copied().unwrap_or(f64::NAN),
+            phase.cpu_us_per_request
         );
     }
+    println!(
+        "process CPU per for_you request above the /healthz floor: {:.0} µs",
+        for_you.cpu_us_per_request - healthz.cpu_us_per_request
+    );
+    println!(
+        "in process, {} profiles: two-stage {:.0} µs vs exhaustive {:.0} µs per for_you answer; \
+         identical top-10 lists {:.1} %, mean overlap {:.2} of 10",
+        agreement.profiles,
+        agreement.two_stage_us,
+        agreement.exhaustive_us,
+        agreement.identical_share * 100.0,
+        agreement.mean_overlap
+    );
     println!(
         "for_you / healthz: p50 {:.1}x, p99 {:.1}x; target p99 < 5 ms: {}",
         for_you.quantile(0.5) / healthz.quantile(0.5),
@@ -373,6 +404,7 @@ async fn paced(
 ) -> anyhow::Result<Latencies> {
     let total = (u64::from(args.rate) * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+    let cpu_before = process_cpu_seconds();
     let outstanding = Arc::new(tokio::sync::Semaphore::new(2_000));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -406,10 +438,84 @@ async fn paced(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
     sorted_ms.sort_by(f64::total_cmp);
     Ok(Latencies {
         sorted_ms,
         errors,
         achieved_rate: total as f64 / elapsed,
+        cpu_us_per_request: cpu_seconds * 1e6 / total as f64,
     })
+}
+
+/// User + system CPU time of this process so far (`/proc/self/stat`, clock ticks of 10 ms;
+/// NaN where it cannot be read).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some(rest) = stat.rfind(')').map(|end| &stat[end + 1..]) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Agreement {
+    profiles: usize,
+    two_stage_us: f64,
+    exhaustive_us: f64,
+    identical_share: f64,
+    mean_overlap: f64,
+}
+
+/// Answers top-10 `for_you` for `profiles` in process, two-stage and exhaustive, and compares
+/// the item lists (and the time each takes, without HTTP).
+async fn retrieval_agreement(server: &Server, profiles: &[String]) -> anyhow::Result<Agreement> {
+    let recs = server.state.recs.clone();
+    let profiles = profiles.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut two_stage_seconds = 0.0;
+        let mut exhaustive_seconds = 0.0;
+        let mut identical = 0usize;
+        let mut overlap = 0usize;
+        for profile in &profiles {
+            let request = atrium_recserve::RecRequest::from_json(
+                &json!({"placement": "for_you", "profile": profile, "k": 10}),
+            )?;
+            let started = Instant::now();
+            let two_stage = recs.recommend_with(&request, atrium_recserve::Retrieval::TwoStage)?;
+            two_stage_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let exhaustive =
+                recs.recommend_with(&request, atrium_recserve::Retrieval::Exhaustive)?;
+            exhaustive_seconds += started.elapsed().as_secs_f64();
+            let ids = |response: &atrium_recserve::RecResponse| -> Vec<String> {
+                response.items.iter().map(|item| item.id.clone()).collect()
+            };
+            let (two_stage_ids, exhaustive_ids) = (ids(&two_stage), ids(&exhaustive));
+            identical += usize::from(two_stage_ids == exhaustive_ids);
+            overlap += two_stage_ids
+                .iter()
+                .filter(|id| exhaustive_ids.contains(id))
+                .count();
+        }
+        let count = profiles.len().max(1) as f64;
+        Ok(Agreement {
+            profiles: profiles.len(),
+            two_stage_us: two_stage_seconds * 1e6 / count,
+            exhaustive_us: exhaustive_seconds * 1e6 / count,
+            identical_share: identical as f64 / count,
+            mean_overlap: overlap as f64 / count,
+        })
+    })
+    .await?
 }

@@ -3,5 +3,6 @@ mod covisit;
 mod eval;
 mod interaction;
 mod models;
+mod retrieval;
 mod rules;
 mod shop;
