@@ -1,11 +1,13 @@
 //! Experiment results: exposures and metrics computed with SQL over the warehouse, analysed
 //! with `atrium-stats`.
 //!
-//! A run ([`experiment_results`]) issues one read-only query ([`sql::results_query`]) that
-//! finds each unit's first `Experiment Viewed` exposure (units are profiles, through the
-//! warehouse's identity-resolved view, so anonymous exposures and later identified conversions
-//! meet) and, per metric component, the unit's total within the metric's window after that
-//! exposure and over the covariate lookback before it. Units seen in two or more variations are
+//! A run ([`experiment_results`]) reads the warehouse's `events` once (`scan`): the
+//! experiment's `Experiment Viewed` exposures (by the typed `experiment_id` column) and every
+//! metric component's events, within the experiment's dates. Rows are folded in Rust into each
+//! unit's first exposure (units are profiles, resolved through the identity graph snapshot, so
+//! anonymous exposures and later identified conversions meet) and, per metric component, the
+//! unit's total within the metric's window after that exposure and over the covariate lookback
+//! before it ([`sql::results_query`] is the same computation as one SQL query). Units seen in two or more variations are
 //! excluded and counted. Per-unit values are then capped (winsorized), folded into per-variation
 //! sufficient statistics, and analysed: frequentist (optionally sequential) or Bayesian, CUPED
 //! when the metric has a covariate, the SRM check, and Holm or Benjamini–Hochberg across the goal
@@ -16,6 +18,7 @@
 //! [`Report`] (serializable) and [`Report::to_table`].
 
 pub mod metric;
+mod scan;
 pub mod sql;
 mod table;
 
@@ -24,15 +27,14 @@ use std::time::{Duration, Instant};
 
 use atrium_stats::{
     AnalysisSettings, BaseStatistic, Engine, Proportion, Ratio, RegressionAdjusted, SampleMean,
-    Statistic, adjust_p_values, adjusted_confidence_interval, analyze, srm_p_value,
+    adjust_p_values, adjusted_confidence_interval, analyze, srm_p_value,
 };
-use atrium_warehouse::datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use atrium_warehouse::datafusion::arrow::compute::cast;
-use atrium_warehouse::datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use atrium_warehouse::{QueryOutput, SqlLimits, Warehouse, WarehouseError};
+use atrium_warehouse::{Warehouse, WarehouseError};
 use serde::Serialize;
 
-pub use atrium_stats::{Correction, EffectResult};
+pub use atrium_stats::{
+    BanditConfig, BanditWeights, Correction, EffectResult, Statistic, thompson_weights,
+};
 pub use metric::{Cap, Covariate, FilterOp, MetricDefinition, MetricError, MetricKind};
 pub use sql::{DIMENSIONS, EXPOSURE_EVENT};
 
@@ -185,6 +187,10 @@ pub struct MetricReport {
     pub variations: Vec<MetricValue>,
     /// Each treatment against the control.
     pub effects: Vec<EffectResult>,
+    /// Per variation, the sufficient statistic the effects were computed from (for bandit
+    /// weights; not serialized).
+    #[serde(skip)]
+    pub statistics: Vec<Statistic>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -337,23 +343,14 @@ fn plan_metrics<'a>(
     Ok((components, analysed))
 }
 
-fn column(
-    output_batch: &atrium_warehouse::datafusion::arrow::record_batch::RecordBatch,
-    name: &str,
-    to: &DataType,
-) -> Result<ArrayRef, ResultsError> {
-    let array = output_batch
-        .column_by_name(name)
-        .ok_or_else(|| ResultsError::Shape(format!("column `{name}` missing")))?;
-    cast(array, to).map_err(|error| ResultsError::Shape(format!("column `{name}`: {error}")))
-}
-
-/// Per-unit rows from the query output; counts exclusions.
-fn read_units(
-    output: &QueryOutput,
+/// Per-unit rows from the scan: exposed units with a known single variation, each metric event
+/// added to its component's post-exposure total when inside the metric's window after the
+/// unit's first exposure, or to its pre-exposure total when inside the covariate lookback
+/// before it. Counts exclusions.
+fn fold_units(
+    scanned: scan::Scanned,
     spec: &ExperimentSpec,
-    component_count: usize,
-    with_dimension: bool,
+    components: &[ComponentInfo],
 ) -> Result<(Vec<Unit>, Exclusions), ResultsError> {
     let mut variation_index: HashMap<String, usize> = HashMap::new();
     for index in 0..spec.variations.len() {
@@ -363,69 +360,68 @@ fn read_units(
     for (index, variation) in spec.variations.iter().enumerate() {
         variation_index.insert(variation.key.clone(), index);
     }
-    let mut units = Vec::with_capacity(output.row_count);
+    const NOT_ANALYSED: u32 = u32::MAX;
+    let mut position = vec![NOT_ANALYSED; scanned.units.len()];
+    let mut first_times = Vec::new();
+    let mut units = Vec::new();
     let mut excluded = Exclusions::default();
-    for batch in &output.batches {
-        let variations = column(batch, "variation", &DataType::Utf8)?;
-        let variations = variations.as_string::<i32>();
-        let counts = column(batch, "variations", &DataType::Int64)?;
-        let counts = counts.as_primitive::<Int64Type>();
-        let dimension = if with_dimension {
-            Some(column(batch, "dimension", &DataType::Utf8)?)
-        } else {
-            None
+    for (index, unit) in scanned.units.into_iter().enumerate() {
+        if unit.first_ts == i64::MAX {
+            continue;
+        }
+        if unit.multiple {
+            excluded.multiple_variations += 1;
+            continue;
+        }
+        let found = unit
+            .variation
+            .as_deref()
+            .and_then(|key| variation_index.get(key).copied());
+        let Some(variation) = found else {
+            excluded.unknown_variation += 1;
+            continue;
         };
-        let dimension = dimension.as_ref().map(|array| array.as_string::<i32>());
-        let mut posts = Vec::with_capacity(component_count);
-        let mut pres = Vec::with_capacity(component_count);
-        for index in 0..component_count {
-            posts.push(column(batch, &format!("post_{index}"), &DataType::Float64)?);
-            pres.push(column(batch, &format!("pre_{index}"), &DataType::Float64)?);
+        if units.len() == MAX_UNITS {
+            return Err(ResultsError::Settings(format!(
+                "more than {MAX_UNITS} units; narrow the analysis window"
+            )));
         }
-        let posts: Vec<_> = posts
-            .iter()
-            .map(|array| array.as_primitive::<Float64Type>())
-            .collect();
-        let pres: Vec<_> = pres
-            .iter()
-            .map(|array| array.as_primitive::<Float64Type>())
-            .collect();
-        for row in 0..batch.num_rows() {
-            if counts.value(row) > 1 {
-                excluded.multiple_variations += 1;
-                continue;
-            }
-            let found = if variations.is_null(row) {
-                None
-            } else {
-                variation_index.get(variations.value(row)).copied()
-            };
-            let Some(variation) = found else {
-                excluded.unknown_variation += 1;
-                continue;
-            };
-            let value_at = |array: &&atrium_warehouse::datafusion::arrow::array::PrimitiveArray<
-                Float64Type,
-            >| {
-                if array.is_null(row) {
-                    0.0
-                } else {
-                    array.value(row)
-                }
-            };
-            units.push(Unit {
-                variation,
-                dimension: dimension
-                    .and_then(|array| (!array.is_null(row)).then(|| array.value(row).to_owned())),
-                post: posts.iter().map(value_at).collect(),
-                pre: pres.iter().map(value_at).collect(),
-            });
-        }
+        position[index] = units.len() as u32;
+        first_times.push(unit.first_ts);
+        units.push(Unit {
+            variation,
+            dimension: unit.dimension,
+            post: vec![0.0; components.len()],
+            pre: vec![0.0; components.len()],
+        });
     }
-    if units.len() > MAX_UNITS {
-        return Err(ResultsError::Settings(format!(
-            "more than {MAX_UNITS} units; narrow the analysis window"
-        )));
+    let windows: Vec<(Option<i64>, Option<i64>)> = components
+        .iter()
+        .map(|component| {
+            (
+                component.definition.window_ms(),
+                component.definition.lookback_ms(),
+            )
+        })
+        .collect();
+    for event in &scanned.metric_events {
+        let at = position[event.unit as usize];
+        if at == NOT_ANALYSED {
+            continue;
+        }
+        let first_ts = first_times[at as usize];
+        let component = event.component as usize;
+        let (window, lookback) = windows[component];
+        let unit = &mut units[at as usize];
+        if event.ts >= first_ts {
+            if window.is_none_or(|window| event.ts < first_ts.saturating_add(window)) {
+                unit.post[component] += event.value;
+            }
+        } else if let Some(lookback) = lookback
+            && event.ts >= first_ts.saturating_sub(lookback)
+        {
+            unit.pre[component] += event.value;
+        }
     }
     Ok((units, excluded))
 }
@@ -661,6 +657,7 @@ fn analyse_group(
             cap_value,
             variations: values,
             effects,
+            statistics,
         });
     }
     Ok((users, reports))
@@ -781,20 +778,11 @@ pub fn experiment_results(
             })
             .collect(),
     };
-    let query = sql::results_query(&plan);
     let started = Instant::now();
-    let output = warehouse.sql(
-        &query,
-        &SqlLimits {
-            timeout: options.timeout,
-            max_rows: MAX_UNITS,
-        },
-    )?;
+    let scanned = scan::scan(warehouse, &plan, options.timeout)?;
     let query_ms = started.elapsed().as_millis() as u64;
     let started = Instant::now();
-    let (mut units, excluded) =
-        read_units(&output, spec, components.len(), options.dimension.is_some())?;
-    drop(output);
+    let (mut units, excluded) = fold_units(scanned, spec, &components)?;
     let caps = finish_values(&mut units, &components);
     let phase_length_days = match (spec.start_ms, spec.end_ms) {
         (Some(start), Some(end)) if end > start => (end - start) as f64 / 86_400_000.0,

@@ -1,5 +1,8 @@
-//! The one query of a results run: first exposure per unit, and per metric component the unit's
+//! A results run as one SQL query: first exposure per unit, and per metric component the unit's
 //! total inside its window after that exposure (and over the covariate lookback before it).
+//! Runs read through [`crate::scan`] instead (one scan, units folded in Rust, several times
+//! faster); this formulation is kept as the readable definition and the tests' oracle, and the
+//! helpers below build the scan's conditions too.
 //!
 //! Every literal in the text comes from a validated definition; strings are quoted with
 //! [`quote`], property names are restricted to `[A-Za-z0-9_$-]` by validation, numbers are
@@ -134,7 +137,7 @@ pub struct QueryPlan<'a> {
     pub components: Vec<Component<'a>>,
 }
 
-fn value_expression(definition: &MetricDefinition) -> String {
+pub(crate) fn value_expression(definition: &MetricDefinition) -> String {
     match (definition.kind, definition.value.as_deref()) {
         (MetricKind::Sum, Some(value)) => match crate::metric::property_ref(value) {
             Ok(PropertyRef::NumberColumn(column)) => format!("CAST(\"{column}\" AS DOUBLE)"),
@@ -172,18 +175,13 @@ pub fn results_query(plan: &QueryPlan) -> String {
     let mut sql = format!(
         "WITH exposures AS (\
            SELECT {UNIT} AS unit, {TIME} AS ts, \
-             COALESCE({variation}, {variation_camel}) AS variation{dimension_select} \
+             variation_id AS variation{dimension_select} \
            FROM events_resolved \
-           WHERE event = {event} \
-             AND COALESCE({experiment}, {experiment_camel}) = {key}{time_bounds}), \
+           WHERE event = {event} AND experiment_id = {key}{time_bounds}), \
          units AS (\
            SELECT unit, MIN(ts) AS first_ts, MIN(variation) AS variation, \
              COUNT(DISTINCT variation) AS variations{dimension_first} \
            FROM exposures GROUP BY unit)",
-        variation = json_text("variation_id"),
-        variation_camel = json_text("variationId"),
-        experiment = json_text("experiment_id"),
-        experiment_camel = json_text("experimentId"),
         event = quote(EXPOSURE_EVENT),
         key = quote(plan.experiment),
     );

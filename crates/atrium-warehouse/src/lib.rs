@@ -67,7 +67,7 @@ use parking_lot::Mutex;
 
 pub use datafusion;
 pub use erase::ErasureKeys;
-pub use manifest::{DataFile, MANIFEST_FILE, Manifest};
+pub use manifest::{DataFile, LAYOUT_VERSION, MANIFEST_FILE, Manifest};
 pub use query::{ExportFormat, QueryOutput, SqlLimits};
 pub use rows::Table;
 
@@ -252,7 +252,19 @@ impl Warehouse {
     ) -> Result<Warehouse, WarehouseError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
-        let manifest = Manifest::load(&dir)?;
+        let mut manifest = Manifest::load(&dir)?;
+        if manifest.version != manifest::LAYOUT_VERSION {
+            tracing::warn!(
+                found = manifest.version,
+                current = manifest::LAYOUT_VERSION,
+                files = manifest.files.len(),
+                "warehouse files have another table layout; rebuilding them from the log"
+            );
+            manifest = Manifest {
+                version: manifest::LAYOUT_VERSION,
+                ..Manifest::default()
+            };
+        }
         let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         for orphan in manifest::parquet_files(&dir)? {
             if !listed.contains(orphan.as_str()) {

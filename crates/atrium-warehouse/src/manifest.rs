@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::WarehouseError;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The table layout files are written with. A manifest of an older layout is discarded on open
+/// (its files deleted) and the tables are rebuilt from the log, which is the source of truth.
+/// 2: `events` gained `experiment_id` and `variation_id`.
+pub const LAYOUT_VERSION: u32 = 2;
 const TEMP_FILE: &str = "manifest.json.tmp";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +45,7 @@ impl Manifest {
                 reason: error.to_string(),
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
-                version: 1,
+                version: LAYOUT_VERSION,
                 ..Manifest::default()
             }),
             Err(source) => Err(WarehouseError::io(&path, source)),

@@ -96,7 +96,7 @@ macro_rules! origin_columns {
     };
 }
 
-const EVENT_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 39, 44>(
+const EVENT_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 41, 46>(
     origin_columns!(),
     [
         ("type", Text),
@@ -135,6 +135,10 @@ const EVENT_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 39, 44>(
         ("price", Float),
         ("quantity", Int),
         ("coupon", Text),
+        // Typed copies of an exposure's `properties.experiment_id` / `variation_id` (or the
+        // camel-case `experimentId` / `variationId`), so results never parse JSON.
+        ("experiment_id", Text),
+        ("variation_id", Text),
         ("properties", Text),
         ("traits", Text),
         ("context", Text),
@@ -317,6 +321,12 @@ pub fn event_rows(offset: u64, event: &Value) -> EventRows {
             .and_then(integer)
             .map_or(Cell::Null, Cell::Int),
         prop_cell("coupon"),
+        props("experiment_id")
+            .or_else(|| props("experimentId"))
+            .map_or(Cell::Null, Cell::Text),
+        props("variation_id")
+            .or_else(|| props("variationId"))
+            .map_or(Cell::Null, Cell::Text),
         json_cell(event.get("properties")),
         json_cell(traits),
         json_cell(event.get("context")),

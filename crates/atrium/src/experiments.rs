@@ -17,10 +17,10 @@ use crate::DataArgs;
 pub struct ServerArgs {
     /// Base URL of a running Atrium server.
     #[arg(long, env = "ATRIUM_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub(crate) url: String,
     /// Secret (admin) key.
     #[arg(long = "key", env = "ATRIUM_ADMIN_KEY", hide_env_values = true)]
-    admin_key: String,
+    pub(crate) admin_key: String,
 }
 
 #[derive(Subcommand)]
