@@ -60,6 +60,25 @@ pub struct Config {
     pub warehouse: WarehouseSettings,
     /// Recommendation training and A/B splits (`[recs]`).
     pub recs: atrium_recserve::RecsSettings,
+    /// Experiment serving (`[experiments]`).
+    pub experiments: ExperimentSettings,
+}
+
+/// `[experiments]`: how often running bandits get new weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentSettings {
+    /// Seconds between bandit weight updates (`ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS`);
+    /// 0 turns the schedule off (updates can still be asked for over the API).
+    pub bandit_period_seconds: u64,
+}
+
+impl Default for ExperimentSettings {
+    fn default() -> Self {
+        ExperimentSettings {
+            bandit_period_seconds: 3_600,
+        }
+    }
 }
 
 /// `[warehouse]`: when the hot tier is flushed to Parquet, and how the files are compressed.
@@ -138,6 +157,7 @@ impl Default for Config {
             sdk_connections: Vec::new(),
             warehouse: WarehouseSettings::default(),
             recs: atrium_recserve::RecsSettings::default(),
+            experiments: ExperimentSettings::default(),
         }
     }
 }
@@ -197,6 +217,14 @@ impl Config {
         if let Some(ms) = get("ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS") {
             self.warehouse.flush_interval_ms = ms.parse().map_err(|error| {
                 invalid("ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS", format!("{error}"))
+            })?;
+        }
+        if let Some(seconds) = get("ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS") {
+            self.experiments.bandit_period_seconds = seconds.parse().map_err(|error| {
+                invalid(
+                    "ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS",
+                    format!("{error}"),
+                )
             })?;
         }
         if let Some(rows) = get("ATRIUM_WAREHOUSE_FLUSH_ROWS") {
@@ -407,6 +435,10 @@ mod example_file {
         assert_eq!(
             config.recs, defaults.recs,
             "the example documents the default recommendation settings"
+        );
+        assert_eq!(
+            config.experiments, defaults.experiments,
+            "the example documents the default experiment settings"
         );
         assert!(
             config

@@ -85,9 +85,73 @@ pub struct ExperimentBody {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<String>,
+    /// Sticky bucketing (GrowthBook): assignments are kept per `<experiment>__<bucket_version>`;
+    /// bumping `bucket_version` re-buckets everyone, `min_bucket_version` excludes users whose
+    /// sticky bucket is older.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bucket_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_sticky_bucketing: Option<bool>,
+    /// Attribute hashed (and stuck to) when the hash attribute is missing, e.g. `deviceId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_attribute: Option<String>,
+    /// A multi-armed bandit: `weights` are recomputed on a schedule from the decision metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandit: Option<BanditSettings>,
+}
+
+/// Bandit settings and the state of its last weight update (written by the server's bandit
+/// scheduler as a new version of the definition, through the log).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanditSettings {
+    /// The metric whose per-arm mean the bandit maximizes (minimizes when it is `inverse`).
+    pub decision_metric: String,
+    /// Floor on each arm's share (GrowthBook's default 1 %).
+    #[serde(default = "default_min_variation_weight")]
+    pub min_variation_weight: f64,
+    /// Top-two Thompson sampling.
+    #[serde(default)]
+    pub top_two: bool,
+    /// Weight updates so far; served as the experiment's `phase` (the hash seed stays the key).
+    #[serde(default)]
+    pub updates: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<BanditUpdate>,
+}
+
+fn default_min_variation_weight() -> f64 {
+    0.01
+}
+
+/// What one weight update saw and decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanditUpdate {
+    pub at: String,
+    /// Units per arm in the decision metric.
+    pub users: Vec<u64>,
+    /// Per arm, the decision metric's mean.
+    pub means: Vec<f64>,
+    /// Share of posterior draws in which each arm was best (or in the top two).
+    pub best_arm_probabilities: Vec<f64>,
+    /// The weights before this update.
+    pub previous_weights: Vec<f64>,
+    /// The weights served since.
+    pub weights: Vec<f64>,
 }
 
 impl ExperimentBody {
+    /// The served `phase`: bandit updates bump it (GrowthBook keeps the seed across bandit
+    /// weight changes, so only users without a sticky bucket can move).
+    fn phase(&self) -> Option<String> {
+        self.bandit
+            .as_ref()
+            .map(|bandit| bandit.updates.to_string())
+    }
+
     /// The experiment as the evaluation engine sees it.
     pub fn engine_experiment(&self, key: &str) -> Experiment {
         Experiment {
@@ -100,6 +164,12 @@ impl ExperimentBody {
             hash_version: self.hash_version,
             meta: Some(self.meta()),
             name: self.name.clone(),
+            seed: self.bandit.as_ref().map(|_| key.to_owned()),
+            phase: self.phase(),
+            fallback_attribute: self.fallback_attribute.clone(),
+            bucket_version: self.bucket_version,
+            min_bucket_version: self.min_bucket_version,
+            disable_sticky_bucketing: self.disable_sticky_bucketing,
             ..Experiment::default()
         }
     }
@@ -129,6 +199,12 @@ impl ExperimentBody {
             hash_version: self.hash_version,
             meta: Some(self.meta()),
             name: self.name.clone(),
+            seed: self.bandit.as_ref().map(|_| key.to_owned()),
+            phase: self.phase(),
+            fallback_attribute: self.fallback_attribute.clone(),
+            bucket_version: self.bucket_version,
+            min_bucket_version: self.min_bucket_version,
+            disable_sticky_bucketing: self.disable_sticky_bucketing,
             ..FeatureRule::default()
         }
     }
@@ -238,6 +314,21 @@ pub fn validate_definition(
             }
             if !errors.is_empty() {
                 return Err(validation_failed(errors));
+            }
+            if let Some(bandit) = &experiment.bandit {
+                let arms = experiment.variations.len().max(1) as f64;
+                if bandit.decision_metric.is_empty() {
+                    return Err(invalid(
+                        "experiment.bandit.decision_metric",
+                        "a bandit needs the key of its decision metric",
+                    ));
+                }
+                if !(0.0..1.0 / arms).contains(&bandit.min_variation_weight) {
+                    return Err(invalid(
+                        "experiment.bandit.min_variation_weight",
+                        format!("must be at least 0 and below 1 / {arms} variations"),
+                    ));
+                }
             }
             if experiment.status == ExperimentStatus::Running && experiment.started_at.is_none() {
                 return Err(invalid(

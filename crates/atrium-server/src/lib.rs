@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod analytics;
+pub mod bandits;
 pub mod config;
 pub mod definitions;
 pub mod error;
@@ -114,6 +115,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(definitions::stop_experiment),
         )
         .route("/v1/experiments/{key}/results", get(results::get_results))
+        .route(
+            "/v1/experiments/{key}/bandit/update",
+            post(bandits::post_update),
+        )
         .route("/v1/metrics", get(definitions::list_metrics))
         .route(
             "/v1/metrics/{key}",
@@ -241,6 +246,7 @@ impl Server {
             .spawn_segment_services(state.stop_pipeline.clone());
         let warehouse_thread = state.warehouse.clone().spawn(state.stop_pipeline.clone());
         let recs_threads = state.recs.clone().spawn(state.stop_pipeline.clone());
+        tokio::spawn(bandits::run_schedule(state.clone()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {

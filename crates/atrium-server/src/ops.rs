@@ -411,6 +411,12 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         "Experiment results: users per variation, SRM, goal and guardrail metrics (engine, alpha, sequential, correction, dimension)",
         Auth::Secret,
     ),
+    (
+        "post",
+        "/v1/experiments/{key}/bandit/update",
+        "Bandit: compute Thompson-sampling weights from the decision metric now and write them as a new version",
+        Auth::Secret,
+    ),
     ("get", "/v1/metrics", "List metrics", Auth::Secret),
     (
         "put",

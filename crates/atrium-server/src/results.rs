@@ -5,7 +5,9 @@
 //! parameter N*, frequentist only), `correction` (`holm-bonferroni` or `benjamini-hochberg`,
 //! across goal metrics), `dimension` (an exposure column such as `channel`), `timeout_ms`,
 //! `min_offset` (wait until the pipeline and the warehouse have read the log that far).
-//! Runs share the SQL route's concurrency limit.
+//! Runs share the SQL route's concurrency limit. For a bandit the response adds `bandit`: the
+//! weights served now, how many updates there were, when the last one happened and what it saw
+//! (units, means, best-arm probabilities, previous and new weights).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -198,7 +200,7 @@ pub async fn get_results(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
-) -> Result<Json<Report>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let options = analysis_options(&query)?;
     if let Some(offset) = number::<u64>(&query, "min_offset")? {
         await_applied(
@@ -231,10 +233,44 @@ pub async fn get_results(
         .retry_after(1));
     };
     let task_state = state.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        compute_results(&task_state.store, &task_state.warehouse, &key, &options)
+    let (report, bandit) = tokio::task::spawn_blocking(move || {
+        let report = compute_results(&task_state.store, &task_state.warehouse, &key, &options)?;
+        let bandit = bandit_state(&task_state.store, &key)?;
+        Ok::<_, ApiError>((report, bandit))
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Json(report))
+    let mut body = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    if let Some(bandit) = bandit {
+        body["bandit"] = bandit;
+    }
+    Ok(Json(body))
+}
+
+/// A bandit's current weights and its last update (what it saw and decided, and when), for
+/// the results response; `None` when the experiment is not a bandit.
+fn bandit_state(store: &Store, key: &str) -> Result<Option<Value>, ApiError> {
+    let stored =
+        store.read(|tables| tables.definition(DefinitionKind::Experiment.as_str(), key))?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let Ok(experiment) = serde_json::from_value::<ExperimentBody>(stored.body) else {
+        return Ok(None);
+    };
+    let Some(bandit) = experiment.bandit else {
+        return Ok(None);
+    };
+    let arms = experiment.variations.len().max(1);
+    let weights = experiment
+        .weights
+        .unwrap_or_else(|| vec![1.0 / arms as f64; arms]);
+    Ok(Some(serde_json::json!({
+        "decision_metric": bandit.decision_metric,
+        "weights": weights,
+        "updates": bandit.updates,
+        "weights_updated_at": bandit.last_update.as_ref().map(|update| update.at.clone()),
+        "definition_version": stored.version,
+        "last_update": bandit.last_update,
+    })))
 }
