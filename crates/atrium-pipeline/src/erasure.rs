@@ -85,6 +85,8 @@ pub(crate) fn apply(
             .cloned()
             .collect();
         segments.erase(tables, &members)?;
+        let member_ids: Vec<&str> = members.iter().map(|member| member.0.as_str()).collect();
+        tables.remove_sticky_buckets_of(&member_ids)?;
         tables.erase_identity(&graph)?;
         for member in graph
             .merged_from

@@ -419,6 +419,14 @@ impl Pipeline {
         profile.apply(event, facts);
         tables.add_to_timeline(&profile_id, time_ms, offset)?;
         engine.on_event(tables, &profile_id, event, time_ms)?;
+        for assignment in sticky_bucket_assignments(event) {
+            tables.merge_sticky_assignments(
+                &assignment.attribute_name,
+                &assignment.attribute_value,
+                &assignment.assignments,
+                &profile_id.0,
+            )?;
+        }
         self.metrics.events_applied.add(1);
         Ok(())
     }
@@ -649,4 +657,41 @@ pub fn rebuild(
     }
     store.sync()?;
     Ok(store)
+}
+
+/// The source server-side evaluation appends its exposures from; only its `Experiment Viewed`
+/// events may write sticky bucket assignments (a tracking client cannot pin other users).
+pub const EXPERIMENTS_SOURCE: &str = "experiments";
+
+/// Sticky bucket assignments one server-side exposure carries in `properties.sticky_buckets`:
+/// `[{"attributeName", "attributeValue", "assignments": {"<experiment>__<bucketVersion>":
+/// "<variation key>"}}]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StickyAssignment {
+    attribute_name: String,
+    attribute_value: String,
+    assignments: std::collections::BTreeMap<String, String>,
+}
+
+fn sticky_bucket_assignments(event: &Value) -> Vec<StickyAssignment> {
+    let from_server = event
+        .get("atrium")
+        .and_then(|meta| meta.get("source"))
+        .and_then(Value::as_str)
+        == Some(EXPERIMENTS_SOURCE);
+    let is_exposure = event.get("event").and_then(Value::as_str) == Some("Experiment Viewed");
+    if !from_server || !is_exposure {
+        return Vec::new();
+    }
+    let Some(Value::Array(items)) = event
+        .get("properties")
+        .and_then(|properties| properties.get("sticky_buckets"))
+    else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| serde_json::from_value(item.clone()).ok())
+        .collect()
 }

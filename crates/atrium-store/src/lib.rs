@@ -25,6 +25,7 @@
 
 mod read;
 mod segments;
+mod sticky;
 mod tables;
 mod write;
 
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 pub use read::{ProfilePage, ReadTables, TimelineEntry};
 pub use segments::MemberPage;
+pub use sticky::{StickyBucketDoc, sticky_bucket_key};
 pub use tables::*;
 pub use write::WriteTables;
 

@@ -37,6 +37,7 @@ pub struct ReadTables {
     pub(crate) segment_members: ReadOnlyTable<(&'static str, &'static str), i64>,
     pub(crate) segment_timers: ReadOnlyTable<(i64, &'static str), ()>,
     pub(crate) outbox: ReadOnlyTable<&'static str, &'static [u8]>,
+    pub(crate) sticky_buckets: ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
 /// Follows merge redirects to the surviving profile; a bounded walk guards against cycles.
@@ -59,6 +60,7 @@ impl ReadTables {
             segment_members: transaction.open_table(SEGMENT_MEMBERS)?,
             segment_timers: transaction.open_table(SEGMENT_TIMERS)?,
             outbox: transaction.open_table(OUTBOX)?,
+            sticky_buckets: transaction.open_table(STICKY_BUCKETS)?,
         })
     }
 
@@ -387,6 +389,7 @@ impl ReadTables {
         }
         finish("definition_history", hasher);
         self.segment_digests(&mut finish)?;
+        self.sticky_digest(&mut finish)?;
         Ok(digests)
     }
 }

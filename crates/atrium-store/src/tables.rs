@@ -30,6 +30,8 @@ pub const SEGMENT_TIMERS: TableDefinition<(i64, &str), ()> = TableDefinition::ne
 /// Message id → a derived event (`Segment Entered` / `Segment Exited`) waiting to be appended to
 /// the log. Removed when the pipeline reads the appended event back.
 pub const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// `<attributeName>||<attributeValue>` → sticky bucket assignments (JSON `StickyBucketDoc`).
+pub const STICKY_BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("sticky_buckets");
 
 pub const PIPELINE_OFFSET_KEY: &str = "pipeline_offset";
 /// Meta key: one past the log offset of the last applied definition record (0: none yet).
@@ -50,6 +52,7 @@ pub(crate) fn create_all(transaction: &WriteTransaction) -> Result<(), StoreErro
     transaction.open_table(SEGMENT_MEMBERS)?;
     transaction.open_table(SEGMENT_TIMERS)?;
     transaction.open_table(OUTBOX)?;
+    transaction.open_table(STICKY_BUCKETS)?;
     Ok(())
 }
 
@@ -79,5 +82,6 @@ pub(crate) fn copy_all(read: &ReadTransaction, write: &WriteTransaction) -> Resu
     copy_table!(read, write, SEGMENT_MEMBERS);
     copy_table!(read, write, SEGMENT_TIMERS);
     copy_table!(read, write, OUTBOX);
+    copy_table!(read, write, STICKY_BUCKETS);
     Ok(())
 }

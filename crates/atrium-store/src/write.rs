@@ -28,6 +28,7 @@ pub struct WriteTables<'txn> {
     pub(crate) segment_members: Table<'txn, (&'static str, &'static str), i64>,
     pub(crate) segment_timers: Table<'txn, (i64, &'static str), ()>,
     pub(crate) outbox: Table<'txn, &'static str, &'static [u8]>,
+    pub(crate) sticky_buckets: Table<'txn, &'static str, &'static [u8]>,
     /// `None` marks a deletion still to be written.
     profile_cache: HashMap<String, Option<Profile>>,
     graph_cache: HashMap<String, Option<ProfileGraph>>,
@@ -57,6 +58,7 @@ impl<'txn> WriteTables<'txn> {
             segment_members: transaction.open_table(SEGMENT_MEMBERS)?,
             segment_timers: transaction.open_table(SEGMENT_TIMERS)?,
             outbox: transaction.open_table(OUTBOX)?,
+            sticky_buckets: transaction.open_table(STICKY_BUCKETS)?,
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
             graph_reads: RefCell::new(HashMap::new()),
