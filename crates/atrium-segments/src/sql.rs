@@ -649,7 +649,7 @@ impl Builder {
                 let recency = format!(
                     "(5 - {})",
                     above(
-                        "CAST(GREATEST(({now} - x.max_t) / 86400000, 0) AS DOUBLE)",
+                        &format!("CAST(GREATEST(({now} - x.max_t) / {DAY_MS}, 0) AS DOUBLE)"),
                         &thresholds.recency_days,
                         true
                     )

@@ -42,6 +42,7 @@ mod json;
 mod manifest;
 mod query;
 mod rows;
+mod segment_functions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

@@ -235,6 +235,9 @@ impl Warehouse {
         for function in crate::json::functions() {
             ctx.register_udf(function);
         }
+        for function in crate::segment_functions::functions() {
+            ctx.register_udf(function);
+        }
         // Internal tables and views are created with full rights; user queries never get them.
         let catalog = ctx
             .catalog("datafusion")

@@ -2,6 +2,7 @@
 
 mod erasure;
 mod materialize;
+mod segments_sql;
 mod sql;
 
 use std::sync::Arc;
