@@ -364,11 +364,25 @@ pub async fn explain_segment(
 
 /// `POST /v1/segments/preview`: how many profiles a definition selects now, and a sample,
 /// without saving it.
+///
+/// `?engine=` picks who answers: `sql` (the definition compiled to SQL over the warehouse, the
+/// SQL shown in the response), `replay` (the pipeline's evaluator over every profile's history),
+/// or `auto` (default: SQL when the warehouse has materialized exactly what the pipeline applied
+/// and every node compiles, replay otherwise). The response says which `engine` answered.
 pub async fn preview_segment(
     _: AdminKey,
     State(state): State<Arc<AppState>>,
+    Query(params): Query<PreviewParams>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let engine = params.engine.as_deref().unwrap_or("auto");
+    if !matches!(engine, "auto" | "sql" | "replay") {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("unknown engine `{engine}`: expected `auto`, `sql` or `replay`"),
+        ));
+    }
+    let engine = engine.to_owned();
     let mut body = parse_json(&bytes)?;
     if body.get("id").is_none()
         && let Some(object) = body.as_object_mut()
@@ -387,6 +401,48 @@ pub async fn preview_segment(
         definitions.segments.insert(key.clone(), definition.clone());
         let compiled = validate(&definition, &definitions).map_err(invalid_definition)?;
         let now = state.clock.now_ms();
+        let compiled_sql = atrium_segments::compile_sql(&compiled, now);
+        let pipeline_offset = state.store.pipeline_offset().map_err(ApiError::internal)?;
+        let warehouse_offset = state.warehouse.visible_offset();
+        let use_sql = match engine.as_str() {
+            "sql" => true,
+            "replay" => false,
+            _ => compiled_sql.is_ok() && warehouse_offset == pipeline_offset,
+        };
+        if use_sql {
+            let sql = compiled_sql.map_err(|error| {
+                ApiError::new(ErrorCode::InvalidDefinition, error.to_string())
+            })?;
+            let limits = atrium_warehouse::SqlLimits {
+                timeout: std::time::Duration::from_secs(60),
+                max_rows: usize::MAX,
+            };
+            let output = state.warehouse.sql(&sql, &limits).map_err(ApiError::internal)?;
+            let mut sample = Vec::new();
+            for batch in &output.batches {
+                let column = batch.column(0);
+                let Some(ids) = column
+                    .as_any()
+                    .downcast_ref::<atrium_warehouse::datafusion::arrow::array::StringArray>()
+                else {
+                    return Err(ApiError::internal("segment SQL returned a non-text column"));
+                };
+                for id in ids.iter().flatten() {
+                    if sample.len() < PREVIEW_SAMPLE {
+                        sample.push(id.to_owned());
+                    }
+                }
+            }
+            return Ok(Json(json!({
+                "engine": "sql",
+                "count": output.row_count,
+                "sample": sample,
+                "as_of_offset": warehouse_offset,
+                "evaluated_at": atrium_types::format_timestamp_ms(now),
+                "sql": sql,
+            })));
+        }
+        let not_compiled = compiled_sql.err().map(|error| error.to_string());
         let preview = atrium_pipeline::preview(
             &state.store,
             state.log.as_ref(),
@@ -396,6 +452,10 @@ pub async fn preview_segment(
         )
         .map_err(ApiError::internal)?;
         Ok(Json(json!({
+            "engine": "replay",
+            "sql_unavailable": not_compiled.or_else(|| (warehouse_offset != pipeline_offset).then(|| {
+                format!("the warehouse is at offset {warehouse_offset}, the pipeline at {pipeline_offset}")
+            })),
             "count": preview.count,
             "evaluated": preview.evaluated,
             "sample": preview.sample,
@@ -404,4 +464,11 @@ pub async fn preview_segment(
         })))
     })
     .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewParams {
+    /// `auto` (default), `sql` or `replay`.
+    pub engine: Option<String>,
 }

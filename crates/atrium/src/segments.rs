@@ -35,6 +35,15 @@ pub enum SegmentCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// The SQL a segment compiles to over the warehouse, evaluated now: a saved segment's id,
+    /// or a definition file (`-` for stdin). Runs it once through `POST /v1/segments/preview`
+    /// with `engine=sql` and prints the query.
+    Sql {
+        /// A saved segment id, or a path to a JSON definition.
+        segment: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// A profile's membership in every segment, and its computed traits.
     Profile {
         /// Profile id or kind:value, e.g. email:ann@example.com.
@@ -73,6 +82,9 @@ pub fn run(command: SegmentCommand) -> anyhow::Result<()> {
             let path = "/v1/segments/preview".to_owned();
             (server, reqwest::Method::POST, path, Some(body))
         }
+        SegmentCommand::Sql { segment, server } => {
+            return crate::runtime()?.block_on(print_sql(&server, &segment));
+        }
         SegmentCommand::Profile { reference, server } => {
             let path = format!("/v1/profiles/{reference}/segments");
             (server, reqwest::Method::GET, path, None)
@@ -87,4 +99,56 @@ pub fn run(command: SegmentCommand) -> anyhow::Result<()> {
         }
     };
     crate::runtime()?.block_on(call(&server, method, &path, body))
+}
+
+/// `atrium segments sql`: the compiled SQL of a saved segment or a definition file.
+async fn print_sql(server: &ServerArgs, segment: &str) -> anyhow::Result<()> {
+    let file = PathBuf::from(segment);
+    let definition = if segment == "-" || file.is_file() {
+        read_body(&file)?
+    } else {
+        let saved = request(
+            server,
+            reqwest::Method::GET,
+            &format!("/v1/segments/{segment}"),
+            None,
+        )
+        .await?;
+        saved.get("definition").cloned().unwrap_or(saved)
+    };
+    let preview = request(
+        server,
+        reqwest::Method::POST,
+        "/v1/segments/preview?engine=sql",
+        Some(definition),
+    )
+    .await?;
+    let sql = preview
+        .get("sql")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("the server returned no SQL: {preview}"))?;
+    println!("{sql}");
+    Ok(())
+}
+
+async fn request(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let mut builder = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(&server.admin_key);
+    if let Some(body) = body {
+        builder = builder.json(&body);
+    }
+    let response = builder.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("{status}: {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
 }
