@@ -433,9 +433,24 @@ pub async fn preview_segment(
                     }
                 }
             }
+            let evaluated = state
+                .warehouse
+                .sql("SELECT count(*) FROM profiles", &limits)
+                .map_err(ApiError::internal)?
+                .batches
+                .first()
+                .and_then(|batch| {
+                    batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<atrium_warehouse::datafusion::arrow::array::Int64Array>()
+                        .map(|counts| counts.value(0))
+                })
+                .unwrap_or(0);
             return Ok(Json(json!({
                 "engine": "sql",
                 "count": output.row_count,
+                "evaluated": evaluated,
                 "sample": sample,
                 "as_of_offset": warehouse_offset,
                 "evaluated_at": atrium_types::format_timestamp_ms(now),

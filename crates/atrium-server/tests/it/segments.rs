@@ -70,6 +70,37 @@ async fn segments_backfill_update_in_real_time_and_explain_themselves() {
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["count"], 1);
     assert_eq!(preview["evaluated"], 2);
+    // Once the warehouse has materialized what the pipeline applied, SQL answers.
+    let mut preview = preview;
+    for _ in 0..100 {
+        if preview["engine"] == "sql" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        preview = server
+            .admin_post("/v1/segments/preview", &big_spender)
+            .await
+            .1;
+    }
+    assert_eq!(
+        preview["engine"], "sql",
+        "the warehouse caught up: {preview}"
+    );
+    assert_eq!(preview["count"], 1);
+    assert!(
+        preview["sql"]
+            .as_str()
+            .unwrap()
+            .contains("FROM events_resolved")
+    );
+    // The evaluator answers the same when asked.
+    let (status, replayed) = server
+        .admin_post("/v1/segments/preview?engine=replay", &big_spender)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["engine"], "replay");
+    assert_eq!(replayed["count"], 1);
+    assert_eq!(replayed["sample"], preview["sample"]);
     put_and_wait(&server, "/v1/segments/big_spender", &big_spender).await;
 
     let u_1 = profile_id(&server, "user_id:u_1").await;
