@@ -547,7 +547,15 @@ pub async fn export_profile(
 pub async fn pipeline_status(_: AdminKey, State(state): State<Arc<AppState>>) -> Json<Value> {
     let end = state.log.end_offset();
     let applied = state.pipeline.applied_offset();
-    Json(
-        json!({"log_end_offset": end, "applied_offset": applied, "lag_records": end.saturating_sub(applied)}),
-    )
+    let queryable = state.warehouse.visible_offset();
+    Json(json!({
+        "log_end_offset": end,
+        "applied_offset": applied,
+        "lag_records": end.saturating_sub(applied),
+        "warehouse": {
+            "committed_offset": state.warehouse.committed_offset(),
+            "visible_offset": queryable,
+            "lag_records": end.saturating_sub(queryable),
+        },
+    }))
 }

@@ -316,7 +316,7 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
     (
         "get",
         "/v1/pipeline",
-        "Log end, applied offset and lag",
+        "Log end, the pipeline's applied offset and lag, and the warehouse's committed (Parquet) and visible (queryable) offsets",
         Auth::Secret,
     ),
     (

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{admin_get, client, serve};
+use crate::support::{Served, admin_get, client, serve, serve_with_env};
 
 const WRITE_KEY: &str = "wk_crash_test_1";
 const ADMIN_KEY: &str = "sk_crash_test_1";
@@ -58,72 +58,8 @@ fn sigkill_during_ingest_loses_no_acknowledged_event_and_keeps_dedup() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut first = serve(dir.path(), WRITE_KEY, ADMIN_KEY, STEP_LIMIT);
 
-    // Stream batches from sender threads until the server dies.
-    let next_batch = Arc::new(AtomicUsize::new(0));
-    let killed = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for _ in 0..SENDERS {
-        let base = first.base.clone();
-        let next_batch = next_batch.clone();
-        let killed = killed.clone();
-        senders.push(std::thread::spawn(move || {
-            let http = client(Duration::from_secs(5));
-            let mut outcomes = Vec::new();
-            loop {
-                let batch = next_batch.fetch_add(1, Ordering::SeqCst);
-                if batch >= MAX_BATCHES {
-                    break;
-                }
-                let response = http
-                    .post(format!("{base}/v1/batch"))
-                    .json(&batch_body(batch))
-                    .send();
-                let outcome = match response {
-                    Ok(response) if response.status().as_u16() == 200 => {
-                        let body: Value = response.json().unwrap_or(Value::Null);
-                        assert_eq!(
-                            body["accepted"],
-                            json!(EVENTS_PER_BATCH),
-                            "batch {batch} before the crash: {body}"
-                        );
-                        Outcome::Acked
-                    }
-                    Ok(response) => {
-                        assert!(
-                            killed.load(Ordering::SeqCst),
-                            "batch {batch} refused before the crash: {}",
-                            response.status()
-                        );
-                        Outcome::Unacked
-                    }
-                    Err(error) => {
-                        assert!(
-                            killed.load(Ordering::SeqCst),
-                            "batch {batch} failed before the crash: {error}"
-                        );
-                        Outcome::Unacked
-                    }
-                };
-                outcomes.push((batch, outcome));
-                if outcome == Outcome::Unacked {
-                    break;
-                }
-            }
-            outcomes
-        }));
-    }
-
-    std::thread::sleep(Duration::from_millis(1_500));
-    killed.store(true, Ordering::SeqCst);
-    first.guard.kill();
+    let outcomes = stream_then_kill(&mut first, 0..MAX_BATCHES, Duration::from_millis(1_500));
     let first_stderr = first.stderr.lock().expect("stderr").clone();
-
-    let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
-    for sender in senders {
-        for (batch, outcome) in sender.join().expect("sender thread") {
-            outcomes.insert(batch, outcome);
-        }
-    }
     let acked: BTreeSet<usize> = outcomes
         .iter()
         .filter(|(_, outcome)| **outcome == Outcome::Acked)
@@ -270,6 +206,80 @@ fn sigkill_during_ingest_loses_no_acknowledged_event_and_keeps_dedup() {
     );
 }
 
+/// Streams batches from `batches` (in order, from `SENDERS` threads) into `served` for
+/// `run_for`, then SIGKILLs it. Returns each attempted batch's outcome; a sender stops at its
+/// first unacknowledged batch.
+fn stream_then_kill(
+    served: &mut Served,
+    batches: std::ops::Range<usize>,
+    run_for: Duration,
+) -> BTreeMap<usize, Outcome> {
+    let next_batch = Arc::new(AtomicUsize::new(batches.start));
+    let killed = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let base = served.base.clone();
+        let next_batch = next_batch.clone();
+        let killed = killed.clone();
+        let end = batches.end;
+        senders.push(std::thread::spawn(move || {
+            let http = client(Duration::from_secs(5));
+            let mut outcomes = Vec::new();
+            loop {
+                let batch = next_batch.fetch_add(1, Ordering::SeqCst);
+                if batch >= end {
+                    break;
+                }
+                let response = http
+                    .post(format!("{base}/v1/batch"))
+                    .json(&batch_body(batch))
+                    .send();
+                let outcome = match response {
+                    Ok(response) if response.status().as_u16() == 200 => {
+                        let body: Value = response.json().unwrap_or(Value::Null);
+                        assert_eq!(
+                            body["accepted"],
+                            json!(EVENTS_PER_BATCH),
+                            "batch {batch} before the crash: {body}"
+                        );
+                        Outcome::Acked
+                    }
+                    Ok(response) => {
+                        assert!(
+                            killed.load(Ordering::SeqCst),
+                            "batch {batch} refused before the crash: {}",
+                            response.status()
+                        );
+                        Outcome::Unacked
+                    }
+                    Err(error) => {
+                        assert!(
+                            killed.load(Ordering::SeqCst),
+                            "batch {batch} failed before the crash: {error}"
+                        );
+                        Outcome::Unacked
+                    }
+                };
+                outcomes.push((batch, outcome));
+                if outcome == Outcome::Unacked {
+                    break;
+                }
+            }
+            outcomes
+        }));
+    }
+    std::thread::sleep(run_for);
+    killed.store(true, Ordering::SeqCst);
+    served.guard.kill();
+    let mut outcomes = BTreeMap::new();
+    for sender in senders {
+        for (batch, outcome) in sender.join().expect("sender thread") {
+            outcomes.insert(batch, outcome);
+        }
+    }
+    outcomes
+}
+
 /// messageId → occurrences in each user's timeline, following `next_cursor` pages.
 fn read_timelines(
     http: &reqwest::blocking::Client,
@@ -305,4 +315,131 @@ fn read_timelines(
         timelines.insert(user, ids);
     }
     timelines
+}
+
+/// Warehouse settings that keep the materializer flushing (Parquet write, fsync, manifest
+/// commit) and compacting all the time, so a SIGKILL lands in the middle of that work.
+const BUSY_WAREHOUSE: [(&str, &str); 2] = [
+    ("ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS", "20"),
+    ("ATRIUM_WAREHOUSE_FLUSH_ROWS", "200"),
+];
+
+#[test]
+fn sigkill_during_warehouse_materialization_loses_and_duplicates_no_row() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temporary directory");
+
+    // Three lives, each SIGKILLed while batches stream in and the warehouse flushes, compacts
+    // and (after each restart) catches up on the backlog the previous life left behind.
+    let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut next_batch = 0;
+    for life in 0..3 {
+        let mut served = serve_with_env(
+            dir.path(),
+            WRITE_KEY,
+            ADMIN_KEY,
+            STEP_LIMIT,
+            &BUSY_WAREHOUSE,
+        );
+        let lived = stream_then_kill(
+            &mut served,
+            next_batch..MAX_BATCHES,
+            Duration::from_millis(700),
+        );
+        let acked = lived
+            .values()
+            .filter(|outcome| **outcome == Outcome::Acked)
+            .count();
+        assert!(
+            acked >= 3,
+            "life {life}: only {acked} batches acknowledged; stderr:\n{}",
+            served.stderr.lock().expect("stderr")
+        );
+        next_batch = lived.keys().max().map_or(next_batch, |last| last + 1);
+        outcomes.extend(lived);
+    }
+    assert!(
+        next_batch < MAX_BATCHES,
+        "ran out of batches; raise MAX_BATCHES"
+    );
+
+    // Last life: re-send every attempted batch (deduplicated where it was stored), then the
+    // warehouse must hold exactly one row per distinct event — no more, no less.
+    let served = serve_with_env(
+        dir.path(),
+        WRITE_KEY,
+        ADMIN_KEY,
+        STEP_LIMIT,
+        &BUSY_WAREHOUSE,
+    );
+    let http = client(Duration::from_secs(5));
+    let (_, before) = admin_get(&http, &format!("{}/v1/pipeline", served.base), ADMIN_KEY);
+    assert!(
+        before["warehouse"]["committed_offset"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "no Parquet file was committed before the last restart: {before}"
+    );
+    for &batch in outcomes.keys() {
+        let response = http
+            .post(format!("{}/v1/batch", served.base))
+            .json(&batch_body(batch))
+            .send()
+            .unwrap_or_else(|error| panic!("re-sending batch {batch}: {error}"));
+        assert_eq!(response.status().as_u16(), 200, "re-sending batch {batch}");
+    }
+    let distinct = (outcomes.len() * EVENTS_PER_BATCH) as u64;
+    let wait_started = Instant::now();
+    let status = loop {
+        let (status, body) = admin_get(&http, &format!("{}/v1/pipeline", served.base), ADMIN_KEY);
+        assert_eq!(status, 200, "GET /v1/pipeline: {body}");
+        if body["warehouse"]["lag_records"] == json!(0) && body["log_end_offset"] == json!(distinct)
+        {
+            break body;
+        }
+        assert!(
+            wait_started.elapsed() < STEP_LIMIT,
+            "warehouse did not catch up with the log: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    // Count and checksum against the log: the log holds exactly the distinct events sent.
+    let expected_checksum: u64 = outcomes
+        .keys()
+        .flat_map(|&batch| (0..EVENTS_PER_BATCH).map(move |event| (batch * 100 + event) as u64))
+        .sum();
+    let query = "SELECT count(*) AS n, count(DISTINCT message_id) AS distinct_ids, \
+        CAST(sum(prop_number(properties, 'batch') * 100 + prop_number(properties, 'event')) AS BIGINT) \
+        AS checksum FROM events";
+    let response = http
+        .post(format!("{}/v1/sql", served.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"query": query}))
+        .send()
+        .expect("POST /v1/sql");
+    assert_eq!(response.status().as_u16(), 200, "POST /v1/sql");
+    let body: Value = response.json().expect("json");
+    let row = &body["rows"][0];
+    assert_eq!(
+        row["n"],
+        json!(distinct),
+        "rows vs log records ({status}): {body}"
+    );
+    assert_eq!(
+        row["distinct_ids"],
+        json!(distinct),
+        "duplicated rows: {body}"
+    );
+    assert_eq!(
+        row["checksum"],
+        json!(expected_checksum),
+        "row contents vs events sent: {body}"
+    );
+    eprintln!(
+        "warehouse crash test: {} batches over 3 SIGKILLed lives, {distinct} rows, {:?}",
+        outcomes.len(),
+        started.elapsed()
+    );
 }

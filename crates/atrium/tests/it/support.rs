@@ -90,7 +90,19 @@ pub struct Served {
 }
 
 pub fn serve(data_dir: &Path, write_key: &str, admin_key: &str, limit: Duration) -> Served {
+    serve_with_env(data_dir, write_key, admin_key, limit, &[])
+}
+
+/// [`serve`] with extra `ATRIUM_*` settings.
+pub fn serve_with_env(
+    data_dir: &Path,
+    write_key: &str,
+    admin_key: &str,
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> Served {
     let child = atrium()
+        .envs(env.iter().copied())
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
