@@ -259,7 +259,7 @@ impl Matcher {
             && self.filters.iter().all(|filter| {
                 filter.eval(
                     lookup(event.properties, &filter.path),
-                    self.zone,
+                    filter.event_zone(self.zone),
                     event.time_ms,
                 )
             })
@@ -280,6 +280,15 @@ impl Matcher {
 }
 
 impl CompiledCondition {
+    /// The zone of a condition on an event property: its own `tz` when it names one, otherwise
+    /// `default` (the definition's; event filters never read the profile's `timezone`).
+    pub fn event_zone(&self, default: Zone) -> Zone {
+        match self.tz {
+            TzRule::Fixed(zone) => zone,
+            TzRule::Profile { .. } => default,
+        }
+    }
+
     pub fn describe(&self) -> String {
         let operand = match &self.operand {
             Operand::None => String::new(),

@@ -506,7 +506,7 @@ pub(crate) fn eval_property(
 ) -> bool {
     condition.eval(
         lookup(event.properties, &condition.path),
-        zone,
+        condition.event_zone(zone),
         event.time_ms,
     )
 }

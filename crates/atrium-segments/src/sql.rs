@@ -743,10 +743,10 @@ impl Builder {
 /// Whether the event aliased `alias` matches: its name and every property filter (in the
 /// matcher's zone, "now" being the event's time, as [`Matcher::matches`]).
 fn matcher_sql(node: &CNode, matcher: &Matcher, alias: &str) -> Result<String, SqlError> {
-    let zone = lit(&zone_name(matcher.zone));
     let time = format!("{alias}.t");
     let mut parts = vec![format!("{alias}.name = {}", lit(&matcher.event))];
     for filter in &matcher.filters {
+        let zone = lit(&zone_name(filter.event_zone(matcher.zone)));
         let value = format!("seg_json({alias}.props, {})", lit(&filter.path));
         parts.push(
             condition_sql(filter, &value, &zone, Now::Column(&time)).ok_or_else(|| {

@@ -363,3 +363,33 @@ fn state_round_trips_through_json() {
     assert_eq!(restored, state);
     assert!(state.member, "last A has v = 2");
 }
+
+#[test]
+fn an_event_property_condition_uses_its_own_time_zone() {
+    // Before local midnight of 2026-01-02 in Auckland (= 2026-01-01T11:00Z): 12:00Z is after it.
+    let condition = |tz: Option<&str>| {
+        let mut filter = json!({"path": "d", "operator": "before", "value": "2026-01-02"});
+        if let Some(tz) = tz {
+            filter["tz"] = json!(tz);
+        }
+        compile(
+            json!({"op": "performed", "event": "E", "where": [filter]}),
+            &Catalog::default(),
+        )
+    };
+    let event = Event::new("E", T0 + DAY, json!({"d": "2026-01-01T12:00:00Z"}));
+    let empty = Map::new();
+    let facts = ProfileFacts {
+        profile_id: "p",
+        traits: &empty,
+        entry_ms: None,
+    };
+    for (tz, expected) in [(None, true), (Some("Pacific/Auckland"), false)] {
+        let compiled = condition(tz);
+        let mut state = ProfileState::new(&compiled, "p");
+        let outcome = on_event(&compiled, &mut state, &event.view(), T0 + DAY);
+        assert_eq!(outcome.membership, expected, "real time, tz {tz:?}");
+        let from_history = evaluate_from_history(&compiled, &facts, &[event.view()], T0 + DAY);
+        assert_eq!(from_history, expected, "reference, tz {tz:?}");
+    }
+}
