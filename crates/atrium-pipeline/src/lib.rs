@@ -680,7 +680,7 @@ fn sticky_bucket_assignments(event: &Value) -> Vec<StickyAssignment> {
         .and_then(|meta| meta.get("source"))
         .and_then(Value::as_str)
         == Some(EXPERIMENTS_SOURCE);
-    let is_exposure = event.get("event").and_then(Value::as_str) == Some("Experiment Viewed");
+    let is_exposure = event.get("event").and_then(Value::as_str) == Some(slim::EXPOSURE_EVENT);
     if !from_server || !is_exposure {
         return Vec::new();
     }

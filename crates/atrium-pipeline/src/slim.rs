@@ -7,8 +7,12 @@ use atrium_types::raw_json::RawObject;
 use atrium_types::{LogRecord, RecordError};
 use serde_json::{Map, Value};
 
+/// Server-side exposures carry sticky bucket assignments in their properties.
+pub(crate) const EXPOSURE_EVENT: &str = "Experiment Viewed";
+
 /// With `keep_properties`, every event keeps its `properties` (the segment engine reads them);
-/// otherwise only order events do.
+/// otherwise only order events (profiles' commerce facts) and `Experiment Viewed` events (their
+/// sticky bucket assignments) do.
 pub(crate) fn decode(payload: &[u8], keep_properties: bool) -> Result<LogRecord, RecordError> {
     let object: RawObject<'_> = serde_json::from_slice(payload)?;
     let kind: Option<&str> = object
@@ -38,7 +42,8 @@ pub(crate) fn decode(payload: &[u8], keep_properties: bool) -> Result<LogRecord,
         event.insert("name".to_owned(), serde_json::from_str(raw.get())?);
     }
     let name = event.get("event").and_then(Value::as_str);
-    if (keep_properties || kind == Some("track") && name.is_some_and(is_order_event))
+    let needed = |name: &str| is_order_event(name) || name == EXPOSURE_EVENT;
+    if (keep_properties || kind == Some("track") && name.is_some_and(needed))
         && let Some(raw) = object.get("properties")
     {
         event.insert("properties".to_owned(), serde_json::from_str(raw.get())?);
@@ -101,6 +106,11 @@ mod tests {
             panic!("an event")
         };
         assert_eq!(event["properties"]["revenue"], 5);
+        let exposure = br#"{"type":"track","event":"Experiment Viewed","userId":"u","properties":{"sticky_buckets":[]}}"#;
+        let LogRecord::Event(event) = decode(exposure, false).unwrap() else {
+            panic!("an event")
+        };
+        assert_eq!(event["properties"]["sticky_buckets"], serde_json::json!([]));
 
         let control = br#"{"type":"atrium.erase","profile_id":"p","identifier_hashes":[],"requested_at":"x","suppress":true}"#;
         assert!(matches!(

@@ -64,19 +64,25 @@ pub struct Config {
     pub experiments: ExperimentSettings,
 }
 
-/// `[experiments]`: how often running bandits get new weights.
+/// `[experiments]`: bandit schedule and server-side sticky bucketing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExperimentSettings {
     /// Seconds between bandit weight updates (`ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS`);
     /// 0 turns the schedule off (updates can still be asked for over the API).
     pub bandit_period_seconds: u64,
+    /// Server-side evaluation (`/api/eval`, OFREP) keeps each user's variation in the
+    /// `sticky_buckets` table, so weight changes only move new users
+    /// (`ATRIUM_EXPERIMENTS_STICKY_BUCKETING`). Experiments can opt out one by one with
+    /// `disable_sticky_bucketing`.
+    pub sticky_bucketing: bool,
 }
 
 impl Default for ExperimentSettings {
     fn default() -> Self {
         ExperimentSettings {
             bandit_period_seconds: 3_600,
+            sticky_bucketing: true,
         }
     }
 }
@@ -225,6 +231,11 @@ impl Config {
                     "ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS",
                     format!("{error}"),
                 )
+            })?;
+        }
+        if let Some(enabled) = get("ATRIUM_EXPERIMENTS_STICKY_BUCKETING") {
+            self.experiments.sticky_bucketing = enabled.parse().map_err(|error| {
+                invalid("ATRIUM_EXPERIMENTS_STICKY_BUCKETING", format!("{error}"))
             })?;
         }
         if let Some(rows) = get("ATRIUM_WAREHOUSE_FLUSH_ROWS") {

@@ -3,9 +3,14 @@
 //! `experiment_id`, `variation_id`), appended through the collection path (normalization,
 //! suppression of erased identities, `messageId` dedup) from the `experiments` source.
 //!
-//! The `messageId` is derived from experiment, variation and the hashed attribute, so repeated
-//! evaluations of the same user within the dedup window store one exposure; results dedupe per
-//! unit on the first exposure anyway.
+//! The `messageId` is derived from experiment, bucket version, variation and the hashed
+//! attribute, so repeated evaluations of the same user within the dedup window store one
+//! exposure; results dedupe per unit on the first exposure anyway.
+//!
+//! Sticky bucketing: when an evaluation assigned a user a new sticky bucket, the exposure of that
+//! experiment carries the assignment in `properties.sticky_buckets`, and the pipeline derives the
+//! `sticky_buckets` table from it (only for events of this source). The assignment is therefore
+//! durable once the exposure is, rebuilt by replay, and erased with the profile.
 //!
 //! Who the event is about: `userId` from the `userId`/`user_id` attribute (profile-based
 //! evaluation fills it from the profile), else the hashed value when the hash attribute is
@@ -15,7 +20,7 @@
 
 use std::sync::Arc;
 
-use atrium_experiments::TrackingCall;
+use atrium_experiments::{StickyAssignmentsDocument, TrackingCall, sticky_bucket_experiment_key};
 use atrium_types::{Channel, SourceConfig};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -43,22 +48,52 @@ fn first_attribute(attributes: &Map<String, Value>, names: &[&str]) -> Option<St
 /// The deterministic `messageId` of one exposure.
 pub fn exposure_message_id(
     experiment: &str,
+    bucket_version: i64,
     variation: &str,
     hash_attribute: &str,
     hash_value: &str,
 ) -> String {
     let mut hasher = Sha256::new();
-    for part in [experiment, variation, hash_attribute, hash_value] {
+    let bucket_version = bucket_version.to_string();
+    for part in [
+        experiment,
+        &bucket_version,
+        variation,
+        hash_attribute,
+        hash_value,
+    ] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
     format!("exp-{}", &hex::encode(hasher.finalize())[..40])
 }
 
+/// The sticky bucket assignments of `changed` documents that this exposure made, in the shape
+/// the pipeline reads from `properties.sticky_buckets`.
+fn sticky_assignments_of(call: &TrackingCall, changed: &[StickyAssignmentsDocument]) -> Vec<Value> {
+    let key = sticky_bucket_experiment_key(
+        &call.experiment.key,
+        call.experiment.bucket_version.unwrap_or(0),
+    );
+    changed
+        .iter()
+        .filter(|doc| doc.assignments.get(&key) == Some(&call.result.key))
+        .map(|doc| {
+            json!({
+                "attributeName": doc.attribute_name,
+                "attributeValue": doc.attribute_value,
+                "assignments": {key.as_str(): call.result.key},
+            })
+        })
+        .collect()
+}
+
 /// The `Experiment Viewed` event of one tracking call, or `None` when the user has no id.
+/// `sticky` are the sticky bucket documents the evaluation changed.
 pub fn exposure_event(
     call: &TrackingCall,
     attributes: &Map<String, Value>,
+    sticky: &[StickyAssignmentsDocument],
     via: &str,
 ) -> Option<Value> {
     let result = &call.result;
@@ -88,10 +123,15 @@ pub fn exposure_event(
     if let Some(feature) = &result.feature_id {
         properties["feature_id"] = json!(feature);
     }
+    let sticky_buckets = sticky_assignments_of(call, sticky);
+    if !sticky_buckets.is_empty() {
+        properties["sticky_buckets"] = Value::Array(sticky_buckets);
+    }
+    let bucket_version = call.experiment.bucket_version.unwrap_or(0);
     let mut event = json!({
         "type": "track",
         "event": atrium_results::EXPOSURE_EVENT,
-        "messageId": exposure_message_id(&call.experiment.key, &result.key, hash_attribute, &hash_value),
+        "messageId": exposure_message_id(&call.experiment.key, bucket_version, &result.key, hash_attribute, &hash_value),
         "properties": properties,
         "context": {"library": {"name": "atrium-server", "version": env!("CARGO_PKG_VERSION")}},
     });
@@ -110,6 +150,7 @@ pub async fn log_exposures(
     state: &Arc<AppState>,
     calls: Vec<TrackingCall>,
     attributes: &Map<String, Value>,
+    sticky: &[StickyAssignmentsDocument],
     via: &str,
 ) {
     if calls.is_empty() {
@@ -117,13 +158,13 @@ pub async fn log_exposures(
     }
     let events: Vec<Value> = calls
         .iter()
-        .filter_map(|call| exposure_event(call, attributes, via))
+        .filter_map(|call| exposure_event(call, attributes, sticky, via))
         .collect();
     if events.is_empty() {
         return;
     }
     let source = SourceConfig {
-        name: "experiments".into(),
+        name: atrium_pipeline::EXPERIMENTS_SOURCE.into(),
         channel: Channel::Server,
     };
     let received_at_ms = state.clock.now_ms();

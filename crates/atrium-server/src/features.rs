@@ -7,14 +7,23 @@
 //! evaluation merges the profile's traits under the request's attributes, so a user gets the
 //! same variant everywhere. Server-side evaluations log their exposures as `Experiment Viewed`
 //! events ([`crate::exposures`]).
+//!
+//! Sticky bucketing (`[experiments] sticky_bucketing`): before evaluating, the user's assignment
+//! documents for every hash and fallback attribute value are read from the `sticky_buckets`
+//! table; assignments the evaluation makes travel on the exposure events and reach the table
+//! through the pipeline. A user keeps their variation when weights, coverage or a bandit change,
+//! and moves only when the experiment's `bucket_version` is bumped (or is excluded when their
+//! bucket is older than `min_bucket_version`). Assignments become visible to the next
+//! evaluation once the pipeline applied the exposure (milliseconds).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use atrium_experiments::{
-    CompiledPayload, Context, FeatureDefinition, FeatureResult, FeatureSource, Payload,
-    SavedGroups, TrackingCall, eval_feature, evaluate_payload,
+    CompiledPayload, Context, FeatureDefinition, FeatureResult, FeatureSource,
+    InMemoryStickyBucketService, Payload, SavedGroups, StickyAssignmentsDocument,
+    StickyBucketService, TrackingCall, eval_feature, evaluate_payload,
 };
 use atrium_store::{ReadTables, StoreError};
 use atrium_types::DefinitionKind;
@@ -360,6 +369,46 @@ async fn merged_attributes(
     Ok((attributes, profile_id))
 }
 
+/// A server-side evaluation context for `attributes`, with the user's sticky bucket documents
+/// loaded from the store when sticky bucketing is on.
+async fn evaluation_context(
+    state: &Arc<AppState>,
+    served: &ServedPayload,
+    attributes: Map<String, Value>,
+) -> Result<Context, ApiError> {
+    let mut context = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
+    if !state.config.experiments.sticky_bucketing {
+        return Ok(context);
+    }
+    let wanted: Vec<(String, String)> = context
+        .sticky_bucket_attributes()
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+    let service = if wanted.is_empty() {
+        InMemoryStickyBucketService::new()
+    } else {
+        blocking(state, move |state| {
+            Ok(state.store.read(|tables| {
+                let mut service = InMemoryStickyBucketService::new();
+                for (name, value) in &wanted {
+                    if let Some(doc) = tables.sticky_bucket_doc(name, value)? {
+                        service.save_assignments(StickyAssignmentsDocument {
+                            attribute_name: doc.attribute_name,
+                            attribute_value: doc.attribute_value,
+                            assignments: doc.assignments,
+                        });
+                    }
+                }
+                Ok(service)
+            })?)
+        })
+        .await?
+    };
+    context.load_sticky_buckets(&service);
+    Ok(context)
+}
+
 /// Logs the exposures an evaluation recorded as `Experiment Viewed` events.
 async fn log_context_exposures(state: &Arc<AppState>, context: &mut Context, via: &str) {
     let calls = context.take_tracking_calls();
@@ -376,7 +425,8 @@ async fn log_exposures(
         return;
     }
     let attributes = context.attributes.as_object().cloned().unwrap_or_default();
-    crate::exposures::log_exposures(state, calls, &attributes, via).await;
+    let sticky = context.changed_sticky_bucket_docs();
+    crate::exposures::log_exposures(state, calls, &attributes, &sticky, via).await;
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -443,7 +493,7 @@ pub async fn remote_eval(
     };
     let served = current_payload(&state).await?;
     let (attributes, profile_id) = merged_attributes(&state, attributes, reference).await?;
-    let mut context = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
+    let mut context = evaluation_context(&state, &served, attributes).await?;
     context.url = url;
     context.forced_variations = forced_variations;
     context.forced_features = forced_features;
@@ -556,6 +606,12 @@ fn ofrep_context(bytes: &Bytes) -> Result<OfrepContext, (&'static str, String)> 
 }
 
 /// Whether evaluating `feature` hashes the user (experiments, partial rollouts, filters).
+/// Whether a known profile supplied the `id` a split flag hashes (a `context.profile` reference
+/// stands in for a targeting key).
+fn profile_has_id(attributes: &Map<String, Value>, profile_id: &Option<String>) -> bool {
+    profile_id.is_some() && attributes.get("id").is_some_and(|id| !id.is_null())
+}
+
 fn needs_targeting_key(feature: &FeatureDefinition) -> bool {
     feature.rules.iter().any(|rule| {
         rule.variations.is_some()
@@ -642,16 +698,22 @@ pub async fn ofrep_single(
             format!("no flag `{key}`"),
         ));
     };
-    if !context.has_targeting_key && needs_targeting_key(feature) {
+    let (attributes, profile_id) =
+        merged_attributes(&state, context.attributes, context.profile).await?;
+    if !context.has_targeting_key
+        && !profile_has_id(&attributes, &profile_id)
+        && needs_targeting_key(feature)
+    {
         return Ok(ofrep_error(
             StatusCode::BAD_REQUEST,
             Some(&key),
             "TARGETING_KEY_MISSING",
-            format!("flag `{key}` splits traffic: send `context.targetingKey`"),
+            format!(
+                "flag `{key}` splits traffic: send `context.targetingKey` or `context.profile`"
+            ),
         ));
     }
-    let (attributes, _) = merged_attributes(&state, context.attributes, context.profile).await?;
-    let mut evaluation = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
+    let mut evaluation = evaluation_context(&state, &served, attributes).await?;
     let result = eval_feature(&mut evaluation, &key);
     log_context_exposures(&state, &mut evaluation, "ofrep").await;
     Ok(Json(ofrep_success(&key, feature, &result)).into_response())
@@ -671,16 +733,19 @@ pub async fn ofrep_bulk(
         }
     };
     let served = current_payload(&state).await?;
-    let has_targeting_key = context.has_targeting_key;
-    let (attributes, _) = merged_attributes(&state, context.attributes, context.profile).await?;
-    let mut evaluation = Context::with_compiled(served.compiled.clone(), Value::Object(attributes));
+    let (attributes, profile_id) =
+        merged_attributes(&state, context.attributes, context.profile).await?;
+    let has_targeting_key = context.has_targeting_key || profile_has_id(&attributes, &profile_id);
+    let mut evaluation = evaluation_context(&state, &served, attributes).await?;
     let mut flags = Vec::with_capacity(served.payload.features.len());
     for (key, feature) in &served.payload.features {
         if !has_targeting_key && needs_targeting_key(feature) {
             flags.push(json!({
                 "key": key,
                 "errorCode": "TARGETING_KEY_MISSING",
-                "errorDetails": format!("flag `{key}` splits traffic: send `context.targetingKey`"),
+                "errorDetails": format!(
+                    "flag `{key}` splits traffic: send `context.targetingKey` or `context.profile`"
+                ),
             }));
             continue;
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// PUTs a definition, asserts 202, and waits until the pipeline applied it.
-async fn put_applied(server: &TestServer, path: &str, body: &Value) -> Value {
+pub(crate) async fn put_applied(server: &TestServer, path: &str, body: &Value) -> Value {
     let (status, written) = server.admin_put(path, body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{path}: {written}");
     server

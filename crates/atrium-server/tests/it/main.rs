@@ -12,3 +12,4 @@ mod recs;
 mod results;
 mod segments;
 mod sql;
+mod sticky;
