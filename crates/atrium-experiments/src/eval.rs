@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
@@ -48,8 +48,15 @@ pub struct Context {
     /// bucketing (and the `fallbackAttribute` of experiments).
     pub sticky_bucket_assignment_docs: Option<BTreeMap<String, StickyAssignmentsDocument>>,
     changed_sticky_docs: BTreeSet<String>,
-    tracked_experiments: HashSet<String>,
-    tracking_calls: Vec<TrackingCall>,
+    /// Deduplication keys of the exposures recorded so far (kept across `take_*`).
+    tracked_experiments: HashSet<String, foldhash::fast::RandomState>,
+    /// Reused buffer for building a deduplication key.
+    dedupe_key: String,
+    /// Exposures recorded and not yet taken; the experiments are shared, not copied.
+    exposures: Vec<Exposure>,
+    /// `exposures` as owned [`TrackingCall`]s, built on demand by [`Context::tracking_calls`]
+    /// and reset whenever `exposures` changes.
+    tracking_calls_view: OnceLock<Vec<TrackingCall>>,
     /// Reused between evaluations: indexes of the features being evaluated (cycle detection).
     feature_stack: Vec<usize>,
 }
@@ -79,8 +86,10 @@ impl Context {
             forced_features: BTreeMap::new(),
             sticky_bucket_assignment_docs: None,
             changed_sticky_docs: BTreeSet::new(),
-            tracked_experiments: HashSet::new(),
-            tracking_calls: Vec::new(),
+            tracked_experiments: HashSet::default(),
+            dedupe_key: String::new(),
+            exposures: Vec::new(),
+            tracking_calls_view: OnceLock::new(),
             feature_stack: Vec::new(),
         }
     }
@@ -90,14 +99,42 @@ impl Context {
         &self.compiled.payload
     }
 
-    /// Exposures recorded so far (each unique experiment/variation/user once).
+    /// Exposures recorded so far (each unique experiment/variation/user once), as owned
+    /// [`TrackingCall`]s (built from [`Context::exposures`] on first use).
     pub fn tracking_calls(&self) -> &[TrackingCall] {
-        &self.tracking_calls
+        self.tracking_calls_view.get_or_init(|| {
+            self.exposures
+                .iter()
+                .cloned()
+                .map(Exposure::into_tracking_call)
+                .collect()
+        })
     }
 
-    /// Takes the recorded exposures, leaving the deduplication memory in place.
+    /// Takes the recorded exposures as owned [`TrackingCall`]s, leaving the deduplication
+    /// memory in place.
     pub fn take_tracking_calls(&mut self) -> Vec<TrackingCall> {
-        std::mem::take(&mut self.tracking_calls)
+        let exposures = std::mem::take(&mut self.exposures);
+        match self.tracking_calls_view.take() {
+            Some(calls) => calls,
+            None => exposures
+                .into_iter()
+                .map(Exposure::into_tracking_call)
+                .collect(),
+        }
+    }
+
+    /// Exposures recorded so far, sharing each experiment with the payload instead of copying
+    /// it (the same exposures as [`Context::tracking_calls`]).
+    pub fn exposures(&self) -> &[Exposure] {
+        &self.exposures
+    }
+
+    /// Takes the recorded exposures without copying experiments, leaving the deduplication
+    /// memory in place.
+    pub fn take_exposures(&mut self) -> Vec<Exposure> {
+        self.tracking_calls_view.take();
+        std::mem::take(&mut self.exposures)
     }
 
     /// The `attribute name → value` pairs whose sticky bucket documents evaluation may read:
@@ -211,20 +248,28 @@ impl Context {
         self.sticky_bucket_assignment_docs.is_some() && disable_sticky_bucketing != Some(true)
     }
 
-    fn track(&mut self, experiment: &Experiment, result: &ExperimentResult) {
-        let dedupe_key = format!(
-            "{}{}{}{}",
-            result.hash_attribute,
-            js::to_string(&result.hash_value),
-            experiment.key,
-            result.variation_id
-        );
-        if self.tracked_experiments.insert(dedupe_key) {
-            self.tracking_calls.push(TrackingCall {
-                experiment: experiment.clone(),
-                result: result.clone(),
-            });
+    /// Records an exposure unless the same one (hash attribute and value, experiment,
+    /// variation) was recorded before.
+    fn track(&mut self, experiment: &Arc<Experiment>, result: &Arc<ExperimentResult>) {
+        use std::fmt::Write as _;
+        let key = &mut self.dedupe_key;
+        key.clear();
+        key.push_str(&result.hash_attribute);
+        match &result.hash_value {
+            Value::String(text) => key.push_str(text),
+            other => key.push_str(&js::to_string(other)),
         }
+        key.push_str(&experiment.key);
+        let _ = write!(key, "{}", result.variation_id);
+        if self.tracked_experiments.contains(key.as_str()) {
+            return;
+        }
+        self.tracked_experiments.insert(key.clone());
+        self.tracking_calls_view.take();
+        self.exposures.push(Exposure {
+            experiment: Arc::clone(experiment),
+            result: Arc::clone(result),
+        });
     }
 }
 
@@ -268,6 +313,24 @@ impl<'de> Deserialize<'de> for Context {
     }
 }
 
+/// An exposure to report, as recorded by evaluation: the experiment is shared with the
+/// compiled payload (an `Arc`, not a copy). [`TrackingCall`] is the owned form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposure {
+    pub experiment: Arc<Experiment>,
+    pub result: Arc<ExperimentResult>,
+}
+
+impl Exposure {
+    /// The owned form (copies the experiment unless this was its last reference).
+    pub fn into_tracking_call(self) -> TrackingCall {
+        TrackingCall {
+            experiment: Arc::unwrap_or_clone(self.experiment),
+            result: Arc::unwrap_or_clone(self.result),
+        }
+    }
+}
+
 fn non_empty(text: Option<&str>) -> Option<&str> {
     text.filter(|text| !text.is_empty())
 }
@@ -280,17 +343,58 @@ fn sticky_string(value: &Value) -> String {
     }
 }
 
-fn feature_result(value: Value, source: FeatureSource, rule_id: Option<&str>) -> FeatureResult {
-    let on = js::truthy(&value);
-    FeatureResult {
-        value,
-        on,
-        off: !on,
-        source,
-        rule_id: rule_id.unwrap_or_default().to_owned(),
-        experiment: None,
-        experiment_result: None,
+static NULL: Value = Value::Null;
+
+/// The outcome of evaluating a feature ([`CompiledPayload::evaluate`]), sharing what comes
+/// from the payload instead of copying it: the value is borrowed from the definitions (owned
+/// only for a forced feature of the context), the experiment and its result are shared with the
+/// recorded exposure. [`FeatureResult`] is the owned form ([`Evaluation::into_feature_result`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'p> {
+    pub value: Cow<'p, Value>,
+    pub on: bool,
+    pub off: bool,
+    pub source: FeatureSource,
+    /// The rule's id, or `""`.
+    pub rule_id: &'p str,
+    pub experiment: Option<Arc<Experiment>>,
+    pub experiment_result: Option<Arc<ExperimentResult>>,
+}
+
+impl Evaluation<'_> {
+    fn new<'p>(
+        value: Cow<'p, Value>,
+        source: FeatureSource,
+        rule_id: Option<&'p str>,
+    ) -> Evaluation<'p> {
+        let on = js::truthy(&value);
+        Evaluation {
+            value,
+            on,
+            off: !on,
+            source,
+            rule_id: rule_id.unwrap_or_default(),
+            experiment: None,
+            experiment_result: None,
+        }
     }
+
+    /// The owned form (what [`eval_feature`] returns).
+    pub fn into_feature_result(self) -> FeatureResult {
+        FeatureResult {
+            value: self.value.into_owned(),
+            on: self.on,
+            off: self.off,
+            source: self.source,
+            rule_id: self.rule_id.to_owned(),
+            experiment: self.experiment.map(Arc::unwrap_or_clone),
+            experiment_result: self.experiment_result.map(Arc::unwrap_or_clone),
+        }
+    }
+}
+
+fn null_result<'p>(source: FeatureSource) -> Evaluation<'p> {
+    Evaluation::new(Cow::Borrowed(&NULL), source, None)
 }
 
 /// A payload prepared for evaluation once, then shared by every user's [`Context`]: targeting
@@ -302,7 +406,7 @@ pub struct CompiledPayload {
     feature_index: HashMap<String, usize, foldhash::fast::RandomState>,
     features: Vec<CompiledFeature>,
     /// Aligned with `payload.experiments`.
-    auto_experiments: Vec<ExperimentPlan>,
+    auto_experiments: Vec<(Arc<Experiment>, ExperimentPlan)>,
     /// Leaf conditions of each contextual bandit, aligned with its `contexts` (`None`: no
     /// condition, the leaf always matches).
     bandit_leaves: BTreeMap<String, Vec<Option<CompiledCondition>>>,
@@ -320,7 +424,9 @@ struct CompiledRule {
     condition: Option<CompiledCondition>,
     parents: Vec<CompiledParent>,
     /// For experiment rules: the experiment the rule describes.
-    experiment: Option<(Experiment, ExperimentPlan)>,
+    experiment: Option<(Arc<Experiment>, ExperimentPlan)>,
+    /// The rule's `tracks` (exposures of remotely evaluated experiments).
+    tracks: Vec<Exposure>,
 }
 
 /// A prerequisite with its condition compiled against `{"value": <parent value>}`.
@@ -405,8 +511,17 @@ impl CompiledPayload {
                     let experiment = variations.map(|variations| {
                         let experiment = experiment_from_rule(rule, key, variations);
                         let plan = ExperimentPlan::new(&experiment, saved_groups);
-                        (experiment, plan)
+                        (Arc::new(experiment), plan)
                     });
+                    let tracks = rule
+                        .tracks
+                        .iter()
+                        .flatten()
+                        .map(|track| Exposure {
+                            experiment: Arc::new(track.experiment.clone()),
+                            result: Arc::new(track.result.clone()),
+                        })
+                        .collect();
                     CompiledRule {
                         condition: rule
                             .condition
@@ -414,6 +529,7 @@ impl CompiledPayload {
                             .map(|condition| CompiledCondition::compile(condition, saved_groups)),
                         parents: compile_parents(rule.parent_conditions.as_deref(), saved_groups),
                         experiment,
+                        tracks,
                         rule: rule.clone(),
                     }
                 })
@@ -427,7 +543,12 @@ impl CompiledPayload {
         let auto_experiments = payload
             .experiments
             .iter()
-            .map(|experiment| ExperimentPlan::new(experiment, saved_groups))
+            .map(|experiment| {
+                (
+                    Arc::new(experiment.clone()),
+                    ExperimentPlan::new(experiment, saved_groups),
+                )
+            })
             .collect();
         let bandit_leaves = payload
             .contextual_bandits
@@ -456,31 +577,42 @@ impl CompiledPayload {
     pub fn payload(&self) -> &Arc<Payload> {
         &self.payload
     }
+
+    /// Evaluates feature `key` of this payload for the user in `ctx` (normally a context
+    /// created over this payload: the definitions come from `self`, the user's attributes,
+    /// overrides and bookkeeping from `ctx`). Same semantics as [`eval_feature`], without
+    /// copying definitions into the result.
+    pub fn evaluate<'p>(&'p self, ctx: &mut Context, key: &str) -> Evaluation<'p> {
+        let mut stack = std::mem::take(&mut ctx.feature_stack);
+        stack.clear();
+        let result = eval_feature_in_stack(self, ctx, key, &mut stack);
+        ctx.feature_stack = stack;
+        result
+    }
 }
 
 /// Evaluates feature `key` for the user in `ctx`.
 pub fn eval_feature(ctx: &mut Context, key: &str) -> FeatureResult {
-    let mut stack = std::mem::take(&mut ctx.feature_stack);
-    stack.clear();
-    let result = eval_feature_in_stack(ctx, key, &mut stack);
-    ctx.feature_stack = stack;
-    result
+    let compiled = Arc::clone(&ctx.compiled);
+    compiled.evaluate(ctx, key).into_feature_result()
 }
 
 /// Runs an experiment directly (not through a feature) for the user in `ctx`.
 pub fn run_experiment(ctx: &mut Context, experiment: &Experiment) -> ExperimentResult {
     let plan = ExperimentPlan::new(experiment, &ctx.payload().saved_groups);
-    run_planned(ctx, experiment, &plan)
+    let compiled = Arc::clone(&ctx.compiled);
+    run_planned(&compiled, ctx, &Arc::new(experiment.clone()), &plan)
 }
 
 fn run_planned(
+    compiled: &CompiledPayload,
     ctx: &mut Context,
-    experiment: &Experiment,
+    experiment: &Arc<Experiment>,
     plan: &ExperimentPlan,
 ) -> ExperimentResult {
     let mut stack = Vec::new();
-    match run(ctx, experiment, plan, None, &mut stack, None) {
-        Ran::Assigned(result) => result,
+    match run(compiled, ctx, experiment, plan, None, &mut stack, None) {
+        Ran::Assigned(result, _) => Arc::unwrap_or_clone(result),
         Ran::NotAssigned(spec) => experiment_result(ctx, experiment, None, spec),
     }
 }
@@ -501,12 +633,7 @@ pub struct RedirectDecision {
 /// user is assigned to (skipping redirects whose target would itself be targeted, a loop).
 pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
     let compiled = Arc::clone(&ctx.compiled);
-    for (experiment, plan) in compiled
-        .payload
-        .experiments
-        .iter()
-        .zip(&compiled.auto_experiments)
-    {
+    for (experiment, plan) in &compiled.auto_experiments {
         let Some(patterns) = &experiment.url_patterns else {
             continue;
         };
@@ -516,7 +643,7 @@ pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
         if !is_redirect {
             continue;
         }
-        let result = run_planned(ctx, experiment, plan);
+        let result = run_planned(&compiled, ctx, experiment, plan);
         if !result.in_experiment {
             continue;
         }
@@ -544,22 +671,26 @@ pub fn get_redirect(ctx: &mut Context) -> Option<RedirectDecision> {
     None
 }
 
-fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) -> FeatureResult {
-    let compiled = Arc::clone(&ctx.compiled);
+fn eval_feature_in_stack<'p>(
+    compiled: &'p CompiledPayload,
+    ctx: &mut Context,
+    id: &str,
+    stack: &mut Vec<usize>,
+) -> Evaluation<'p> {
     // Only features with rules can recurse, so the stack holds indexes of known features.
     let index = compiled.feature_index.get(id).copied();
     if let Some(index) = index {
         if stack.contains(&index) {
-            return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+            return null_result(FeatureSource::CyclicPrerequisite);
         }
         stack.push(index);
     }
 
     if let Some(forced) = ctx.forced_features.get(id) {
-        return feature_result(forced.clone(), FeatureSource::Override, None);
+        return Evaluation::new(Cow::Owned(forced.clone()), FeatureSource::Override, None);
     }
     let Some(index) = index else {
-        return feature_result(Value::Null, FeatureSource::UnknownFeature, None);
+        return null_result(FeatureSource::UnknownFeature);
     };
     let feature = &compiled.features[index];
 
@@ -568,14 +699,14 @@ fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) ->
         let rule = &compiled_rule.rule;
         for parent in &compiled_rule.parents {
             stack.truncate(depth_before_rules);
-            match check_parent(ctx, parent, stack) {
+            match check_parent(compiled, ctx, parent, stack) {
                 ParentOutcome::Passed => {}
                 ParentOutcome::Cyclic => {
-                    return feature_result(Value::Null, FeatureSource::CyclicPrerequisite, None);
+                    return null_result(FeatureSource::CyclicPrerequisite);
                 }
                 ParentOutcome::Failed => {
                     if parent.gate {
-                        return feature_result(Value::Null, FeatureSource::Prerequisite, None);
+                        return null_result(FeatureSource::Prerequisite);
                     }
                     continue 'rules;
                 }
@@ -595,13 +726,11 @@ fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) ->
             if !is_included_in_rollout(ctx, rule, id) {
                 continue;
             }
-            if let Some(tracks) = &rule.tracks {
-                for track in tracks {
-                    ctx.track(&track.experiment, &track.result);
-                }
+            for track in &compiled_rule.tracks {
+                ctx.track(&track.experiment, &track.result);
             }
-            return feature_result(
-                forced_value.clone(),
+            return Evaluation::new(
+                Cow::Borrowed(forced_value),
                 FeatureSource::Force,
                 rule.id.as_deref(),
             );
@@ -610,20 +739,27 @@ fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) ->
             continue;
         };
         let mut bandit_experiment = None;
-        let bandit = select_bandit_leaf(ctx, rule, rule_experiment, &mut bandit_experiment);
+        let bandit =
+            select_bandit_leaf(compiled, ctx, rule, rule_experiment, &mut bandit_experiment);
         let experiment = bandit_experiment.as_ref().unwrap_or(rule_experiment);
-        let result = match run(ctx, experiment, plan, Some(id), stack, bandit) {
-            Ran::Assigned(result) => result,
-            Ran::NotAssigned(spec) if spec.is_in_experiment(experiment) => {
-                experiment_result(ctx, experiment, Some(id), spec)
-            }
-            Ran::NotAssigned(_) => continue,
-        };
+        let (result, experiment) =
+            match run(compiled, ctx, experiment, plan, Some(id), stack, bandit) {
+                // The experiment as tracked (with the bandit assignment, if any).
+                Ran::Assigned(result, tracked) => (result, tracked),
+                Ran::NotAssigned(spec) if spec.is_in_experiment(experiment) => (
+                    Arc::new(experiment_result(ctx, experiment, Some(id), spec)),
+                    Arc::clone(experiment),
+                ),
+                Ran::NotAssigned(_) => continue,
+            };
         if result.passthrough != Some(true) {
-            let mut experiment = experiment.clone();
-            attach_bandit(&mut experiment, &result);
-            let mut feature = feature_result(
-                result.value.clone(),
+            // Bandit leaves change weights only, so the value is the rule's variation.
+            let value = rule_experiment
+                .variations
+                .get(result.variation_id as usize)
+                .unwrap_or(&NULL);
+            let mut feature = Evaluation::new(
+                Cow::Borrowed(value),
                 FeatureSource::Experiment,
                 rule.id.as_deref(),
             );
@@ -632,8 +768,8 @@ fn eval_feature_in_stack(ctx: &mut Context, id: &str, stack: &mut Vec<usize>) ->
             return feature;
         }
     }
-    feature_result(
-        feature.default_value.clone(),
+    Evaluation::new(
+        Cow::Borrowed(&feature.default_value),
         FeatureSource::DefaultValue,
         None,
     )
@@ -646,15 +782,16 @@ enum ParentOutcome {
 }
 
 fn check_parent(
+    compiled: &CompiledPayload,
     ctx: &mut Context,
     parent: &CompiledParent,
     stack: &mut Vec<usize>,
 ) -> ParentOutcome {
-    let parent_result = eval_feature_in_stack(ctx, &parent.id, stack);
+    let parent_result = eval_feature_in_stack(compiled, ctx, &parent.id, stack);
     if parent_result.source == FeatureSource::CyclicPrerequisite {
         return ParentOutcome::Cyclic;
     }
-    let value_object = json!({ "value": parent_result.value });
+    let value_object = json!({ "value": parent_result.value.into_owned() });
     if parent.condition.matches(&value_object) {
         ParentOutcome::Passed
     } else {
@@ -700,14 +837,15 @@ struct BanditLeaf {
 /// match the rule's (marginal) weights stay and the leaf is `-1`. A dangling reference runs the
 /// rule as a plain experiment without bandit metadata.
 fn select_bandit_leaf(
+    compiled: &CompiledPayload,
     ctx: &Context,
     rule: &FeatureRule,
     rule_experiment: &Experiment,
-    bandit_experiment: &mut Option<Experiment>,
+    bandit_experiment: &mut Option<Arc<Experiment>>,
 ) -> Option<BanditLeaf> {
     let reference = rule.contextual_bandit_ref.as_deref()?;
-    let definition = ctx.payload().contextual_bandits.get(reference)?;
-    let leaf_conditions = ctx.compiled.bandit_leaves.get(reference)?;
+    let definition = compiled.payload.contextual_bandits.get(reference)?;
+    let leaf_conditions = compiled.bandit_leaves.get(reference)?;
     let matched = definition
         .contexts
         .iter()
@@ -720,7 +858,7 @@ fn select_bandit_leaf(
         Some((leaf, _)) => {
             let mut experiment = rule_experiment.clone();
             experiment.weights = Some(leaf.weights.clone());
-            *bandit_experiment = Some(experiment);
+            *bandit_experiment = Some(Arc::new(experiment));
             leaf.leaf_id
         }
         None => -1,
@@ -946,19 +1084,17 @@ fn experiment_result(
 
 /// What [`run`] decided: a user in the experiment (sticky bucket saved, exposure recorded),
 /// or the description of a result that was not assigned by hashing (excluded, or forced).
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned once per run and unpacked at once; boxing would allocate per evaluation"
-)]
 enum Ran {
-    Assigned(ExperimentResult),
+    /// The result and the experiment as tracked (with a bandit assignment attached).
+    Assigned(Arc<ExperimentResult>, Arc<Experiment>),
     NotAssigned(ResultSpec),
 }
 
 /// The experiment algorithm (steps numbered as in the GrowthBook spec).
 fn run(
+    compiled: &CompiledPayload,
     ctx: &mut Context,
-    experiment: &Experiment,
+    experiment: &Arc<Experiment>,
     plan: &ExperimentPlan,
     feature_id: Option<&str>,
     stack: &mut Vec<usize>,
@@ -1040,7 +1176,7 @@ fn run(
         let depth_before = stack.len();
         for parent in &plan.parents {
             stack.truncate(depth_before);
-            match check_parent(ctx, parent, stack) {
+            match check_parent(compiled, ctx, parent, stack) {
                 ParentOutcome::Passed => {}
                 ParentOutcome::Cyclic | ParentOutcome::Failed => return excluded(),
             }
@@ -1110,14 +1246,16 @@ fn run(
         );
     }
     // 14. Record the exposure.
-    if bandit.is_some() {
-        let mut tracked_experiment = experiment.clone();
+    let result = Arc::new(result);
+    let tracked = if bandit.is_some() {
+        let mut tracked_experiment = Experiment::clone(experiment);
         attach_bandit(&mut tracked_experiment, &result);
-        ctx.track(&tracked_experiment, &result);
+        Arc::new(tracked_experiment)
     } else {
-        ctx.track(experiment, &result);
-    }
-    Ran::Assigned(result)
+        Arc::clone(experiment)
+    };
+    ctx.track(&tracked, &result);
+    Ran::Assigned(result, tracked)
 }
 
 /// A payload evaluated for one user, as GrowthBook's remote evaluation serves it.
@@ -1140,8 +1278,8 @@ pub struct RemoteEvaluation {
 /// prerequisites included, even when an earlier feature already reported it (SDKs deduplicate).
 pub fn evaluate_payload(ctx: &mut Context) -> RemoteEvaluation {
     let compiled = Arc::clone(&ctx.compiled);
-    let mut tracking_calls: Vec<TrackingCall> = Vec::new();
-    let keep_call = |call: &TrackingCall, kept: &mut Vec<TrackingCall>| {
+    let mut kept: Vec<Exposure> = Vec::new();
+    let keep_call = |call: &Exposure, kept: &mut Vec<Exposure>| {
         if !kept.contains(call) {
             kept.push(call.clone());
         }
@@ -1149,25 +1287,25 @@ pub fn evaluate_payload(ctx: &mut Context) -> RemoteEvaluation {
     let mut features = FeatureMap::new();
     for key in compiled.payload.features.keys() {
         ctx.tracked_experiments.clear();
-        let result = eval_feature(ctx, key);
-        let calls = ctx.take_tracking_calls();
+        let result = compiled.evaluate(ctx, key);
+        let calls = ctx.take_exposures();
         let mut feature = FeatureDefinition {
-            default_value: result.value.clone(),
+            default_value: result.value.clone().into_owned(),
             rules: Vec::new(),
         };
         if !calls.is_empty() {
             for call in &calls {
-                keep_call(call, &mut tracking_calls);
+                keep_call(call, &mut kept);
             }
             let tracks = calls
                 .into_iter()
                 .map(|call| TrackingCall {
                     experiment: scrub_experiment(&call.experiment, call.result.variation_id),
-                    result: call.result,
+                    result: Arc::unwrap_or_clone(call.result),
                 })
                 .collect();
             feature.rules.push(FeatureRule {
-                force: Some(result.value),
+                force: Some(result.value.into_owned()),
                 tracks: Some(tracks),
                 ..FeatureRule::default()
             });
@@ -1175,24 +1313,19 @@ pub fn evaluate_payload(ctx: &mut Context) -> RemoteEvaluation {
         features.insert(key.clone(), feature);
     }
     let mut experiments = Vec::new();
-    for (experiment, plan) in compiled
-        .payload
-        .experiments
-        .iter()
-        .zip(&compiled.auto_experiments)
-    {
-        let result = run_planned(ctx, experiment, plan);
+    for (experiment, plan) in &compiled.auto_experiments {
+        let result = run_planned(&compiled, ctx, experiment, plan);
         if result.in_experiment {
             experiments.push(scrub_experiment(experiment, result.variation_id));
         }
     }
-    for call in ctx.take_tracking_calls() {
-        keep_call(&call, &mut tracking_calls);
+    for call in ctx.take_exposures() {
+        keep_call(&call, &mut kept);
     }
     RemoteEvaluation {
         features,
         experiments,
-        tracking_calls,
+        tracking_calls: kept.into_iter().map(Exposure::into_tracking_call).collect(),
     }
 }
 

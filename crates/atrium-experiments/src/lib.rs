@@ -62,8 +62,8 @@ pub use condition::{
 };
 pub use decrypt::{DecryptError, decrypt, encrypt};
 pub use eval::{
-    CompiledPayload, Context, RedirectDecision, RemoteEvaluation, eval_feature, evaluate_payload,
-    get_redirect, run_experiment,
+    CompiledPayload, Context, Evaluation, Exposure, RedirectDecision, RemoteEvaluation,
+    eval_feature, evaluate_payload, get_redirect, run_experiment,
 };
 pub use model::{
     ContextualBanditAssignment, ContextualBanditDefinition, ContextualBanditLeaf,

@@ -4,4 +4,5 @@ mod api;
 mod hashing;
 mod properties;
 mod suite;
+mod throughput;
 mod validation;
