@@ -15,6 +15,8 @@
 //! - [`compile_sql`]: the same membership as one SQL query over the warehouse at an explicit
 //!   time (the `seg_*` functions it calls are defined in [`sql_functions`]);
 //! - [`explain`]: each node's value and the facts behind it;
+//! - [`encode_profile_state`] / [`decode_profile_state`] (and the trait pair): the compact,
+//!   canonical binary form the pipeline stores;
 //! - [`ComputedTraitDefinition`] → [`validate_computed_trait`] → [`CompiledTrait`] with
 //!   [`CompiledTrait::on_event`] / [`CompiledTrait::on_timer`] and
 //!   [`CompiledTrait::compute_from_history`].
@@ -36,6 +38,7 @@
 //!
 //! See the `store` module for the per-node memory bound.
 
+pub mod codec;
 mod computed;
 mod condition;
 mod explain;
@@ -51,6 +54,9 @@ mod validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use codec::{
+    CodecError, decode_profile_state, decode_trait_state, encode_profile_state, encode_trait_state,
+};
 pub use computed::{CompiledTrait, TraitOutcome, TraitState};
 pub use condition::{lookup, lookup_trait};
 pub use explain::{ExplainNode, explain};

@@ -1,5 +1,6 @@
 //! Integration tests for `atrium-segments` (one binary, several modules).
 
+mod codec;
 mod computed;
 mod properties;
 mod realtime;

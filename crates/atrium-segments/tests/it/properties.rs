@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use atrium_segments::{
-    Catalog, CompiledTrait, EventView, ProfileFacts, ProfileState, evaluate_from_history, on_event,
+    Catalog, CompiledTrait, EventView, ProfileFacts, ProfileState, decode_profile_state,
+    decode_trait_state, encode_profile_state, encode_trait_state, evaluate_from_history, on_event,
     on_profile, on_timer, validate_computed_trait,
 };
 use proptest::prelude::*;
@@ -310,6 +311,16 @@ fn check_segment(
                     .map_err(|error| TestCaseError::fail(error.to_string()))?;
                 state = serde_json::from_str(&stored)
                     .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                // And the binary form the pipeline stores: exact and canonical.
+                let mut bytes = Vec::new();
+                encode_profile_state(&state, &mut bytes);
+                let decoded = decode_profile_state(&bytes, "profile-1")
+                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                prop_assert_eq!(&decoded, &state);
+                let mut again = Vec::new();
+                encode_profile_state(&decoded, &mut again);
+                prop_assert_eq!(&again, &bytes);
+                state = decoded;
             }
             None => prop_assert_eq!(
                 state.member,
@@ -431,6 +442,16 @@ fn check_trait(
                     at
                 );
                 timer = outcome.next_timer_ms;
+                // The binary form the pipeline stores: exact and canonical.
+                let mut bytes = Vec::new();
+                encode_trait_state(&state, &mut bytes);
+                let decoded = decode_trait_state(&bytes)
+                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                prop_assert_eq!(&decoded, &state);
+                let mut again = Vec::new();
+                encode_trait_state(&decoded, &mut again);
+                prop_assert_eq!(&again, &bytes);
+                state = decoded;
             }
             None => prop_assert_eq!(
                 &state.value,

@@ -1,0 +1,687 @@
+//! A compact binary encoding of the per-profile evaluation states ([`ProfileState`],
+//! [`TraitState`]) for storage.
+//!
+//! The encoding is canonical: `encode(decode(bytes)) == bytes` for every output of the encoder,
+//! and `decode(encode(state)) == state`. The pipeline relies on both: states an event does not
+//! touch are copied back verbatim, and replay must reproduce the stored bytes exactly.
+//!
+//! Layout: integers are LEB128 varints (signed ones zigzag-encoded), `f64` are their 8 IEEE
+//! bytes, strings are a length and UTF-8 bytes. Sorted time lists are delta-encoded. A
+//! [`ProfileState`]'s `profile_id` is not encoded: it is the row's key, passed to
+//! [`decode_profile_state`].
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+
+use crate::TraitState;
+use crate::incremental::{
+    Extreme, Keyed, NodeState, NotFollowedByState, ProfileState, SequenceState,
+};
+use crate::store::{Entry, Store, Summary};
+
+/// Bytes that are not an encoded state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed segment state bytes at byte {position}: {what}")]
+pub struct CodecError {
+    pub position: usize,
+    pub what: &'static str,
+}
+
+/// Appends primitives to a buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    pub bytes: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(bytes: Vec<u8>) -> Writer {
+        Writer { bytes }
+    }
+
+    pub fn u8(&mut self, value: u8) {
+        self.bytes.push(value);
+    }
+
+    pub fn u64(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.bytes.push(value as u8);
+    }
+
+    pub fn i64(&mut self, value: i64) {
+        self.u64(((value << 1) ^ (value >> 63)) as u64);
+    }
+
+    pub fn f64(&mut self, value: f64) {
+        self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+
+    pub fn bool(&mut self, value: bool) {
+        self.bytes.push(u8::from(value));
+    }
+
+    pub fn str(&mut self, value: &str) {
+        self.u64(value.len() as u64);
+        self.bytes.extend_from_slice(value.as_bytes());
+    }
+
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    pub fn opt_i64(&mut self, value: Option<i64>) {
+        match value {
+            None => self.u8(0),
+            Some(value) => {
+                self.u8(1);
+                self.i64(value);
+            }
+        }
+    }
+
+    pub fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.u8(0),
+            Value::Bool(false) => self.u8(1),
+            Value::Bool(true) => self.u8(2),
+            Value::Number(number) => {
+                if let Some(positive) = number.as_u64() {
+                    self.u8(3);
+                    self.u64(positive);
+                } else if let Some(negative) = number.as_i64() {
+                    self.u8(4);
+                    self.i64(negative);
+                } else {
+                    self.u8(5);
+                    self.f64(number.as_f64().unwrap_or(0.0));
+                }
+            }
+            Value::String(text) => {
+                self.u8(6);
+                self.str(text);
+            }
+            Value::Array(items) => {
+                self.u8(7);
+                self.u64(items.len() as u64);
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Object(members) => {
+                self.u8(8);
+                self.u64(members.len() as u64);
+                for (key, member) in members {
+                    self.str(key);
+                    self.value(member);
+                }
+            }
+        }
+    }
+}
+
+/// Reads primitives from a slice.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, position: 0 }
+    }
+
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.position >= self.bytes.len()
+    }
+
+    pub fn error(&self, what: &'static str) -> CodecError {
+        CodecError {
+            position: self.position,
+            what,
+        }
+    }
+
+    pub fn u8(&mut self) -> Result<u8, CodecError> {
+        let byte = *self
+            .bytes
+            .get(self.position)
+            .ok_or_else(|| self.error("unexpected end"))?;
+        self.position += 1;
+        Ok(byte)
+    }
+
+    pub fn u64(&mut self) -> Result<u64, CodecError> {
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = self.u8()?;
+            if shift == 63 && byte > 1 {
+                return Err(self.error("varint overflows"));
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                if byte == 0 && shift > 0 {
+                    return Err(self.error("varint is not minimal"));
+                }
+                return Ok(value);
+            }
+            shift += 7;
+        }
+    }
+
+    pub fn i64(&mut self) -> Result<i64, CodecError> {
+        let raw = self.u64()?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    pub fn f64(&mut self) -> Result<f64, CodecError> {
+        let bytes = self.take(8)?;
+        let mut array = [0u8; 8];
+        array.copy_from_slice(bytes);
+        Ok(f64::from_bits(u64::from_le_bytes(array)))
+    }
+
+    pub fn bool(&mut self) -> Result<bool, CodecError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.error("bad boolean")),
+        }
+    }
+
+    pub fn take(&mut self, length: usize) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .position
+            .checked_add(length)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| self.error("length past the end"))?;
+        let slice = &self.bytes[self.position..end];
+        self.position = end;
+        Ok(slice)
+    }
+
+    /// A length that cannot exceed the remaining bytes (each item takes at least one byte).
+    pub fn len(&mut self) -> Result<usize, CodecError> {
+        let length = self.u64()?;
+        if length > (self.bytes.len() - self.position) as u64 {
+            return Err(self.error("count past the end"));
+        }
+        Ok(length as usize)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, CodecError> {
+        let length = self.len()?;
+        let bytes = self.take(length)?;
+        std::str::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8"))
+    }
+
+    pub fn opt_i64(&mut self) -> Result<Option<i64>, CodecError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.i64()?)),
+            _ => Err(self.error("bad option tag")),
+        }
+    }
+
+    pub fn value(&mut self) -> Result<Value, CodecError> {
+        self.value_at_depth(0)
+    }
+
+    fn value_at_depth(&mut self, depth: usize) -> Result<Value, CodecError> {
+        if depth > 256 {
+            return Err(self.error("value nested too deeply"));
+        }
+        Ok(match self.u8()? {
+            0 => Value::Null,
+            1 => Value::Bool(false),
+            2 => Value::Bool(true),
+            3 => Value::Number(Number::from(self.u64()?)),
+            4 => {
+                let value = self.i64()?;
+                if value >= 0 {
+                    return Err(self.error("non-negative number tagged negative"));
+                }
+                Value::Number(Number::from(value))
+            }
+            5 => {
+                let value = self.f64()?;
+                Value::Number(Number::from_f64(value).ok_or_else(|| self.error("non-finite"))?)
+            }
+            6 => Value::String(self.str()?.to_owned()),
+            7 => {
+                let count = self.len()?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(self.value_at_depth(depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            8 => {
+                let count = self.len()?;
+                let mut members = Map::new();
+                for _ in 0..count {
+                    let key = self.str()?.to_owned();
+                    let member = self.value_at_depth(depth + 1)?;
+                    members.insert(key, member);
+                }
+                Value::Object(members)
+            }
+            _ => return Err(self.error("bad value tag")),
+        })
+    }
+}
+
+fn write_entries(writer: &mut Writer, entries: &[Entry]) {
+    writer.u64(entries.len() as u64);
+    let (mut time, mut seq) = (0i64, 0i64);
+    for entry in entries {
+        writer.i64(entry.time.wrapping_sub(time));
+        writer.i64((entry.seq as i64).wrapping_sub(seq));
+        writer.value(&entry.value);
+        time = entry.time;
+        seq = entry.seq as i64;
+    }
+}
+
+fn read_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, CodecError> {
+    let count = reader.len()?;
+    let mut entries = Vec::with_capacity(count);
+    let (mut time, mut seq) = (0i64, 0i64);
+    for _ in 0..count {
+        time = time.wrapping_add(reader.i64()?);
+        seq = seq.wrapping_add(reader.i64()?);
+        entries.push(Entry {
+            time,
+            seq: seq as u64,
+            value: reader.value()?,
+        });
+    }
+    Ok(entries)
+}
+
+fn write_entry(writer: &mut Writer, entry: &Entry) {
+    writer.i64(entry.time);
+    writer.u64(entry.seq);
+    writer.value(&entry.value);
+}
+
+fn read_entry(reader: &mut Reader<'_>) -> Result<Entry, CodecError> {
+    Ok(Entry {
+        time: reader.i64()?,
+        seq: reader.u64()?,
+        value: reader.value()?,
+    })
+}
+
+const HAS_MIN: u8 = 1;
+const HAS_MAX: u8 = 2;
+const HAS_MAX_TIME: u8 = 4;
+const HAS_FIRST: u8 = 8;
+const HAS_LAST: u8 = 16;
+const TRUNCATED: u8 = 32;
+
+fn write_summary(writer: &mut Writer, summary: &Summary) {
+    let mut flags = 0;
+    for (present, flag) in [
+        (summary.min.is_some(), HAS_MIN),
+        (summary.max.is_some(), HAS_MAX),
+        (summary.max_time.is_some(), HAS_MAX_TIME),
+        (summary.first.is_some(), HAS_FIRST),
+        (summary.last.is_some(), HAS_LAST),
+        (summary.truncated, TRUNCATED),
+    ] {
+        if present {
+            flags |= flag;
+        }
+    }
+    writer.u8(flags);
+    writer.u64(summary.count);
+    writer.u64(summary.numeric_count);
+    writer.f64(summary.sum);
+    if let Some(min) = summary.min {
+        writer.f64(min);
+    }
+    if let Some(max) = summary.max {
+        writer.f64(max);
+    }
+    if let Some(max_time) = summary.max_time {
+        writer.i64(max_time);
+    }
+    if let Some(first) = &summary.first {
+        write_entry(writer, first);
+    }
+    if let Some(last) = &summary.last {
+        write_entry(writer, last);
+    }
+    writer.u64(summary.counts.len() as u64);
+    for (key, count) in &summary.counts {
+        writer.str(key);
+        writer.u64(*count);
+    }
+}
+
+fn read_summary(reader: &mut Reader<'_>) -> Result<Summary, CodecError> {
+    let flags = reader.u8()?;
+    if flags & !(HAS_MIN | HAS_MAX | HAS_MAX_TIME | HAS_FIRST | HAS_LAST | TRUNCATED) != 0 {
+        return Err(reader.error("bad summary flags"));
+    }
+    let count = reader.u64()?;
+    let numeric_count = reader.u64()?;
+    let sum = reader.f64()?;
+    let min = if flags & HAS_MIN != 0 {
+        Some(reader.f64()?)
+    } else {
+        None
+    };
+    let max = if flags & HAS_MAX != 0 {
+        Some(reader.f64()?)
+    } else {
+        None
+    };
+    let max_time = if flags & HAS_MAX_TIME != 0 {
+        Some(reader.i64()?)
+    } else {
+        None
+    };
+    let first = if flags & HAS_FIRST != 0 {
+        Some(read_entry(reader)?)
+    } else {
+        None
+    };
+    let last = if flags & HAS_LAST != 0 {
+        Some(read_entry(reader)?)
+    } else {
+        None
+    };
+    let mut counts = BTreeMap::new();
+    let entries = reader.len()?;
+    let mut previous: Option<String> = None;
+    for _ in 0..entries {
+        let key = reader.str()?.to_owned();
+        if previous.as_ref().is_some_and(|previous| *previous >= key) {
+            return Err(reader.error("distinct values out of order"));
+        }
+        let count = reader.u64()?;
+        previous = Some(key.clone());
+        counts.insert(key, count);
+    }
+    Ok(Summary {
+        count,
+        numeric_count,
+        sum,
+        min,
+        max,
+        max_time,
+        first,
+        last,
+        counts,
+        truncated: flags & TRUNCATED != 0,
+    })
+}
+
+fn write_store(writer: &mut Writer, store: &Store) {
+    match store {
+        Store::Summary(summary) => {
+            writer.u8(0);
+            write_summary(writer, summary);
+        }
+        Store::Entries { entries, dropped } => {
+            writer.u8(1);
+            writer.u64(*dropped);
+            write_entries(writer, entries);
+        }
+    }
+}
+
+fn read_store(reader: &mut Reader<'_>) -> Result<Store, CodecError> {
+    match reader.u8()? {
+        0 => Ok(Store::Summary(Box::new(read_summary(reader)?))),
+        1 => {
+            let dropped = reader.u64()?;
+            let entries = read_entries(reader)?;
+            Ok(Store::Entries { entries, dropped })
+        }
+        _ => Err(reader.error("bad store tag")),
+    }
+}
+
+fn write_times(writer: &mut Writer, times: &[i64]) {
+    writer.u64(times.len() as u64);
+    let mut previous = 0i64;
+    for time in times {
+        writer.i64(time.wrapping_sub(previous));
+        previous = *time;
+    }
+}
+
+fn read_times(reader: &mut Reader<'_>) -> Result<Vec<i64>, CodecError> {
+    let count = reader.len()?;
+    let mut times = Vec::with_capacity(count);
+    let mut previous = 0i64;
+    for _ in 0..count {
+        previous = previous.wrapping_add(reader.i64()?);
+        times.push(previous);
+    }
+    Ok(times)
+}
+
+fn write_keyed(writer: &mut Writer, list: &[Keyed]) {
+    writer.u64(list.len() as u64);
+    let mut previous = 0i64;
+    for keyed in list {
+        writer.i64(keyed.time.wrapping_sub(previous));
+        previous = keyed.time;
+        match &keyed.key {
+            None => writer.u8(0),
+            Some(values) => {
+                writer.u8(1);
+                writer.u64(values.len() as u64);
+                for value in values {
+                    writer.value(value);
+                }
+            }
+        }
+    }
+}
+
+fn read_keyed(reader: &mut Reader<'_>) -> Result<Vec<Keyed>, CodecError> {
+    let count = reader.len()?;
+    let mut list = Vec::with_capacity(count);
+    let mut previous = 0i64;
+    for _ in 0..count {
+        previous = previous.wrapping_add(reader.i64()?);
+        let key = match reader.u8()? {
+            0 => None,
+            1 => {
+                let length = reader.len()?;
+                let mut values = Vec::with_capacity(length);
+                for _ in 0..length {
+                    values.push(reader.value()?);
+                }
+                Some(values)
+            }
+            _ => return Err(reader.error("bad key tag")),
+        };
+        list.push(Keyed {
+            time: previous,
+            key,
+        });
+    }
+    Ok(list)
+}
+
+fn write_node(writer: &mut Writer, node: &NodeState) {
+    match node {
+        NodeState::Stateless => writer.u8(0),
+        NodeState::Measure(store) => {
+            writer.u8(1);
+            write_store(writer, store);
+        }
+        NodeState::Extreme { held: None } => writer.u8(2),
+        NodeState::Extreme {
+            held: Some(extreme),
+        } => {
+            writer.u8(3);
+            writer.i64(extreme.time);
+            writer.u64(extreme.seq);
+            writer.bool(extreme.has);
+        }
+        NodeState::Sequence(sequence) => {
+            writer.u8(4);
+            writer.bool(sequence.done);
+            writer.u64(sequence.dropped);
+            writer.u64(sequence.steps.len() as u64);
+            for step in &sequence.steps {
+                write_times(writer, step);
+            }
+        }
+        NodeState::NotFollowedBy(pattern) => {
+            writer.u8(5);
+            writer.u64(pattern.dropped);
+            write_keyed(writer, &pattern.pending);
+            write_keyed(writer, &pattern.thens);
+        }
+        NodeState::Computed(store) => {
+            writer.u8(6);
+            write_store(writer, store);
+        }
+    }
+}
+
+fn read_node(reader: &mut Reader<'_>) -> Result<NodeState, CodecError> {
+    Ok(match reader.u8()? {
+        0 => NodeState::Stateless,
+        1 => NodeState::Measure(read_store(reader)?),
+        2 => NodeState::Extreme { held: None },
+        3 => NodeState::Extreme {
+            held: Some(Extreme {
+                time: reader.i64()?,
+                seq: reader.u64()?,
+                has: reader.bool()?,
+            }),
+        },
+        4 => {
+            let done = reader.bool()?;
+            let dropped = reader.u64()?;
+            let count = reader.len()?;
+            let mut steps = Vec::with_capacity(count);
+            for _ in 0..count {
+                steps.push(read_times(reader)?);
+            }
+            NodeState::Sequence(SequenceState {
+                done,
+                steps,
+                dropped,
+            })
+        }
+        5 => {
+            let dropped = reader.u64()?;
+            let pending = read_keyed(reader)?;
+            let thens = read_keyed(reader)?;
+            NodeState::NotFollowedBy(NotFollowedByState {
+                pending,
+                thens,
+                dropped,
+            })
+        }
+        6 => NodeState::Computed(read_store(reader)?),
+        _ => return Err(reader.error("bad node tag")),
+    })
+}
+
+/// Appends one segment's state (all but `profile_id`).
+pub fn encode_profile_state(state: &ProfileState, out: &mut Vec<u8>) {
+    let mut writer = Writer::new(std::mem::take(out));
+    writer.opt_i64(state.entry_ms);
+    writer.bool(state.member);
+    writer.i64(state.last_now_ms);
+    writer.u64(state.next_seq);
+    writer.u64(state.traits.len() as u64);
+    for (path, value) in &state.traits {
+        writer.str(path);
+        writer.value(value);
+    }
+    writer.u64(state.nodes.len() as u64);
+    for node in &state.nodes {
+        write_node(&mut writer, node);
+    }
+    *out = writer.bytes;
+}
+
+/// Decodes one segment's state written by [`encode_profile_state`]; the whole slice must be
+/// consumed.
+pub fn decode_profile_state(bytes: &[u8], profile_id: &str) -> Result<ProfileState, CodecError> {
+    let mut reader = Reader::new(bytes);
+    let entry_ms = reader.opt_i64()?;
+    let member = reader.bool()?;
+    let last_now_ms = reader.i64()?;
+    let next_seq = reader.u64()?;
+    let count = reader.len()?;
+    let mut traits = BTreeMap::new();
+    let mut previous: Option<&str> = None;
+    for _ in 0..count {
+        let path = reader.str()?;
+        if previous.is_some_and(|previous| previous >= path) {
+            return Err(reader.error("trait paths out of order"));
+        }
+        previous = Some(path);
+        traits.insert(path.to_owned(), reader.value()?);
+    }
+    let count = reader.len()?;
+    let mut nodes = Vec::with_capacity(count);
+    for _ in 0..count {
+        nodes.push(read_node(&mut reader)?);
+    }
+    if !reader.is_empty() {
+        return Err(reader.error("trailing bytes"));
+    }
+    Ok(ProfileState {
+        profile_id: profile_id.to_owned(),
+        entry_ms,
+        member,
+        last_now_ms,
+        next_seq,
+        traits,
+        nodes,
+    })
+}
+
+/// Appends one computed trait's state.
+pub fn encode_trait_state(state: &TraitState, out: &mut Vec<u8>) {
+    let mut writer = Writer::new(std::mem::take(out));
+    writer.value(&state.value);
+    write_store(&mut writer, &state.store);
+    writer.u64(state.next_seq);
+    writer.i64(state.last_now_ms);
+    writer.opt_i64(state.entry_ms);
+    *out = writer.bytes;
+}
+
+/// Decodes one computed trait's state written by [`encode_trait_state`]; the whole slice must
+/// be consumed.
+pub fn decode_trait_state(bytes: &[u8]) -> Result<TraitState, CodecError> {
+    let mut reader = Reader::new(bytes);
+    let value = reader.value()?;
+    let store = read_store(&mut reader)?;
+    let next_seq = reader.u64()?;
+    let last_now_ms = reader.i64()?;
+    let entry_ms = reader.opt_i64()?;
+    if !reader.is_empty() {
+        return Err(reader.error("trailing bytes"));
+    }
+    Ok(TraitState {
+        value,
+        store,
+        next_seq,
+        last_now_ms,
+        entry_ms,
+    })
+}
