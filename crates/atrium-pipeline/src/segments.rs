@@ -22,19 +22,21 @@
 //! Time is the log's: `receivedAt` of events, `at` of ticks and definition records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use atrium_identity::{IdentityStore, ProfileId};
 use atrium_log::EventLog;
+use atrium_segments::codec::{Reader, Writer};
 use atrium_segments::{
-    Catalog, Change, ChangeKind, Compiled, CompiledTrait, ComputedTraitDefinition, Definition,
-    EventView, ProfileState, TraitState, on_event, on_profile, on_timer, validate,
+    Catalog, Change, ChangeKind, CodecError, Compiled, CompiledTrait, ComputedTraitDefinition,
+    Definition, EventView, ProfileState, TraitState, decode_profile_state, decode_trait_state,
+    encode_profile_state, encode_trait_state, on_event, on_profile, on_timer, validate,
     validate_computed_trait,
 };
 use atrium_store::{ReadTables, StoreError, WriteTables};
 use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timestamp_ms};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::PipelineError;
@@ -45,8 +47,8 @@ pub const DERIVED_MESSAGE_PREFIX: &str = "atrium-seg-";
 /// Records read per log request while backfilling.
 const BACKFILL_READ: usize = 4_096;
 
-/// One profile's evaluation state for every segment and computed trait (stored as JSON in
-/// `segment_states`).
+/// One profile's evaluation state for every segment and computed trait (stored in
+/// `segment_states`, see [`ProfileSegmentState::decode`] for the layout).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileSegmentState {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -61,12 +63,52 @@ pub struct ProfileSegmentState {
     pub trait_timers: BTreeMap<String, i64>,
 }
 
+/// First byte of a binary `segment_states` row (JSON rows of earlier versions start with `{`).
+const ROW_VERSION: u8 = 1;
+
+fn row_error(error: CodecError) -> StoreError {
+    StoreError::Decode {
+        table: "segment_states",
+        source: <serde_json::Error as serde::de::Error>::custom(error),
+    }
+}
+
 impl ProfileSegmentState {
+    /// Decodes a stored row completely.
+    ///
+    /// Layout of a row (the binary form of `atrium_segments::codec`): the version byte, the
+    /// profile id (once, not in every state), then for segments and for computed traits a
+    /// count and, in id order, `id, timer, length, state`; then timers without a state (none
+    /// are written today). Rows written as JSON by earlier versions are still read.
     pub fn decode(bytes: &[u8]) -> Result<ProfileSegmentState, StoreError> {
-        serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
-            table: "segment_states",
-            source,
-        })
+        let row = Row::parse(bytes)?;
+        let mut state = ProfileSegmentState {
+            segment_timers: row.segment_timers,
+            trait_timers: row.trait_timers,
+            ..ProfileSegmentState::default()
+        };
+        match row.body {
+            RowBody::Legacy(legacy) => {
+                state.segments = legacy.segments;
+                state.traits = legacy.traits;
+            }
+            RowBody::Binary {
+                profile_id,
+                segments,
+                traits,
+            } => {
+                for (id, range) in segments {
+                    let decoded =
+                        decode_profile_state(&bytes[range], profile_id).map_err(row_error)?;
+                    state.segments.insert(id, decoded);
+                }
+                for (id, range) in traits {
+                    let decoded = decode_trait_state(&bytes[range]).map_err(row_error)?;
+                    state.traits.insert(id, decoded);
+                }
+            }
+        }
+        Ok(state)
     }
 
     fn next_timer(&self) -> Option<i64> {
@@ -75,6 +117,84 @@ impl ProfileSegmentState {
             .chain(self.trait_timers.values())
             .copied()
             .min()
+    }
+}
+
+/// A parsed row: the timers, and where each state's bytes are.
+struct Row<'a> {
+    body: RowBody<'a>,
+    segment_timers: BTreeMap<String, i64>,
+    trait_timers: BTreeMap<String, i64>,
+}
+
+enum RowBody<'a> {
+    /// A JSON row of an earlier version, decoded completely.
+    Legacy(ProfileSegmentState),
+    Binary {
+        profile_id: &'a str,
+        segments: BTreeMap<String, Range<usize>>,
+        traits: BTreeMap<String, Range<usize>>,
+    },
+}
+
+impl<'a> Row<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Row<'a>, StoreError> {
+        if bytes.first() != Some(&ROW_VERSION) {
+            let mut legacy: ProfileSegmentState =
+                serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+                    table: "segment_states",
+                    source,
+                })?;
+            return Ok(Row {
+                segment_timers: std::mem::take(&mut legacy.segment_timers),
+                trait_timers: std::mem::take(&mut legacy.trait_timers),
+                body: RowBody::Legacy(legacy),
+            });
+        }
+        let mut reader = Reader::new(&bytes[1..]);
+        let parsed = (|| -> Result<Row<'a>, CodecError> {
+            let profile_id = reader.str()?;
+            let mut segment_timers = BTreeMap::new();
+            let mut trait_timers = BTreeMap::new();
+            let mut lists = [BTreeMap::new(), BTreeMap::new()];
+            for (list, timers) in lists
+                .iter_mut()
+                .zip([&mut segment_timers, &mut trait_timers])
+            {
+                let count = reader.len()?;
+                for _ in 0..count {
+                    let id = reader.str()?.to_owned();
+                    if let Some(timer) = reader.opt_i64()? {
+                        timers.insert(id.clone(), timer);
+                    }
+                    let length = reader.len()?;
+                    let start = 1 + reader.position();
+                    reader.take(length)?;
+                    list.insert(id, start..start + length);
+                }
+            }
+            for timers in [&mut segment_timers, &mut trait_timers] {
+                let count = reader.len()?;
+                for _ in 0..count {
+                    let id = reader.str()?.to_owned();
+                    timers.insert(id, reader.i64()?);
+                }
+            }
+            if !reader.is_empty() {
+                return Err(reader.error("trailing bytes"));
+            }
+            let [segments, traits] = lists;
+            Ok(Row {
+                body: RowBody::Binary {
+                    profile_id,
+                    segments,
+                    traits,
+                },
+                segment_timers,
+                trait_timers,
+            })
+        })();
+        parsed.map_err(row_error)
     }
 }
 
@@ -156,55 +276,16 @@ impl SegmentCatalog {
     }
 }
 
-/// How a profile's state is read from the store: each segment's and trait's state stays raw JSON
-/// until an event, timer or definition touches it (same layout as [`ProfileSegmentState`]).
-#[derive(Default, Deserialize)]
-struct StoredState {
-    #[serde(default)]
-    segments: BTreeMap<String, Box<RawValue>>,
-    #[serde(default)]
-    traits: BTreeMap<String, Box<RawValue>>,
-    #[serde(default)]
-    segment_timers: BTreeMap<String, i64>,
-    #[serde(default)]
-    trait_timers: BTreeMap<String, i64>,
-}
-
-/// One state as written back: untouched ones are copied verbatim.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Written<'a, T> {
-    Raw(&'a RawValue),
-    Decoded(&'a T),
-}
-
-#[derive(Serialize)]
-struct WrittenState<'a> {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    segments: BTreeMap<&'a str, Written<'a, ProfileState>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    traits: BTreeMap<&'a str, Written<'a, TraitState>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    segment_timers: &'a BTreeMap<String, i64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    trait_timers: &'a BTreeMap<String, i64>,
-}
-
 struct Cached {
+    /// The row as stored (states not decoded yet point into it).
+    row: Vec<u8>,
     /// Decoded states (those touched in this batch) and the timers.
     state: ProfileSegmentState,
-    /// States not decoded (yet).
-    raw_segments: BTreeMap<String, Box<RawValue>>,
-    raw_traits: BTreeMap<String, Box<RawValue>>,
+    /// States not decoded (yet): their bytes in `row`.
+    raw_segments: BTreeMap<String, Range<usize>>,
+    raw_traits: BTreeMap<String, Range<usize>>,
     /// The timer currently stored for the profile.
     stored_timer: Option<i64>,
-}
-
-fn decode_raw<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, StoreError> {
-    serde_json::from_str(raw.get()).map_err(|source| StoreError::Decode {
-        table: "segment_states",
-        source,
-    })
 }
 
 impl Cached {
@@ -216,26 +297,34 @@ impl Cached {
         self.state.traits.contains_key(id) || self.raw_traits.contains_key(id)
     }
 
-    fn segment_mut(&mut self, id: &str) -> Result<Option<&mut ProfileState>, StoreError> {
-        if let Some(raw) = self.raw_segments.remove(id) {
-            self.state.segments.insert(id.to_owned(), decode_raw(&raw)?);
+    fn segment_mut(
+        &mut self,
+        id: &str,
+        profile: &str,
+    ) -> Result<Option<&mut ProfileState>, StoreError> {
+        if let Some(range) = self.raw_segments.remove(id) {
+            let decoded = decode_profile_state(&self.row[range], profile).map_err(row_error)?;
+            self.state.segments.insert(id.to_owned(), decoded);
         }
         Ok(self.state.segments.get_mut(id))
     }
 
     fn trait_mut(&mut self, id: &str) -> Result<Option<&mut TraitState>, StoreError> {
-        if let Some(raw) = self.raw_traits.remove(id) {
-            self.state.traits.insert(id.to_owned(), decode_raw(&raw)?);
+        if let Some(range) = self.raw_traits.remove(id) {
+            let decoded = decode_trait_state(&self.row[range]).map_err(row_error)?;
+            self.state.traits.insert(id.to_owned(), decoded);
         }
         Ok(self.state.traits.get_mut(id))
     }
 
-    fn decode_all(&mut self) -> Result<(), StoreError> {
-        for (id, raw) in std::mem::take(&mut self.raw_segments) {
-            self.state.segments.insert(id, decode_raw(&raw)?);
+    fn decode_all(&mut self, profile: &str) -> Result<(), StoreError> {
+        for (id, range) in std::mem::take(&mut self.raw_segments) {
+            let decoded = decode_profile_state(&self.row[range], profile).map_err(row_error)?;
+            self.state.segments.insert(id, decoded);
         }
-        for (id, raw) in std::mem::take(&mut self.raw_traits) {
-            self.state.traits.insert(id, decode_raw(&raw)?);
+        for (id, range) in std::mem::take(&mut self.raw_traits) {
+            let decoded = decode_trait_state(&self.row[range]).map_err(row_error)?;
+            self.state.traits.insert(id, decoded);
         }
         Ok(())
     }
@@ -253,37 +342,86 @@ impl Cached {
             && self.state == ProfileSegmentState::default()
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut segments: BTreeMap<&str, Written<'_, ProfileState>> = self
-            .raw_segments
-            .iter()
-            .map(|(id, raw)| (id.as_str(), Written::Raw(raw)))
-            .collect();
-        segments.extend(
-            self.state
-                .segments
-                .iter()
-                .map(|(id, state)| (id.as_str(), Written::Decoded(state))),
-        );
-        let mut traits: BTreeMap<&str, Written<'_, TraitState>> = self
-            .raw_traits
-            .iter()
-            .map(|(id, raw)| (id.as_str(), Written::Raw(raw)))
-            .collect();
-        traits.extend(
-            self.state
-                .traits
-                .iter()
-                .map(|(id, state)| (id.as_str(), Written::Decoded(state))),
-        );
-        let written = WrittenState {
-            segments,
-            traits,
-            segment_timers: &self.state.segment_timers,
-            trait_timers: &self.state.trait_timers,
-        };
-        serde_json::to_vec(&written).expect("segment state serializes")
+    /// The row to store (see [`ProfileSegmentState::decode`]); `scratch` is reused.
+    fn encode(&self, profile: &str, scratch: &mut Vec<u8>) -> Vec<u8> {
+        let mut writer = Writer::new(Vec::with_capacity(self.row.len() + 256));
+        writer.u8(ROW_VERSION);
+        writer.str(profile);
+        // Segments, then computed traits: raw and decoded states merged in id order.
+        writer.u64((self.raw_segments.len() + self.state.segments.len()) as u64);
+        let mut raw = self.raw_segments.iter().peekable();
+        let mut decoded = self.state.segments.iter().peekable();
+        loop {
+            let take_raw = match (raw.peek(), decoded.peek()) {
+                (Some((raw_id, _)), Some((decoded_id, _))) => raw_id < decoded_id,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_raw {
+                let (id, range) = raw.next().expect("peeked");
+                write_slot(
+                    &mut writer,
+                    id,
+                    self.state.segment_timers.get(id),
+                    &self.row[range.clone()],
+                );
+            } else {
+                let (id, state) = decoded.next().expect("peeked");
+                scratch.clear();
+                encode_profile_state(state, scratch);
+                write_slot(&mut writer, id, self.state.segment_timers.get(id), scratch);
+            }
+        }
+        writer.u64((self.raw_traits.len() + self.state.traits.len()) as u64);
+        let mut raw = self.raw_traits.iter().peekable();
+        let mut decoded = self.state.traits.iter().peekable();
+        loop {
+            let take_raw = match (raw.peek(), decoded.peek()) {
+                (Some((raw_id, _)), Some((decoded_id, _))) => raw_id < decoded_id,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_raw {
+                let (id, range) = raw.next().expect("peeked");
+                write_slot(
+                    &mut writer,
+                    id,
+                    self.state.trait_timers.get(id),
+                    &self.row[range.clone()],
+                );
+            } else {
+                let (id, state) = decoded.next().expect("peeked");
+                scratch.clear();
+                encode_trait_state(state, scratch);
+                write_slot(&mut writer, id, self.state.trait_timers.get(id), scratch);
+            }
+        }
+        // Timers without a state.
+        for (timers, has) in [
+            (
+                &self.state.segment_timers,
+                &(|id: &str| self.has_segment(id)) as &dyn Fn(&str) -> bool,
+            ),
+            (&self.state.trait_timers, &|id: &str| self.has_trait(id)),
+        ] {
+            let orphans: Vec<(&String, &i64)> = timers.iter().filter(|(id, _)| !has(id)).collect();
+            writer.u64(orphans.len() as u64);
+            for (id, timer) in orphans {
+                writer.str(id);
+                writer.i64(*timer);
+            }
+        }
+        writer.bytes
     }
+}
+
+fn write_slot(writer: &mut Writer, id: &str, timer: Option<&i64>, state: &[u8]) {
+    writer.str(id);
+    writer.opt_i64(timer.copied());
+    writer.u64(state.len() as u64);
+    writer.raw(state);
 }
 
 /// The engine: the catalog plus a per-batch write-back cache of profile states.
@@ -375,41 +513,57 @@ fn load_cached<'a>(
     profile: &str,
 ) -> Result<&'a mut Cached, StoreError> {
     if !cache.contains_key(profile) {
-        let mut stored: StoredState = match tables.segment_state(profile)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Decode {
-                table: "segment_states",
-                source,
-            })?,
-            None => StoredState::default(),
+        let row = tables.segment_state(profile)?.unwrap_or_default();
+        let mut cached = Cached {
+            row: Vec::new(),
+            state: ProfileSegmentState::default(),
+            raw_segments: BTreeMap::new(),
+            raw_traits: BTreeMap::new(),
+            stored_timer: None,
         };
-        let mut state = ProfileSegmentState {
-            segment_timers: std::mem::take(&mut stored.segment_timers),
-            trait_timers: std::mem::take(&mut stored.trait_timers),
-            ..ProfileSegmentState::default()
-        };
-        let stored_timer = state.next_timer();
+        if !row.is_empty() {
+            let parsed = Row::parse(&row)?;
+            cached.state.segment_timers = parsed.segment_timers;
+            cached.state.trait_timers = parsed.trait_timers;
+            match parsed.body {
+                RowBody::Legacy(legacy) => {
+                    cached.state.segments = legacy.segments;
+                    cached.state.traits = legacy.traits;
+                }
+                RowBody::Binary {
+                    segments, traits, ..
+                } => {
+                    cached.raw_segments = segments;
+                    cached.raw_traits = traits;
+                }
+            }
+        }
+        cached.row = row;
+        cached.stored_timer = cached.state.next_timer();
         // Drop state of definitions deleted since it was stored.
-        stored
+        cached
+            .raw_segments
+            .retain(|id, _| catalog.segments.contains_key(id));
+        cached
+            .state
             .segments
             .retain(|id, _| catalog.segments.contains_key(id));
-        stored
+        cached
+            .raw_traits
+            .retain(|id, _| catalog.traits.contains_key(id));
+        cached
+            .state
             .traits
             .retain(|id, _| catalog.traits.contains_key(id));
-        state
+        cached
+            .state
             .segment_timers
             .retain(|id, _| catalog.segments.contains_key(id));
-        state
+        cached
+            .state
             .trait_timers
             .retain(|id, _| catalog.traits.contains_key(id));
-        cache.insert(
-            profile.to_owned(),
-            Cached {
-                state,
-                raw_segments: stored.segments,
-                raw_traits: stored.traits,
-                stored_timer,
-            },
-        );
+        cache.insert(profile.to_owned(), cached);
     }
     Ok(cache.get_mut(profile).expect("just inserted"))
 }
@@ -419,13 +573,16 @@ impl SegmentEngine {
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
         let mut entries: Vec<(String, Cached)> = self.cache.drain().collect();
         entries.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut scratch = Vec::new();
         for (profile, cached) in entries {
             let timer = cached.state.next_timer();
             tables.replace_segment_timer(&profile, cached.stored_timer, timer)?;
             if cached.is_empty() {
-                tables.remove_segment_state(&profile)?;
+                if !cached.row.is_empty() {
+                    tables.remove_segment_state(&profile)?;
+                }
             } else {
-                tables.put_segment_state(&profile, &cached.encode())?;
+                tables.put_segment_state(&profile, &cached.encode(&profile, &mut scratch))?;
             }
         }
         Ok(())
@@ -484,7 +641,7 @@ impl SegmentEngine {
                         .segments
                         .insert(id.clone(), ProfileState::new(compiled, profile.as_str()));
                 }
-                let state = cached.segment_mut(id)?.expect("inserted");
+                let state = cached.segment_mut(id, profile.as_str())?.expect("inserted");
                 let mut timer = None;
                 if feed_traits {
                     if trait_values.is_none() {
@@ -607,7 +764,7 @@ impl SegmentEngine {
                     if !due {
                         continue;
                     }
-                    if let Some(state) = cached.segment_mut(id)? {
+                    if let Some(state) = cached.segment_mut(id, profile.as_str())? {
                         let outcome = on_timer(compiled, state, at_ms);
                         set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
                         changes.extend(outcome.changed);
@@ -732,7 +889,7 @@ impl SegmentEngine {
         profile: &ProfileId,
     ) -> Result<(), PipelineError> {
         let cached = self.load(tables, profile.as_str())?;
-        cached.decode_all()?;
+        cached.decode_all(profile.as_str())?;
         let member_of: Vec<String> = cached
             .state
             .segments
