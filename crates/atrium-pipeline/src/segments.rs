@@ -37,7 +37,7 @@ use atrium_segments::{
 use atrium_store::{ReadTables, StoreError, WriteTables};
 use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timestamp_ms};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::PipelineError;
 
@@ -432,6 +432,8 @@ pub(crate) struct SegmentEngine {
     /// Derived events created for the current log record (numbering their message ids).
     derived_in_record: u64,
     record_offset: u64,
+    /// (profile, user id, anonymous id) of the current record's derived events.
+    record_ids: Option<(String, Option<String>, Option<String>)>,
 }
 
 /// The event as the evaluators see it.
@@ -488,6 +490,7 @@ impl SegmentEngine {
     pub fn begin_record(&mut self, offset: u64) {
         self.record_offset = offset;
         self.derived_in_record = 0;
+        self.record_ids = None;
     }
 
     /// Forgets the cache (after a failed transaction) and reloads the catalog.
@@ -706,34 +709,52 @@ impl SegmentEngine {
             self.record_offset, self.derived_in_record
         );
         self.derived_in_record += 1;
-        let mut event = json!({
-            "type": "track",
-            "event": change.event_name(),
-            "messageId": message_id,
-            "timestamp": format_timestamp_ms(change.time_ms),
-            "properties": {
-                "segment_id": change.segment_id,
-                "profile_id": profile.as_str(),
-            },
-            "context": {"library": {"name": "atrium-segments"}},
-            "atrium": {"source": "atrium", "channel": "server"},
-        });
-        if let Some(graph) = tables.graph(profile)? {
-            for kind in ["user_id", "anonymous_id"] {
-                if let Some(record) = graph
-                    .identifiers
-                    .iter()
-                    .find(|record| record.id.kind == kind)
-                {
-                    let field = if kind == "user_id" {
-                        "userId"
-                    } else {
-                        "anonymousId"
-                    };
-                    event[field] = Value::String(record.id.value.clone());
+        // The profile's user and anonymous ids, looked up once per log record.
+        if self
+            .record_ids
+            .as_ref()
+            .is_none_or(|(owner, _, _)| owner != profile.as_str())
+        {
+            let (mut user_id, mut anonymous_id) = (None, None);
+            if let Some(graph) = tables.graph(profile)? {
+                for (kind, slot) in [
+                    ("user_id", &mut user_id),
+                    ("anonymous_id", &mut anonymous_id),
+                ] {
+                    if let Some(record) = graph
+                        .identifiers
+                        .iter()
+                        .find(|record| record.id.kind == kind)
+                    {
+                        *slot = Some(record.id.value.clone());
+                    }
                 }
             }
+            self.record_ids = Some((profile.as_str().to_owned(), user_id, anonymous_id));
         }
+        let (_, user_id, anonymous_id) = self.record_ids.as_ref().expect("just set");
+        let timestamp = format_timestamp_ms(change.time_ms);
+        let event = DerivedEvent {
+            kind: "track",
+            event: change.event_name(),
+            message_id: &message_id,
+            timestamp: &timestamp,
+            properties: DerivedProperties {
+                segment_id: &change.segment_id,
+                profile_id: profile.as_str(),
+            },
+            context: DerivedContext {
+                library: DerivedLibrary {
+                    name: "atrium-segments",
+                },
+            },
+            atrium: DerivedMeta {
+                source: "atrium",
+                channel: "server",
+            },
+            user_id: user_id.as_deref(),
+            anonymous_id: anonymous_id.as_deref(),
+        };
         let bytes = serde_json::to_vec(&event).expect("derived events serialize");
         tables.put_outbox(&message_id, &bytes)?;
         Ok(())
@@ -1141,6 +1162,46 @@ fn segment_states_from_history(
         );
     })?;
     Ok(states)
+}
+
+/// A `Segment Entered` / `Segment Exited` event as queued in the outbox (members in this order).
+#[derive(Serialize)]
+struct DerivedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    event: &'a str,
+    #[serde(rename = "messageId")]
+    message_id: &'a str,
+    timestamp: &'a str,
+    properties: DerivedProperties<'a>,
+    context: DerivedContext<'a>,
+    atrium: DerivedMeta<'a>,
+    #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
+    anonymous_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DerivedProperties<'a> {
+    segment_id: &'a str,
+    profile_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct DerivedContext<'a> {
+    library: DerivedLibrary<'a>,
+}
+
+#[derive(Serialize)]
+struct DerivedLibrary<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct DerivedMeta<'a> {
+    source: &'a str,
+    channel: &'a str,
 }
 
 /// The change that makes `segment_id` membership `member` at `time_ms`.
