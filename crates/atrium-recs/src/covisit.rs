@@ -11,7 +11,9 @@ use crate::{ItemIndex, UserIndex};
 #[derive(Clone, Debug, Default)]
 pub struct CoOccurrence {
     neighbours: HashMap<ItemIndex, HashMap<ItemIndex, u32>>,
-    baskets_with: HashMap<ItemIndex, u32>,
+    /// Baskets containing each item, by item index (dense: read once per neighbour when
+    /// ranking, so no hashing there).
+    baskets_with: Vec<u32>,
 }
 
 impl CoOccurrence {
@@ -25,11 +27,19 @@ impl CoOccurrence {
         distinct.sort_unstable();
         distinct.dedup();
         for (position, &item) in distinct.iter().enumerate() {
-            *self.baskets_with.entry(item).or_default() += 1;
+            self.count_basket_of(item);
             for &other in &distinct[..position] {
                 self.increment_pair(item, other);
             }
         }
+    }
+
+    fn count_basket_of(&mut self, item: ItemIndex) {
+        let index = item as usize;
+        if index >= self.baskets_with.len() {
+            self.baskets_with.resize(index + 1, 0);
+        }
+        self.baskets_with[index] += 1;
     }
 
     fn increment_pair(&mut self, a: ItemIndex, b: ItemIndex) {
@@ -48,7 +58,7 @@ impl CoOccurrence {
 
     /// Number of baskets containing `item`.
     pub fn item_count(&self, item: ItemIndex) -> u32 {
-        self.baskets_with.get(&item).copied().unwrap_or(0)
+        self.baskets_with.get(item as usize).copied().unwrap_or(0)
     }
 
     /// Every pair with a positive count, as `(smaller, larger) → count`.
@@ -67,24 +77,60 @@ impl CoOccurrence {
     /// Items that co-occurred with `item`: `(other, count, cosine)` where
     /// `cosine = count / sqrt(n_item · n_other)`, best cosine first; ties by count, then index.
     pub fn related(&self, item: ItemIndex, min_count: u32) -> Vec<(ItemIndex, u32, f32)> {
-        let Some(neighbours) = self.neighbours.get(&item) else {
-            return Vec::new();
-        };
-        let own = f64::from(self.item_count(item).max(1));
-        let mut out: Vec<(ItemIndex, u32, f32)> = neighbours
-            .iter()
-            .filter(|(_, count)| **count >= min_count)
-            .map(|(&other, &count)| {
-                let theirs = f64::from(self.item_count(other).max(1));
-                (
-                    other,
-                    count,
-                    (f64::from(count) / (own * theirs).sqrt()) as f32,
-                )
-            })
-            .collect();
-        out.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+        self.related_top(item, min_count, usize::MAX)
+    }
+
+    /// The first `limit` entries of [`CoOccurrence::related`] (the same order), found by a
+    /// linear-time selection instead of sorting every neighbour.
+    pub fn related_top(
+        &self,
+        item: ItemIndex,
+        min_count: u32,
+        limit: usize,
+    ) -> Vec<(ItemIndex, u32, f32)> {
+        let mut out = Vec::new();
+        self.related_top_into(item, min_count, limit, &mut out);
         out
+    }
+
+    /// [`CoOccurrence::related_top`] into `out` (cleared first), reusing its allocation.
+    pub fn related_top_into(
+        &self,
+        item: ItemIndex,
+        min_count: u32,
+        limit: usize,
+        out: &mut Vec<(ItemIndex, u32, f32)>,
+    ) {
+        out.clear();
+        let Some(neighbours) = self.neighbours.get(&item) else {
+            return;
+        };
+        if limit == 0 {
+            return;
+        }
+        let own = f64::from(self.item_count(item).max(1));
+        out.extend(
+            neighbours
+                .iter()
+                .filter(|(_, count)| **count >= min_count)
+                .map(|(&other, &count)| {
+                    let theirs = f64::from(self.item_count(other).max(1));
+                    (
+                        other,
+                        count,
+                        (f64::from(count) / (own * theirs).sqrt()) as f32,
+                    )
+                }),
+        );
+        // Best cosine first, then count, then index: a total order (indices are distinct).
+        let order = |a: &(ItemIndex, u32, f32), b: &(ItemIndex, u32, f32)| {
+            b.2.total_cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0))
+        };
+        if limit < out.len() {
+            out.select_nth_unstable_by(limit - 1, order);
+            out.truncate(limit);
+        }
+        out.sort_unstable_by(order);
     }
 
     /// Candidates related to any of `seeds` (e.g. the cart, the product page, the session),
@@ -178,7 +224,7 @@ impl CoVisitation {
         if session.items.contains(&item) || session.items.len() >= self.max_items_per_session {
             return;
         }
-        *self.counts.baskets_with.entry(item).or_default() += 1;
+        self.counts.count_basket_of(item);
         for position in 0..session.items.len() {
             let other = session.items[position];
             self.counts.increment_pair(item, other);

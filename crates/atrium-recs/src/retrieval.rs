@@ -13,13 +13,13 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::ops::Range;
 
-use nalgebra::DMatrixView;
+use nalgebra::{DMatrix, DMatrixView};
 
 use crate::ItemIndex;
 use crate::als::{AlsModel, dot};
 
 /// Users per block of the training-time product (their scores for one item block, 512 KiB, stay
-/// in L2).
+/// in L2; the block's item factors are packed once per block of users).
 const USER_BLOCK: usize = 64;
 /// Items per block of the training-time product.
 const ITEM_BLOCK: usize = 2_048;
@@ -90,7 +90,10 @@ impl CandidateLists {
     }
 }
 
-/// Fills `out` (`users.len() × per_user`) with each user's best items.
+/// Fills `out` (`users.len() × per_user`) with each user's best items: per block of users and
+/// block of items one `gemm` (nalgebra hands it to `matrixmultiply`, whose kernels pick
+/// AVX2/FMA at run time) writes each user's scores contiguously, and each user's
+/// [`Selection`] takes them in ascending item order.
 fn best_items_of_users(
     model: &AlsModel,
     users: Range<usize>,
@@ -99,40 +102,71 @@ fn best_items_of_users(
 ) {
     let k = model.factors();
     let item_count = model.items();
+    // nalgebra hands a product to `matrixmultiply` only when every dimension exceeds 5, so
+    // every product here is made that large: zero factors appended (they add exact zeros),
+    // whole user blocks (zero users past the end), at least `MIN_DIM` items. Every score is
+    // then computed by the same kernel whatever the block or thread it falls in.
+    const MIN_DIM: usize = 6;
+    let width = k.max(MIN_DIM);
+    let padded = |factors: &[f32]| -> Vec<f32> {
+        let mut out = vec![0f32; factors.len() / k * width];
+        for (row, values) in out.chunks_exact_mut(width).zip(factors.chunks_exact(k)) {
+            row[..k].copy_from_slice(values);
+        }
+        out
+    };
+    let item_factors: std::borrow::Cow<'_, [f32]> = if width == k {
+        model.item_factors().into()
+    } else {
+        padded(model.item_factors()).into()
+    };
     let user_factors = model.user_factors();
-    let item_factors = model.item_factors();
+    let mut user_block = vec![0f32; USER_BLOCK * width];
+    let mut short_item_block = vec![0f32; MIN_DIM * width];
+    // Column u: user u's scores for the current item block.
+    let mut scores = DMatrix::<f32>::zeros(ITEM_BLOCK.max(MIN_DIM), USER_BLOCK);
     let mut block_start = users.start;
     while block_start < users.end {
         let block_end = (block_start + USER_BLOCK).min(users.end);
         let block_users = block_end - block_start;
-        // Row-major `rows × k` factors are column-major `k × rows` matrices.
-        let user_view = DMatrixView::from_slice(
-            &user_factors[block_start * k..block_end * k],
-            k,
-            block_users,
-        );
-        let mut heaps: Vec<TopK> = (0..block_users).map(|_| TopK::new(per_user)).collect();
+        user_block.fill(0.0);
+        for (row, values) in user_block
+            .chunks_exact_mut(width)
+            .zip(user_factors[block_start * k..block_end * k].chunks_exact(k))
+        {
+            row[..k].copy_from_slice(values);
+        }
+        // Row-major `rows × width` factors are a column-major `width × rows` matrix.
+        let user_view = DMatrixView::from_slice(&user_block, width, USER_BLOCK);
+        let mut selections: Vec<Selection> =
+            (0..block_users).map(|_| Selection::new(per_user)).collect();
         let mut item_start = 0;
         while item_start < item_count {
             let item_end = (item_start + ITEM_BLOCK).min(item_count);
-            let item_view = DMatrixView::from_slice(
-                &item_factors[item_start * k..item_end * k],
-                k,
-                item_end - item_start,
-            );
-            // (items × users), column-major: column u holds user u's scores for the block.
-            let scores = item_view.tr_mul(&user_view);
-            for (user, heap) in heaps.iter_mut().enumerate() {
-                for (offset, score) in scores.column(user).iter().enumerate() {
-                    heap.offer((item_start + offset) as ItemIndex, *score);
-                }
+            let block_items = item_end - item_start;
+            let mut factors = &item_factors[item_start * width..item_end * width];
+            if block_items < MIN_DIM {
+                short_item_block.fill(0.0);
+                short_item_block[..factors.len()].copy_from_slice(factors);
+                factors = &short_item_block;
+            }
+            let rows = block_items.max(MIN_DIM);
+            // The same factors read as the `rows × width` matrix Y (row stride `width`).
+            let item_view = DMatrixView::from_slice_with_strides(factors, rows, width, width, 1);
+            scores
+                .view_mut((0, 0), (rows, USER_BLOCK))
+                .gemm(1.0, &item_view, &user_view, 0.0);
+            let stride = scores.nrows();
+            for (user, selection) in selections.iter_mut().enumerate() {
+                let column = &scores.as_slice()[user * stride..][..block_items];
+                selection.offer_ascending(item_start as ItemIndex, column);
             }
             item_start = item_end;
         }
-        for (user, heap) in heaps.into_iter().enumerate() {
+        for (user, selection) in selections.into_iter().enumerate() {
             let row = block_start - users.start + user;
             let slot = &mut out[row * per_user..(row + 1) * per_user];
-            let best = heap.into_sorted();
+            let best = selection.into_sorted();
             // NaN scores are never kept; such users get fewer real candidates, padded with
             // their last one (duplicates are harmless to a candidate set).
             for (position, target) in slot.iter_mut().enumerate() {
@@ -143,6 +177,93 @@ fn best_items_of_users(
             }
         }
         block_start = block_end;
+    }
+}
+
+/// Higher score first, ties by lower item index.
+fn best_first(a: &(ItemIndex, f32), b: &(ItemIndex, f32)) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The `count` best `(item, score)` of items offered in ascending index order (NaN ignored),
+/// cheaper than a heap when most offers lose: candidates above a threshold collect in a
+/// buffer; when it holds `2 × count`, a linear-time selection keeps the best `count` and the
+/// threshold rises to the worst of them. Because items arrive in ascending order, a later item
+/// tying the threshold ranks below every kept item at that score, so `>` is exact.
+struct Selection {
+    count: usize,
+    threshold: f32,
+    /// Whether `kept` has been cut to `count` at least once (`threshold` is valid).
+    full: bool,
+    kept: Vec<(ItemIndex, f32)>,
+}
+
+impl Selection {
+    fn new(count: usize) -> Selection {
+        Selection {
+            count,
+            threshold: f32::NEG_INFINITY,
+            full: false,
+            kept: Vec::with_capacity(2 * count),
+        }
+    }
+
+    fn push(&mut self, item: ItemIndex, score: f32) {
+        // `+ 0.0` turns −0 into +0, as `dot` (which sums from +0) does: the total order of
+        // the final sort must not tell them apart.
+        self.kept.push((item, score + 0.0));
+        if self.kept.len() >= 2 * self.count {
+            self.kept.select_nth_unstable_by(self.count - 1, best_first);
+            self.kept.truncate(self.count);
+            self.threshold = self.kept[self.count - 1].1;
+            self.full = true;
+        }
+    }
+
+    /// Offers `scores[j]` for item `first + j`; `first` is above every earlier offered item.
+    fn offer_ascending(&mut self, first: ItemIndex, scores: &[f32]) {
+        if self.count == 0 {
+            return;
+        }
+        let mut offset = 0;
+        while !self.full && offset < scores.len() {
+            let score = scores[offset];
+            if !score.is_nan() {
+                self.push(first + offset as ItemIndex, score);
+            }
+            offset += 1;
+        }
+        // Once full, a chunk of scores is looked at one by one only if one beats the
+        // threshold (NaN never does); the check itself vectorizes.
+        const CHUNK: usize = 8;
+        let mut chunks = scores[offset..].chunks_exact(CHUNK);
+        let mut item = first + offset as ItemIndex;
+        for chunk in &mut chunks {
+            let threshold = self.threshold;
+            if chunk
+                .iter()
+                .fold(false, |any, score| any | (*score > threshold))
+            {
+                for (lane, score) in chunk.iter().enumerate() {
+                    if *score > self.threshold {
+                        self.push(item + lane as ItemIndex, *score);
+                    }
+                }
+            }
+            item += CHUNK as ItemIndex;
+        }
+        for (lane, score) in chunks.remainder().iter().enumerate() {
+            if *score > self.threshold {
+                self.push(item + lane as ItemIndex, *score);
+            }
+        }
+    }
+
+    /// The kept entries, best first.
+    fn into_sorted(mut self) -> Vec<(ItemIndex, f32)> {
+        self.kept.sort_unstable_by(best_first);
+        self.kept.truncate(self.count);
+        self.kept
     }
 }
 

@@ -264,11 +264,12 @@ pub fn recommend(
     // candidates are already filtered, so counting distinct items is enough).
     let mut sources: Vec<Source> = Vec::new();
     let mut gathered: HashSet<ItemIndex> = HashSet::new();
+    let mut explained_by: Option<Vec<ItemIndex>> = None;
     for name in chain {
         if gathered.len() >= context.want {
             break;
         }
-        for source in model_sources(&context, name, visitor) {
+        for source in model_sources(&context, name, visitor, &mut explained_by) {
             gathered.extend(source.candidates.iter().map(|candidate| candidate.item));
             sources.push(source);
         }
@@ -284,8 +285,21 @@ pub fn recommend(
         },
         &sources,
     );
+    let als = context
+        .trained
+        .and_then(|trained| trained.als.as_deref())
+        .zip(explained_by.as_deref());
     let items = assembled
         .into_iter()
+        .map(|mut recommendation| {
+            // "Because of" is worked out only for the items returned.
+            if let (Reason::ForYou { because_of }, Some((als, explained_by))) =
+                (&mut recommendation.reason, als)
+            {
+                *because_of = als.because_of(recommendation.item, explained_by);
+            }
+            recommendation
+        })
         .map(|recommendation| RecItem {
             item: recommendation.item,
             id: catalog.id(recommendation.item).to_owned(),
@@ -311,7 +325,14 @@ pub fn recommend(
 }
 
 /// Candidates of one model (popular gives two sources: the seed's category, then everything).
-fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<Source> {
+/// ALS candidates carry `ForYou { because_of: None }`; the items that explain them are left in
+/// `explained_by` for the returned items.
+fn model_sources(
+    context: &Context<'_>,
+    model: &str,
+    visitor: &Visitor,
+    explained_by: &mut Option<Vec<ItemIndex>>,
+) -> Vec<Source> {
     let live = context.live;
     match model {
         "als" => {
@@ -322,27 +343,25 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
                 return Vec::new();
             };
             let model_items = als.items() as ItemIndex;
-            let mut strengths: HashMap<ItemIndex, f32> = HashMap::new();
-            let mut session: HashMap<ItemIndex, f32> = HashMap::new();
+            // Per item, summed in history order (a stable sort by item keeps that order).
+            let mut strengths: Vec<(ItemIndex, f32)> = Vec::with_capacity(context.history.len());
+            let mut session: Vec<(ItemIndex, f32)> = Vec::new();
             let last_ms = context.history.last().map(|i| i.timestamp_ms);
             for interaction in &context.history {
                 if interaction.item >= model_items {
                     continue;
                 }
                 let weight = live.weights.weight(interaction, live.now_ms);
-                *strengths.entry(interaction.item).or_default() += weight;
+                strengths.push((interaction.item, weight));
                 if let Some(last_ms) = last_ms
                     && live.now_ms - last_ms <= SESSION_MS
                     && last_ms - interaction.timestamp_ms <= SESSION_MS
                 {
-                    *session.entry(interaction.item).or_default() +=
-                        live.weights.kind_weight(interaction.kind);
+                    session.push((interaction.item, live.weights.kind_weight(interaction.kind)));
                 }
             }
-            let mut history: Vec<(ItemIndex, f32)> = strengths.into_iter().collect();
-            history.sort_by_key(|(item, _)| *item);
-            let mut session: Vec<(ItemIndex, f32)> = session.into_iter().collect();
-            session.sort_by_key(|(item, _)| *item);
+            let history = sum_by_item(strengths);
+            let session = sum_by_item(session);
             // Training names a visitor key no profile holds after the key itself.
             let trained_user = match (&visitor.profile_id, visitor.users.as_slice()) {
                 (Some(profile), _) => trained.rows.get(profile).copied(),
@@ -389,17 +408,15 @@ fn model_sources(context: &Context<'_>, model: &str, visitor: &Visitor) -> Vec<S
                     is_seen(item) || !context.allowed(item)
                 });
             }
-            let mut explained_by: Vec<ItemIndex> =
-                shopper.session.iter().map(|(i, _)| *i).collect();
-            explained_by.extend(shopper.history.iter().map(|(i, _)| *i));
+            let mut explaining: Vec<ItemIndex> = shopper.session.iter().map(|(i, _)| *i).collect();
+            explaining.extend(shopper.history.iter().map(|(i, _)| *i));
+            *explained_by = Some(explaining);
             let candidates = ranked
                 .into_iter()
                 .map(|(item, score)| Candidate {
                     item,
                     score,
-                    reason: Reason::ForYou {
-                        because_of: als.because_of(item, &explained_by),
-                    },
+                    reason: Reason::ForYou { because_of: None },
                 })
                 .collect();
             vec![Source::new("als", candidates)]
@@ -521,14 +538,12 @@ fn candidate_pool(
     let mut pool: Vec<ItemIndex> = Vec::with_capacity(trained_list.len() + 1_024);
     pool.extend_from_slice(trained_list);
     let mut categories: Vec<u32> = Vec::new();
+    let mut related = Vec::new();
     for &seed in &context.seeds {
-        let related = live.covisit.counts().related(seed, 1);
-        pool.extend(
-            related
-                .iter()
-                .take(COVISIT_PER_SEED)
-                .map(|(item, _, _)| *item),
-        );
+        live.covisit
+            .counts()
+            .related_top_into(seed, 1, COVISIT_PER_SEED, &mut related);
+        pool.extend(related.iter().map(|(item, _, _)| *item));
         if (seed as usize) < models.len() {
             categories.push(models.category_index(seed));
         }
@@ -554,6 +569,20 @@ fn candidate_pool(
     pool.sort_unstable();
     pool.dedup();
     pool
+}
+
+/// `(item, value)` pairs summed per item (in their order, from 0.0 like a map's default),
+/// sorted by item.
+fn sum_by_item(mut pairs: Vec<(ItemIndex, f32)>) -> Vec<(ItemIndex, f32)> {
+    pairs.sort_by_key(|(item, _)| *item);
+    let mut out: Vec<(ItemIndex, f32)> = Vec::with_capacity(pairs.len());
+    for (item, value) in pairs {
+        match out.last_mut() {
+            Some((last, sum)) if *last == item => *sum += value,
+            _ => out.push((item, 0.0 + value)),
+        }
+    }
+    out
 }
 
 /// The shopper's vector: `(1 − w) u + w s` of the long-term vector (trained, or folded in from

@@ -100,6 +100,32 @@ proptest! {
         }
         prop_assert_eq!(model.pairs(), expected);
     }
+
+    /// The partial selection returns exactly the first `limit` entries of the full ranking
+    /// (cosine, then count, then index), which is itself sorted and complete.
+    #[test]
+    fn related_top_is_a_prefix_of_related(
+        baskets in prop::collection::vec(prop::collection::vec(0u32..30, 0..8), 0..60),
+        item in 0u32..30,
+        min_count in 1u32..3,
+        limit in 0usize..35,
+    ) {
+        let mut model = CoOccurrence::new();
+        for basket in &baskets {
+            model.observe_basket(basket);
+        }
+        let full = model.related(item, min_count);
+        for pair in full.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            prop_assert!(a.2 > b.2 || (a.2 == b.2 && (a.1 > b.1 || (a.1 == b.1 && a.0 < b.0))));
+        }
+        let expected_len = (0..30u32)
+            .filter(|other| *other != item && model.count(item, *other) >= min_count)
+            .count();
+        prop_assert_eq!(full.len(), expected_len);
+        let top = model.related_top(item, min_count, limit);
+        prop_assert_eq!(top.as_slice(), &full[..limit.min(full.len())]);
+    }
 }
 
 #[test]
