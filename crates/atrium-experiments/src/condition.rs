@@ -6,8 +6,10 @@
 //! never panics: anything that is not of the expected shape evaluates to `false`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
@@ -116,6 +118,46 @@ struct PathSegment {
     key: String,
     /// The segment read as an array index, when it is a canonical non-negative integer.
     index: Option<usize>,
+    /// Where `key` was last found in an object.
+    hint: PositionHint,
+}
+
+/// The position at which a key was last found in an object, checked first on the next lookup.
+/// Requests of one application send their attributes in the same order, so this usually hits
+/// and skips hashing the key; a miss (or another thread's update) only costs the check, since
+/// the key found there is always compared.
+#[derive(Debug, Default)]
+pub(crate) struct PositionHint(AtomicU32);
+
+impl Clone for PositionHint {
+    fn clone(&self) -> Self {
+        Self(AtomicU32::new(self.0.load(AtomicOrdering::Relaxed)))
+    }
+}
+
+/// Objects up to this size are searched linearly on a hint miss (cheaper than hashing the key,
+/// and it yields the position for the hint); larger ones use the map's own lookup.
+const LINEAR_SEARCH_MAX: usize = 32;
+
+impl PositionHint {
+    /// `map.get(key)`, trying the hinted position first.
+    pub(crate) fn get<'a>(&self, map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+        let guess = self.0.load(AtomicOrdering::Relaxed) as usize;
+        if let Some((found, value)) = map.iter().nth(guess)
+            && found == key
+        {
+            return Some(value);
+        }
+        if map.len() > LINEAR_SEARCH_MAX {
+            return map.get(key);
+        }
+        let (position, (_, value)) = map
+            .iter()
+            .enumerate()
+            .find(|(_, (found, _))| found.as_str() == key)?;
+        self.0.store(position as u32, AtomicOrdering::Relaxed);
+        Some(value)
+    }
 }
 
 /// What a value is tested against: a literal (with JS equality rules) or operators.
@@ -384,6 +426,7 @@ impl AttributePath {
                     .parse::<usize>()
                     .ok()
                     .filter(|index| index.to_string() == part),
+                hint: PositionHint::default(),
             })
             .collect();
         Self { segments }
@@ -395,7 +438,7 @@ impl AttributePath {
         let last = self.segments.len().saturating_sub(1);
         for (position, segment) in self.segments.iter().enumerate() {
             match current {
-                Value::Object(map) => match map.get(segment.key.as_str()) {
+                Value::Object(map) => match segment.hint.get(map, &segment.key) {
                     Some(next) => current = next,
                     None => return Cow::Owned(Value::Null),
                 },
@@ -441,22 +484,19 @@ impl Operator {
     fn matches(&self, actual: &Value) -> bool {
         match self {
             Operator::Never => false,
-            Operator::Version { op, padded } => {
-                let actual = padded_version_string(actual);
-                match op {
-                    VersionOp::Eq => actual == *padded,
-                    VersionOp::Ne => actual != *padded,
-                    VersionOp::Gt | VersionOp::Gte | VersionOp::Lt | VersionOp::Lte => {
-                        let ordering = js::compare_strings(&actual, padded);
-                        match op {
-                            VersionOp::Gt => ordering == Ordering::Greater,
-                            VersionOp::Gte => ordering != Ordering::Less,
-                            VersionOp::Lt => ordering == Ordering::Less,
-                            _ => ordering != Ordering::Greater,
-                        }
+            Operator::Version { op, padded } => with_padded_version(actual, |actual| match op {
+                VersionOp::Eq => actual == padded.as_str(),
+                VersionOp::Ne => actual != padded.as_str(),
+                VersionOp::Gt | VersionOp::Gte | VersionOp::Lt | VersionOp::Lte => {
+                    let ordering = js::compare_strings(actual, padded);
+                    match op {
+                        VersionOp::Gt => ordering == Ordering::Greater,
+                        VersionOp::Gte => ordering != Ordering::Less,
+                        VersionOp::Lt => ordering == Ordering::Less,
+                        _ => ordering != Ordering::Greater,
                     }
                 }
-            }
+            }),
             Operator::StrictEq { expected, negate } => {
                 js::strict_equals(actual, expected) != *negate
             }
@@ -604,6 +644,31 @@ pub fn get_path<'a>(object: &'a Value, path: &str) -> Cow<'a, Value> {
 /// `+build`, splits on `.`/`-`, marks releases with `~` (greater than any pre-release tag) and
 /// left-pads numeric parts to five characters.
 pub fn padded_version_string(input: &Value) -> String {
+    let mut padded = String::new();
+    write_padded_version(input, &mut padded);
+    padded
+}
+
+/// Calls `f` with [`padded_version_string`] of `input`, built in a reused per-thread buffer.
+fn with_padded_version<T>(input: &Value, f: impl FnOnce(&str) -> T) -> T {
+    thread_local! {
+        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut padded) => {
+            padded.clear();
+            if padded.capacity() > 4096 {
+                // Do not keep a huge attribute's buffer around.
+                padded.shrink_to(256);
+            }
+            write_padded_version(input, &mut padded);
+            f(&padded)
+        }
+        Err(_) => f(&padded_version_string(input)),
+    })
+}
+
+fn write_padded_version(input: &Value, padded: &mut String) {
     let text: Cow<'_, str> = match input {
         Value::Number(_) => Cow::Owned(js::to_string(input)),
         Value::String(text) if !text.is_empty() => Cow::Borrowed(text),
@@ -614,7 +679,7 @@ pub fn padded_version_string(input: &Value) -> String {
         Some(position) => &without_v[..position],
         None => without_v,
     };
-    let mut padded = String::with_capacity(without_build.len() + 24);
+    padded.reserve(without_build.len() + 24);
     let mut part_count = 0;
     for part in without_build.split(['-', '.']) {
         if part_count > 0 {
@@ -631,7 +696,6 @@ pub fn padded_version_string(input: &Value) -> String {
     if part_count == 3 {
         padded.push_str("-~");
     }
-    padded
 }
 
 /// Compiles a regular expression, caching the result (including failures) in a small
@@ -673,6 +737,44 @@ mod tests {
         assert_eq!(*get_path(&object, "a.b.length"), json!(2));
         assert_eq!(*get_path(&object, "a.c"), Value::Null);
         assert_eq!(*get_path(&object, "n.x"), Value::Null);
+    }
+
+    #[test]
+    fn position_hints_never_change_the_answer() {
+        // One compiled condition (so one set of hints) over objects with the key at different
+        // positions, missing, nested, and in an object too large for the linear search.
+        let condition = CompiledCondition::compile(
+            &json!({"b": 2, "n.k": "x", "v": {"$vgte": "1.2.0"}}),
+            &SavedGroups::new(),
+        );
+        let mut large = Map::new();
+        for index in 0..40 {
+            large.insert(format!("key{index}"), json!(index));
+        }
+        large.insert("b".into(), json!(2));
+        large.insert("n".into(), json!({"k": "x"}));
+        large.insert("v".into(), json!("1.10.0"));
+        let cases = [
+            (json!({"a": 1, "b": 2, "n": {"k": "x"}, "v": "1.2.0"}), true),
+            (
+                json!({"b": 2, "v": "1.3", "n": {"z": 0, "k": "x"}, "a": 1}),
+                true,
+            ),
+            (json!({"a": 1, "n": {"k": "x"}, "v": "1.2.0"}), false),
+            (
+                json!({"a": 1, "b": 3, "n": {"k": "x"}, "v": "1.2.0"}),
+                false,
+            ),
+            (json!({"b": 2, "n": {"k": "y"}, "v": "1.2.0"}), false),
+            (json!({"b": 2, "n": {"k": "x"}, "v": "1.1.9"}), false),
+            (Value::Object(large), true),
+            (json!([2]), false),
+        ];
+        for _ in 0..3 {
+            for (object, expected) in &cases {
+                assert_eq!(condition.matches(object), *expected, "{object}");
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::bucketing::{
     choose_variation, get_bucket_ranges, get_equal_weights, get_query_string_override, hash,
     in_namespace, in_range,
 };
-use crate::condition::{CompiledCondition, SavedGroups, get_path};
+use crate::condition::{CompiledCondition, PositionHint, SavedGroups, get_path};
 use crate::js;
 use crate::model::{
     ContextualBanditAssignment, Experiment, ExperimentResult, FeatureDefinition, FeatureMap,
@@ -232,7 +232,7 @@ impl Context {
 
     fn resolve_attribute(&self, key: &str) -> Cow<'_, Value> {
         if let Value::Object(map) = &self.attributes
-            && let Some(value) = map.get(key)
+            && let Some(value) = self.compiled.hash_attribute_hint.get(map, key)
         {
             return Cow::Borrowed(value);
         }
@@ -410,6 +410,8 @@ pub struct CompiledPayload {
     /// Leaf conditions of each contextual bandit, aligned with its `contexts` (`None`: no
     /// condition, the leaf always matches).
     bandit_leaves: BTreeMap<String, Vec<Option<CompiledCondition>>>,
+    /// Where hash attributes (usually `id`) were last found in users' attribute objects.
+    hash_attribute_hint: PositionHint,
 }
 
 #[derive(Debug)]
@@ -571,6 +573,7 @@ impl CompiledPayload {
             features,
             auto_experiments,
             bandit_leaves,
+            hash_attribute_hint: PositionHint::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use atrium_experiments::{
-    Context, FeatureSource, InMemoryStickyBucketService, Payload, eval_feature,
+    CompiledPayload, Context, FeatureSource, InMemoryStickyBucketService, Payload, eval_feature,
 };
 use serde_json::json;
 
@@ -143,4 +143,32 @@ fn merge_query_strings_keeps_redirect_params() {
         "https://b.com/y?b=3&a=1"
     );
     assert_eq!(merge_query_strings("not a url", "/relative"), "/relative");
+}
+
+#[test]
+fn shared_evaluation_matches_the_owned_results_and_exposures() {
+    let compiled = Arc::new(CompiledPayload::new(payload()));
+    for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+        let attributes = json!({"id": user});
+        let mut owned = Context::with_compiled(compiled.clone(), attributes.clone());
+        let mut shared = Context::with_compiled(compiled.clone(), attributes);
+        for key in ["button", "missing"] {
+            let expected = eval_feature(&mut owned, key);
+            let evaluation = compiled.evaluate(&mut shared, key);
+            assert_eq!(*evaluation.value, expected.value);
+            assert_eq!(evaluation.into_feature_result(), expected);
+        }
+        let calls = owned.take_tracking_calls();
+        assert_eq!(shared.tracking_calls(), calls.as_slice());
+        let exposures: Vec<_> = shared
+            .take_exposures()
+            .into_iter()
+            .map(|exposure| exposure.into_tracking_call())
+            .collect();
+        assert_eq!(exposures, calls);
+        assert!(shared.tracking_calls().is_empty());
+        // Deduplication memory survives taking the exposures.
+        eval_feature(&mut shared, "button");
+        assert!(shared.exposures().is_empty());
+    }
 }
