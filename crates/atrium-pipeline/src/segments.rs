@@ -218,6 +218,18 @@ pub struct SegmentCatalog {
     pub segments: BTreeMap<String, Arc<Compiled>>,
     pub traits: BTreeMap<String, Arc<CompiledTrait>>,
     definitions: Catalog,
+    /// Per event name, the segments and computed traits an event of that name can affect
+    /// (`event_relevant`), in id order.
+    by_event: HashMap<String, Relevant>,
+    /// Whether some segment reads profile traits.
+    reads_traits: bool,
+}
+
+/// The definitions one event name is relevant to.
+#[derive(Default)]
+struct Relevant {
+    segments: Vec<(String, Arc<Compiled>)>,
+    traits: Vec<(String, Arc<CompiledTrait>)>,
 }
 
 impl SegmentCatalog {
@@ -264,6 +276,31 @@ impl SegmentCatalog {
                 Err(errors) => tracing::warn!(%key, ?errors, "segment left out"),
             }
         }
+        self.index_events();
+    }
+
+    fn index_events(&mut self) {
+        self.by_event.clear();
+        for (id, compiled) in &self.segments {
+            for name in compiled.event_names() {
+                self.by_event
+                    .entry(name.to_owned())
+                    .or_default()
+                    .segments
+                    .push((id.clone(), compiled.clone()));
+            }
+        }
+        for (id, compiled) in &self.traits {
+            self.by_event
+                .entry(compiled.event_name().to_owned())
+                .or_default()
+                .traits
+                .push((id.clone(), compiled.clone()));
+        }
+        self.reads_traits = self
+            .segments
+            .values()
+            .any(|compiled| compiled.reads_traits());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -618,20 +655,39 @@ impl SegmentEngine {
             // profile that already has state is not even loaded.
             let known = cache.contains_key(profile.as_str())
                 || tables.has_segment_state(profile.as_str())?;
-            let touches = |compiled: &Compiled| {
-                compiled.event_relevant(&view) || (traits_may_change && compiled.reads_traits())
+            static NONE: Relevant = Relevant {
+                segments: Vec::new(),
+                traits: Vec::new(),
             };
+            let relevant_here = catalog.by_event.get(view.name).unwrap_or(&NONE);
             if known
-                && !catalog.segments.values().any(|compiled| touches(compiled))
-                && !catalog
-                    .traits
-                    .values()
-                    .any(|compiled| compiled.event_relevant(&view))
+                && relevant_here.segments.is_empty()
+                && relevant_here.traits.is_empty()
+                && !(traits_may_change && catalog.reads_traits)
             {
                 return Ok(());
             }
             let cached = load_cached(cache, catalog, tables, profile.as_str())?;
-            for (id, compiled) in &catalog.segments {
+            // When the profile has state for every definition and its traits cannot have
+            // changed, only the definitions the event is relevant to do anything.
+            let complete = cached.raw_segments.len() + cached.state.segments.len()
+                == catalog.segments.len()
+                && cached.raw_traits.len() + cached.state.traits.len() == catalog.traits.len();
+            let segment_list: Vec<(&String, &Arc<Compiled>)> = if complete && !traits_may_change {
+                relevant_here
+                    .segments
+                    .iter()
+                    .map(|(id, c)| (id, c))
+                    .collect()
+            } else {
+                catalog.segments.iter().collect()
+            };
+            let trait_list: Vec<(&String, &Arc<CompiledTrait>)> = if complete {
+                relevant_here.traits.iter().map(|(id, c)| (id, c)).collect()
+            } else {
+                catalog.traits.iter().collect()
+            };
+            for (id, compiled) in segment_list {
                 let fresh = !cached.has_segment(id);
                 let relevant = compiled.event_relevant(&view);
                 let feed_traits = fresh || (traits_may_change && compiled.reads_traits());
@@ -664,7 +720,7 @@ impl SegmentEngine {
                     set_timer(&mut cached.state.segment_timers, id, timer);
                 }
             }
-            for (id, compiled) in &catalog.traits {
+            for (id, compiled) in trait_list {
                 let fresh = !cached.has_trait(id);
                 let relevant = compiled.event_relevant(&view);
                 if !relevant && !fresh {

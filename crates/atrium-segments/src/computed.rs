@@ -91,6 +91,11 @@ impl CompiledTrait {
         self.matcher.event == event.name
     }
 
+    /// The one event name [`CompiledTrait::event_relevant`] accepts.
+    pub fn event_name(&self) -> &str {
+        &self.matcher.event
+    }
+
     /// The value an event contributes, or `None` when the event does not count.
     pub(crate) fn entry_value(&self, event: &EventView<'_>) -> Option<Value> {
         if !self.matcher.matches(event) {

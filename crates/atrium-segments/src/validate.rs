@@ -90,9 +90,42 @@ impl Compiled {
         relevant(&self.root, event.name)
     }
 
+    /// Every event name some event condition names: [`Compiled::event_relevant`] is true
+    /// exactly for events with one of these names (sorted, without duplicates).
+    pub fn event_names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        collect_event_names(&self.root, &mut names);
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Whether the segment reads profile traits (then trait changes must be fed).
     pub fn reads_traits(&self) -> bool {
         !self.trait_paths.is_empty()
+    }
+}
+
+fn collect_event_names<'a>(node: &'a CNode, names: &mut Vec<&'a str>) {
+    match &node.kind {
+        Kind::All(children) | Kind::Any(children) => children
+            .iter()
+            .for_each(|child| collect_event_names(child, names)),
+        Kind::Not(child) => collect_event_names(child, names),
+        Kind::InSegment { root, .. } => collect_event_names(root, names),
+        Kind::Performed { matcher, .. } | Kind::FirstLast { matcher, .. } => {
+            names.push(&matcher.event)
+        }
+        Kind::Sequence { steps, .. } => names.extend(steps.iter().map(|step| step.event.as_str())),
+        Kind::NotFollowedBy { first, then, .. } => {
+            names.push(&first.event);
+            names.push(&then.event);
+        }
+        Kind::Computed { definition, .. } => names.push(&definition.matcher.event),
+        Kind::Trait(_)
+        | Kind::Consent { .. }
+        | Kind::Subscription { .. }
+        | Kind::RandomBucket { .. } => {}
     }
 }
 
