@@ -37,7 +37,7 @@ pub use personal::{Shopper, for_you};
 pub use popularity::{DecayedScores, Popularity, Trending};
 pub use recent::{BuyAgain, RecentlyViewed};
 pub use registry::{ModelRegistry, Versioned};
-pub use retrieval::{CandidateLists, TopK, exhaustive_top, rerank};
+pub use retrieval::{CandidateLists, TopK, exhaustive_top, rerank, rerank_sorted};
 pub use rules::{
     Boost, Candidate, Filters, Pin, Reason, Recommendation, Request, Source, assemble,
 };

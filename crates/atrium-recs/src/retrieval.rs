@@ -376,8 +376,23 @@ pub fn rerank(
     // Ascending order makes the pass deterministic and reads the factors front to back.
     candidates.sort_unstable();
     candidates.dedup();
+    rerank_sorted(model, user_vector, &candidates, count, skip)
+}
+
+/// [`rerank`] of candidates already in ascending order without duplicates (no copy, no sort).
+pub fn rerank_sorted(
+    model: &AlsModel,
+    user_vector: &[f32],
+    candidates: &[ItemIndex],
+    count: usize,
+    skip: impl Fn(ItemIndex) -> bool,
+) -> Vec<(ItemIndex, f32)> {
+    debug_assert!(candidates.windows(2).all(|pair| pair[0] < pair[1]));
+    if count == 0 {
+        return Vec::new();
+    }
     let mut top = TopK::new(count);
-    for item in candidates {
+    for &item in candidates {
         if item as usize >= model.items() {
             break;
         }

@@ -232,6 +232,35 @@ pub struct RecResponse {
     pub body: Value,
 }
 
+/// The response document (field order as sent).
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    recommendation_id: &'a str,
+    placement: &'a str,
+    model: &'a str,
+    model_version: Option<u64>,
+    variant: Option<&'static str>,
+    profile_id: Option<&'a str>,
+    items: Vec<ResponseItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponseItem<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    category: Option<String>,
+    brand: Option<&'a str>,
+    price: Option<f64>,
+    currency: Option<&'a str>,
+    in_stock: bool,
+    image_url: Option<&'a str>,
+    url: Option<&'a str>,
+    score: f64,
+    source: &'a str,
+    fallback_level: usize,
+    reason: &'a Value,
+}
+
 const STEP_RECORDS: usize = 1_000;
 const RANKING_REFRESH: Duration = Duration::from_millis(250);
 const SAVE_SERVED_EVERY: Duration = Duration::from_secs(5);
@@ -522,6 +551,31 @@ impl RecService {
         request: &RecRequest,
         retrieval: Retrieval,
     ) -> Result<RecResponse, RecError> {
+        let (mut response, body) = self.respond(request, retrieval, |body| {
+            serde_json::to_value(body).expect("a response body is JSON")
+        })?;
+        response.body = body;
+        Ok(response)
+    }
+
+    /// [`RecService::recommend`]'s response document serialized directly (the bytes of
+    /// `serde_json::to_vec(&response.body)`, without building the `Value` first): what the
+    /// HTTP API sends.
+    pub fn recommend_json(&self, request: &RecRequest) -> Result<Vec<u8>, RecError> {
+        self.respond(request, Retrieval::TwoStage, |body| {
+            serde_json::to_vec(body).expect("a response body is JSON")
+        })
+        .map(|(_, bytes)| bytes)
+    }
+
+    /// Answers `request` and renders the response document with `render` while the live state
+    /// is still read-locked (the document borrows catalog entries); `body` is left `Null`.
+    fn respond<T>(
+        &self,
+        request: &RecRequest,
+        retrieval: Retrieval,
+        render: impl FnOnce(&ResponseBody<'_>) -> T,
+    ) -> Result<(RecResponse, T), RecError> {
         let placement = Placement::parse(&request.placement).ok_or_else(|| {
             RecError::UnknownPlacement(format!(
                 "unknown placement `{}`: one of {}",
@@ -563,55 +617,58 @@ impl RecService {
             retrieval,
         )?;
         let recommendation_id = format!("rec.{}.{}.{}", placement.as_str(), model, hex_nonce());
-        let items: Vec<Value> = answer
+        let items: Vec<ResponseItem<'_>> = answer
             .items
             .iter()
             .map(|item| {
                 let entry = live.catalog.item(item.item);
-                json!({
-                    "id": item.id,
-                    "name": entry.map(|e| e.name.clone()),
-                    "category": entry.map(Item::category_path),
-                    "brand": entry.and_then(|e| e.brand.clone()),
-                    "price": entry.map(|e| e.price),
-                    "currency": entry.map(|e| e.currency.clone()),
-                    "in_stock": entry.is_some_and(Item::in_stock),
-                    "image_url": entry.and_then(|e| e.image_url.clone()),
-                    "url": entry.and_then(|e| e.url.clone()),
-                    "score": item.score,
-                    "source": item.source,
-                    "fallback_level": item.fallback_level,
-                    "reason": item.reason,
-                })
+                ResponseItem {
+                    id: &item.id,
+                    name: entry.map(|e| e.name.as_str()),
+                    category: entry.map(Item::category_path),
+                    brand: entry.and_then(|e| e.brand.as_deref()),
+                    price: entry.map(|e| e.price),
+                    currency: entry.map(|e| e.currency.as_str()),
+                    in_stock: entry.is_some_and(Item::in_stock),
+                    image_url: entry.and_then(|e| e.image_url.as_deref()),
+                    url: entry.and_then(|e| e.url.as_deref()),
+                    // As a `Value` holds it (f32 widened to f64).
+                    score: f64::from(item.score),
+                    source: &item.source,
+                    fallback_level: item.fallback_level,
+                    reason: &item.reason,
+                }
             })
             .collect();
-        drop(live);
-        let body = json!({
-            "recommendation_id": recommendation_id,
-            "placement": placement.as_str(),
-            "model": answer.model,
-            "model_version": answer.model_version,
-            "variant": variant,
-            "profile_id": profile_id,
-            "items": items,
+        let rendered = render(&ResponseBody {
+            recommendation_id: &recommendation_id,
+            placement: placement.as_str(),
+            model: &answer.model,
+            model_version: answer.model_version,
+            variant,
+            profile_id: profile_id.as_deref(),
+            items,
         });
+        drop(live);
         {
             let mut served = self.served.lock();
-            let entry = served
-                .entry((placement.as_str().to_owned(), answer.model.clone()))
-                .or_default();
+            let key = (placement.as_str().to_owned(), answer.model.clone());
+            let entry = served.entry(key).or_default();
             entry.responses += 1;
             entry.items += answer.items.len() as u64;
         }
         self.served_dirty.store(true, Ordering::Release);
-        Ok(RecResponse {
-            recommendation_id,
-            placement,
-            model: answer.model,
-            variant,
-            items: answer.items,
-            body,
-        })
+        Ok((
+            RecResponse {
+                recommendation_id,
+                placement,
+                model: answer.model,
+                variant,
+                items: answer.items,
+                body: Value::Null,
+            },
+            rendered,
+        ))
     }
 
     /// The model a profile gets on a placement: the split's arm, or the placement's default.
@@ -751,6 +808,12 @@ pub fn normalize_reference(reference: &str) -> String {
 }
 
 fn hex_nonce() -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 8] = rand::random();
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut out = String::with_capacity(16);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    out
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use atrium_recs::covisit::CoOccurrenceKind;
 use atrium_recs::{
     AlsModel, Boost, Candidate, Filters, Interaction, ItemIndex, Pin, Reason, Recommendation,
-    Request, Shopper, Source, UserIndex, assemble, exhaustive_top, rerank,
+    Request, Shopper, Source, UserIndex, assemble, exhaustive_top, rerank, rerank_sorted,
 };
 use serde_json::{Value, json};
 
@@ -387,17 +387,24 @@ fn model_sources(
             seen.sort_unstable();
             seen.dedup();
             let is_seen = |item: ItemIndex| seen.binary_search(&item).is_ok();
-            let pool = match context.retrieval {
+            let margin = context.want * 4 + 20;
+            let (short_list, pool_is_catalog) = match context.retrieval {
                 Retrieval::TwoStage => {
                     let trained_list =
                         trained_user.map_or(&[][..], |row| trained.candidates.of(row));
-                    candidate_pool(context, trained_list, model_items)
+                    // The pool's buffers are reused by the thread's next request.
+                    SCRATCH.with_borrow_mut(|scratch| {
+                        candidate_pool(context, trained_list, model_items, scratch);
+                        let pool = &scratch.pool;
+                        let short_list = rerank_sorted(als, &user_vector, pool, margin, is_seen);
+                        (short_list, pool.len() >= model_items as usize)
+                    })
                 }
-                Retrieval::Exhaustive => (0..model_items).collect(),
+                Retrieval::Exhaustive => {
+                    let pool = (0..model_items).collect();
+                    (rerank(als, &user_vector, pool, margin, is_seen), true)
+                }
             };
-            let pool_is_catalog = pool.len() >= model_items as usize;
-            let margin = context.want * 4 + 20;
-            let short_list = rerank(als, &user_vector, pool, margin, is_seen);
             let exhausted = short_list.len() < margin;
             let mut ranked: Vec<(ItemIndex, f32)> = short_list
                 .into_iter()
@@ -527,22 +534,23 @@ const GLOBAL_CANDIDATES: usize = 100;
 /// The first stage of `for_you`: the profile's precomputed list (its best items by the trained
 /// vector) ∪ co-visitation neighbours of the recent items ∪ the popular items of their
 /// categories and of the categories the request filters on ∪ popular and trending overall.
-/// Sorted, without duplicates, only items the model knows.
+/// Sorted, without duplicates, only items the model knows; left in `scratch.pool`.
 fn candidate_pool(
     context: &Context<'_>,
     trained_list: &[ItemIndex],
     model_items: ItemIndex,
-) -> Vec<ItemIndex> {
+    scratch: &mut Scratch,
+) {
     let live = context.live;
     let models = live.catalog.models();
-    let mut pool: Vec<ItemIndex> = Vec::with_capacity(trained_list.len() + 1_024);
+    let Scratch { pool, related } = scratch;
+    pool.clear();
     pool.extend_from_slice(trained_list);
     let mut categories: Vec<u32> = Vec::new();
-    let mut related = Vec::new();
     for &seed in &context.seeds {
         live.covisit
             .counts()
-            .related_top_into(seed, 1, COVISIT_PER_SEED, &mut related);
+            .related_top_into(seed, 1, COVISIT_PER_SEED, related);
         pool.extend(related.iter().map(|(item, _, _)| *item));
         if (seed as usize) < models.len() {
             categories.push(models.category_index(seed));
@@ -568,7 +576,20 @@ fn candidate_pool(
     pool.retain(|item| *item < model_items);
     pool.sort_unstable();
     pool.dedup();
-    pool
+    // A thread keeps at most this much for the next request.
+    related.clear();
+    related.shrink_to(4_096);
+}
+
+/// Per-thread buffers of the first stage (request threads are pooled and reused).
+#[derive(Default)]
+struct Scratch {
+    pool: Vec<ItemIndex>,
+    related: Vec<(ItemIndex, u32, f32)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// `(item, value)` pairs summed per item (in their order, from 0.0 like a map's default),

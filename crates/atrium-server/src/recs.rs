@@ -11,7 +11,7 @@ use atrium_types::{ControlRecord, LogRecord, format_timestamp_ms};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -61,11 +61,20 @@ async fn wait_for(state: &Arc<AppState>, offset: Option<u64>) -> Result<(), ApiE
     Ok(())
 }
 
-async fn answer(state: Arc<AppState>, request: RecRequest) -> Result<Json<Value>, ApiError> {
-    blocking(&state, move |state| {
-        Ok(Json(state.recs.recommend(&request)?.body))
+/// The response document serialized straight from the answer (no `Value` in between).
+async fn answer(state: Arc<AppState>, request: RecRequest) -> Result<Response, ApiError> {
+    let body = blocking(&state, move |state| {
+        Ok(state.recs.recommend_json(&request)?)
     })
-    .await
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /v1/recommendations?placement=…&profile=…&item=…&k=…` (rules as parameters).
@@ -73,7 +82,7 @@ pub async fn get_recommendations(
     _: AdminKey,
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let min_offset = match pairs.iter().find(|(name, _)| name == "min_offset") {
         Some((_, value)) => Some(value.parse::<u64>().map_err(|_| {
             ApiError::new(
@@ -94,7 +103,7 @@ pub async fn post_recommendations(
     State(state): State<Arc<AppState>>,
     Query(consistency): Query<Consistency>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let body: Value = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
             ErrorCode::InvalidJson,

@@ -523,3 +523,44 @@ fn for_you_matches_the_full_pass_when_the_lists_cover_the_catalog() {
         assert_eq!(two_stage.items, exhaustive.items, "v-{visitor}");
     }
 }
+
+/// The HTTP API's bytes (`recommend_json`, serialized without a `Value`) are exactly the
+/// response document `recommend` returns, for every placement, with rules, before and after
+/// training (the recommendation id is random per call, so it is carried over).
+#[test]
+fn json_bytes_equal_the_response_document() {
+    let fixture = shop();
+    let requests = [
+        json!({"placement": "similar", "item": "shoe", "k": 3}),
+        json!({"placement": "bought_together", "item": "shoe"}),
+        json!({"placement": "trending", "k": 4, "rules": {
+            "pins": [{"item": "hat", "position": 0}],
+            "boosts": [{"category": "Apparel", "factor": 100.0}],
+            "max_per_category": 1,
+        }}),
+        json!({"placement": "recently_viewed", "profile": "anonymous_id:a-3"}),
+        json!({"placement": "for_you", "profile": "anonymous_id:a-1", "k": 3}),
+        json!({"placement": "for_you", "profile": "anonymous_id:new-visitor"}),
+    ];
+    for trained in [false, true] {
+        if trained {
+            fixture.service.train(true);
+        }
+        for body in &requests {
+            let request = request(body.clone());
+            let bytes = fixture.service.recommend_json(&request).unwrap();
+            let sent: Value = serde_json::from_slice(&bytes).unwrap();
+            let mut document = fixture.service.recommend(&request).unwrap().body;
+            assert!(
+                !document["items"].as_array().unwrap().is_empty(),
+                "{document}"
+            );
+            document["recommendation_id"] = sent["recommendation_id"].clone();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&document).unwrap(),
+                "{body}"
+            );
+        }
+    }
+}
