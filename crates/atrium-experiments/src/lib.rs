@@ -8,7 +8,11 @@
 //!
 //! **API boundary:**
 //! - [`eval_feature`] / [`run_experiment`] / [`get_redirect`] evaluate for one [`Context`];
-//!   [`CompiledPayload`] prepares a payload once for many contexts.
+//!   [`CompiledPayload`] prepares a payload once for many contexts, and
+//!   [`CompiledPayload::evaluate`] evaluates a feature without copying definitions into the
+//!   result ([`Evaluation`]: values borrowed, experiment and result shared through `Arc`).
+//! - Exposures are recorded on the [`Context`]: [`Context::take_exposures`] hands them over with
+//!   the experiment shared ([`Exposure`]), [`Context::take_tracking_calls`] as owned copies.
 //! - [`evaluate_payload`] builds GrowthBook's remote-evaluation payload for one user.
 //! - [`eval_condition`] evaluates a targeting condition on its own.
 //! - [`hash`], [`get_bucket_ranges`], [`choose_variation`], [`in_namespace`],

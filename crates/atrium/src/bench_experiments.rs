@@ -167,31 +167,66 @@ pub fn run_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
     let payload = Arc::new(CompiledPayload::new(Arc::new(payload)));
     let keys: Vec<String> = payload.payload().features.keys().cloned().collect();
 
-    // Warm up, then one timed pass over every user (one thread).
+    // Warm up (and keep the values Python must match), then timed passes over every user, one
+    // thread, a fresh context per user, every feature evaluated, and the recorded exposures
+    // taken from the context as a server does to log them.
     let mut sample_values: Vec<Vec<Value>> = Vec::with_capacity(AGREEMENT_USERS);
     for user in users.iter().take(AGREEMENT_USERS) {
         let mut context = EvalContext::with_compiled(payload.clone(), user.clone());
-        sample_values.push(
-            keys.iter()
-                .map(|key| eval_feature(&mut context, key).value)
-                .collect(),
-        );
+        let owned: Vec<Value> = keys
+            .iter()
+            .map(|key| eval_feature(&mut context, key).value)
+            .collect();
+        let mut context = EvalContext::with_compiled(payload.clone(), user.clone());
+        for (key, value) in keys.iter().zip(&owned) {
+            anyhow::ensure!(
+                *payload.evaluate(&mut context, key).value == *value,
+                "CompiledPayload::evaluate and eval_feature disagree on {key}"
+            );
+        }
+        sample_values.push(owned);
     }
+    let evaluations = (users.len() * keys.len()) as f64;
+
+    // `eval_feature`: owned results (`FeatureResult`, the experiment copied into each) and owned
+    // exposures (`take_tracking_calls`).
     // The attribute objects are handed to the contexts (as a server hands over a request's
     // attributes), so the copies for that are made before the clock starts.
     let timed_users = users.clone();
     let started = Instant::now();
     let mut in_experiment = 0usize;
+    let mut exposures = 0usize;
     for user in timed_users {
         let mut context = EvalContext::with_compiled(payload.clone(), user);
         for key in &keys {
             let result = eval_feature(&mut context, key);
             in_experiment += usize::from(result.experiment_result.is_some());
         }
+        exposures += context.take_tracking_calls().len();
+    }
+    let owned_seconds = started.elapsed().as_secs_f64();
+    let owned_rate = evaluations / owned_seconds;
+
+    // `CompiledPayload::evaluate`: the same evaluation, results sharing the payload's values and
+    // experiments (`Evaluation`), exposures taken as `Exposure`s (experiment shared, not copied).
+    let timed_users = users.clone();
+    let started = Instant::now();
+    let mut shared_in_experiment = 0usize;
+    let mut shared_exposures = 0usize;
+    for user in timed_users {
+        let mut context = EvalContext::with_compiled(payload.clone(), user);
+        for key in &keys {
+            let result = payload.evaluate(&mut context, key);
+            shared_in_experiment += usize::from(result.experiment_result.is_some());
+        }
+        shared_exposures += context.take_exposures().len();
     }
     let rust_seconds = started.elapsed().as_secs_f64();
-    let evaluations = (users.len() * keys.len()) as f64;
     let rust_rate = evaluations / rust_seconds;
+    anyhow::ensure!(
+        (shared_in_experiment, shared_exposures) == (in_experiment, exposures),
+        "the two evaluation APIs disagree on experiment results or exposures"
+    );
     println!(
         "payload: {} features ({} with an experiment), conditions on 10 attributes; {} users",
         keys.len(),
@@ -201,8 +236,10 @@ pub fn run_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
         users.len()
     );
     println!(
-        "atrium (Rust, 1 thread):        {rust_rate:>12.0} evaluations/s  ({:.2} s, {in_experiment} experiment results)",
-        rust_seconds
+        "atrium eval_feature (owned results, 1 thread):  {owned_rate:>12.0} evaluations/s  ({owned_seconds:.2} s, {in_experiment} experiment results, {exposures} exposures)"
+    );
+    println!(
+        "atrium evaluate (shared results, 1 thread):     {rust_rate:>12.0} evaluations/s  ({rust_seconds:.2} s)"
     );
 
     if !args.no_python {
@@ -235,13 +272,14 @@ pub fn run_eval(args: EvalBenchArgs) -> anyhow::Result<()> {
                 .filter(|(theirs, ours)| theirs.as_array() == Some(ours))
                 .count();
             println!(
-                "growthbook {} (Python, 1 thread): {python_rate:>12.0} evaluations/s  ({:.2} s)",
+                "growthbook {} (Python, 1 thread):              {python_rate:>12.0} evaluations/s  ({:.2} s)",
                 reference["version"].as_str().unwrap_or("?"),
                 reference["seconds"].as_f64().unwrap_or(0.0)
             );
             println!(
-                "ratio atrium / growthbook-python: {:.1}x; identical values for {agreeing}/{} sampled users",
+                "ratio atrium / growthbook-python: evaluate {:.1}x, eval_feature {:.1}x; identical values for {agreeing}/{} sampled users",
                 rust_rate / python_rate,
+                owned_rate / python_rate,
                 sample.len()
             );
         } else {
