@@ -5,7 +5,7 @@
 //!   A new or edited definition is backfilled at that log position: the log prefix is scanned once
 //!   and every profile's events (by its current timeline, so merged history counts) are fed to a
 //!   fresh evaluator, then membership is taken at the record's time. Only that definition is
-//!   recomputed.
+//!   recomputed, and only events of the names it reads are decoded in full (`backfill`).
 //! - Each event updates the evaluation state of its profile ([`ProfileSegmentState`], one record
 //!   per profile), at processing time = the event's `receivedAt`.
 //! - Windowed conditions ask for a timer; the profile's earliest timer is kept durably in
@@ -39,13 +39,13 @@ use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timesta
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use self::backfill::{EventNames, Replay};
 use crate::PipelineError;
+
+mod backfill;
 
 /// Message ids of derived membership events start with this.
 pub const DERIVED_MESSAGE_PREFIX: &str = "atrium-seg-";
-
-/// Records read per log request while backfilling.
-const BACKFILL_READ: usize = 4_096;
 
 /// One profile's evaluation state for every segment and computed trait (stored in
 /// `segment_states`, see [`ProfileSegmentState::decode`] for the layout).
@@ -1095,14 +1095,24 @@ impl SegmentEngine {
     ) -> Result<(), PipelineError> {
         let entries = tables.all_timeline_offsets()?;
         let mut states = segment_states_from_history(&entries, log, offset, compiled)?;
+        drop(entries);
+        // Members without history before the definition (their events came later) are
+        // evaluated too; in profile-id order with the rest.
         let mut previous_members = Vec::new();
         for profile in tables.segment_state_profiles()? {
-            if tables.segment_member(key, &profile)?.is_some() && !states.contains_key(&profile) {
+            let has_history = states
+                .binary_search_by(|(other, _)| other.as_str().cmp(&profile))
+                .is_ok();
+            if !has_history && tables.segment_member(key, &profile)?.is_some() {
                 previous_members.push(profile);
             }
         }
-        for profile in previous_members {
-            states.insert(profile.clone(), ProfileState::new(compiled, &profile));
+        if !previous_members.is_empty() {
+            for profile in previous_members {
+                let state = ProfileState::new(compiled, &profile);
+                states.push((profile, state));
+            }
+            states.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         }
         for (profile, mut state) in states {
             let profile = ProfileId(profile);
@@ -1134,19 +1144,9 @@ impl SegmentEngine {
         offset: u64,
         at_ms: i64,
     ) -> Result<(), PipelineError> {
-        let mut states: BTreeMap<String, TraitState> = BTreeMap::new();
         let entries = tables.all_timeline_offsets()?;
-        scan_history(&entries, log, offset, |profile, event| {
-            let time_ms = event_time(event);
-            let state = states
-                .entry(profile.to_owned())
-                .or_insert_with(|| compiled.new_state());
-            compiled.on_event(
-                state,
-                &event_view(event, time_ms),
-                processing_time(event, time_ms),
-            );
-        })?;
+        let names = EventNames::new(vec![compiled.event_name()]);
+        let states = backfill::replay(&entries, log, offset, &names, &TraitReplay(compiled))?;
         for (profile, mut state) in states {
             let profile = ProfileId(profile);
             let outcome = compiled.on_timer(&mut state, at_ms);
@@ -1163,61 +1163,57 @@ impl SegmentEngine {
     }
 }
 
-/// Feeds every event before log offset `until` that is on some profile's timeline to `feed`,
-/// in log order, with the profile it belongs to now.
-fn scan_history(
-    entries: &[(u64, String)],
-    log: &dyn EventLog,
-    until: u64,
-    mut feed: impl FnMut(&str, &Value),
-) -> Result<(), PipelineError> {
-    let mut next = 0;
-    let mut from = entries.first().map_or(until, |(offset, _)| *offset);
-    while from < until && next < entries.len() {
-        let records = log.read(from, BACKFILL_READ)?;
-        if records.is_empty() {
-            break;
-        }
-        for record in &records {
-            if record.offset >= until {
-                break;
-            }
-            while next < entries.len() && entries[next].0 < record.offset {
-                next += 1;
-            }
-            if next < entries.len() && entries[next].0 == record.offset {
-                if let Ok(LogRecord::Event(event)) = LogRecord::decode(&record.payload) {
-                    feed(&entries[next].1, &event);
-                }
-                next += 1;
-            }
-        }
-        from = records.last().map_or(until, |record| record.offset + 1);
+/// A segment's evaluator over history.
+struct SegmentReplay<'a>(&'a Compiled);
+
+impl Replay for SegmentReplay<'_> {
+    type State = ProfileState;
+
+    fn new_state(&self, profile: &str) -> ProfileState {
+        ProfileState::new(self.0, profile)
     }
-    Ok(())
+
+    fn event(&self, state: &mut ProfileState, event: &EventView<'_>, now_ms: i64) {
+        on_event(self.0, state, event, now_ms);
+    }
+
+    fn skipped(&self, state: &mut ProfileState, count: u64, now_ms: i64) {
+        // An event no node matches only advances time and takes an arrival number.
+        on_timer(self.0, state, now_ms);
+        state.next_seq += count;
+    }
 }
 
-/// Each profile's state for `compiled` after its history before log offset `until`.
+/// A computed trait's evaluator over history.
+struct TraitReplay<'a>(&'a CompiledTrait);
+
+impl Replay for TraitReplay<'_> {
+    type State = TraitState;
+
+    fn new_state(&self, _profile: &str) -> TraitState {
+        self.0.new_state()
+    }
+
+    fn event(&self, state: &mut TraitState, event: &EventView<'_>, now_ms: i64) {
+        self.0.on_event(state, event, now_ms);
+    }
+
+    fn skipped(&self, state: &mut TraitState, _count: u64, now_ms: i64) {
+        // `CompiledTrait::on_event` of an event it does not count is a timer call.
+        self.0.on_timer(state, now_ms);
+    }
+}
+
+/// Each profile's state for `compiled` after its history before log offset `until`, in
+/// profile-id order.
 fn segment_states_from_history(
     entries: &[(u64, String)],
     log: &dyn EventLog,
     until: u64,
     compiled: &Compiled,
-) -> Result<BTreeMap<String, ProfileState>, PipelineError> {
-    let mut states: BTreeMap<String, ProfileState> = BTreeMap::new();
-    scan_history(entries, log, until, |profile, event| {
-        let time_ms = event_time(event);
-        let state = states
-            .entry(profile.to_owned())
-            .or_insert_with(|| ProfileState::new(compiled, profile));
-        on_event(
-            compiled,
-            state,
-            &event_view(event, time_ms),
-            processing_time(event, time_ms),
-        );
-    })?;
-    Ok(states)
+) -> Result<Vec<(String, ProfileState)>, PipelineError> {
+    let names = EventNames::new(compiled.event_names());
+    backfill::replay(entries, log, until, &names, &SegmentReplay(compiled))
 }
 
 /// A `Segment Entered` / `Segment Exited` event as queued in the outbox (members in this order).

@@ -5,7 +5,14 @@
 //! over the full history (backfill), and the per-profile state is measured. Finally the pipeline
 //! runs on its thread while events are appended at `--paced-rate`, and the time from the
 //! durable append to the committed membership (same transaction as the profile) is reported.
+//!
+//! With `--backfill-events N` only backfill is measured, at a size the history cannot be held
+//! in memory: N generated events (about one profile per ten events) are streamed into the log
+//! and applied with no definitions (the reference), then one new segment on a rare event, one
+//! on a frequent event, one on traits only, and one computed trait are defined in turn and each
+//! backfill is timed.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -41,6 +48,15 @@ pub struct SegmentsBenchArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
+    /// Measure only backfill over this many generated events (about one profile per ten
+    /// events); 0 runs the benchmark above.
+    #[arg(long, default_value_t = 0)]
+    pub backfill_events: usize,
+    /// Data directory of the backfill measurement. When it already holds an applied history,
+    /// that history is reused (nothing is generated); otherwise it is created and kept.
+    /// Default: a temporary directory, deleted afterwards.
+    #[arg(long)]
+    pub backfill_dir: Option<PathBuf>,
 }
 
 fn channel_of(source: &str) -> Channel {
@@ -95,28 +111,34 @@ struct Run {
 
 fn open(records: &[Vec<u8>]) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
-    let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.path().join("log")))?);
+    let (log, pipeline) = open_in(dir.path())?;
     for chunk in records.chunks(1_000) {
         let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
         log.append(&slices)?;
     }
+    Ok(Run {
+        _dir: dir,
+        log,
+        pipeline,
+    })
+}
+
+/// The log and the pipeline of a data directory (created when missing).
+fn open_in(dir: &Path) -> anyhow::Result<(Arc<SegmentedLog>, Arc<Pipeline>)> {
+    let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.join("log")))?);
     let config = atrium_server::Config {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.to_path_buf(),
         ..atrium_server::Config::default()
     };
-    let pipeline_config = atrium_server::state::pipeline_config(&config, dir.path())?;
-    let store = Arc::new(Store::open(dir.path().join("state.redb"))?);
+    let pipeline_config = atrium_server::state::pipeline_config(&config, dir)?;
+    let store = Arc::new(Store::open(dir.join("state.redb"))?);
     let pipeline = Arc::new(Pipeline::new(
         log.clone(),
         store,
         pipeline_config,
         Arc::new(SystemClock),
     )?);
-    Ok(Run {
-        _dir: dir,
-        log,
-        pipeline,
-    })
+    Ok((log, pipeline))
 }
 
 /// Applies the whole log; returns the seconds it took.
@@ -133,6 +155,9 @@ fn apply_all(run: &Run, label: &str) -> anyhow::Result<f64> {
 }
 
 pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
+    if args.backfill_events > 0 {
+        return run_backfill(&args);
+    }
     let events = history(args.events, args.seed)?;
     let first_ms = events
         .first()
@@ -321,4 +346,173 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Streams `events` generated events into `log` as collection would store them (received at
+/// their event time, so the shop has been live all along); returns the last `receivedAt`.
+fn stream_history(log: &SegmentedLog, events: usize, seed: u64) -> anyhow::Result<i64> {
+    let config = atrium_gen::GenConfig {
+        // About one profile per ten events (a customer has 1.4 profiles on average).
+        customers: (events / 14).max(50),
+        ..atrium_gen::GenConfig::for_events(seed, events)
+    };
+    let bar = crate::progress_bar(events as u64, "generating");
+    let mut last_ms = 0;
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(1_000);
+    let append = |batch: &mut Vec<Vec<u8>>| -> anyhow::Result<()> {
+        let slices: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        log.append(&slices)?;
+        batch.clear();
+        Ok(())
+    };
+    for mut event in atrium_gen::Generator::new(config) {
+        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
+        let received = event
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(atrium_types::parse_timestamp_ms)
+            .unwrap_or(0);
+        last_ms = last_ms.max(received);
+        let source_config = SourceConfig {
+            name: source.clone(),
+            channel: channel_of(&source),
+        };
+        let normalized =
+            atrium_collect::normalize_events(&source_config, received, None, &[event])?;
+        batch.extend(normalized.accepted.into_iter().map(|event| event.payload));
+        if batch.len() >= 1_000 {
+            append(&mut batch)?;
+        }
+        bar.inc(1);
+    }
+    if !batch.is_empty() {
+        append(&mut batch)?;
+    }
+    bar.finish_and_clear();
+    Ok(last_ms)
+}
+
+/// `--backfill-events`: backfill of new definitions over a large applied history.
+fn run_backfill(args: &SegmentsBenchArgs) -> anyhow::Result<()> {
+    let temporary = match &args.backfill_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir()?),
+    };
+    let dir = match (&args.backfill_dir, &temporary) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(temporary)) => temporary.path().to_path_buf(),
+        (None, None) => unreachable!("one of them is set"),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let (log, pipeline) = open_in(&dir)?;
+    let mut reference = None;
+    if log.end_offset() == 0 {
+        let started = Instant::now();
+        stream_history(&log, args.backfill_events, args.seed)?;
+        let generate_seconds = started.elapsed().as_secs_f64();
+        let applied_seconds = {
+            let end = log.end_offset();
+            let bar = crate::progress_bar(end, "reference (no definitions)");
+            let started = Instant::now();
+            while pipeline.applied_offset() < end {
+                pipeline.step()?;
+                bar.set_position(pipeline.applied_offset());
+            }
+            bar.finish_and_clear();
+            started.elapsed().as_secs_f64()
+        };
+        reference = Some((generate_seconds, applied_seconds));
+    } else {
+        pipeline.run_until_caught_up()?;
+    }
+    let history_end = log.end_offset();
+    let last_ms = log
+        .read(history_end.saturating_sub(1), 1)?
+        .first()
+        .and_then(|record| serde_json::from_slice::<Value>(&record.payload).ok())
+        .and_then(|event| {
+            event
+                .get("receivedAt")
+                .and_then(Value::as_str)
+                .and_then(atrium_types::parse_timestamp_ms)
+        })
+        .unwrap_or(0);
+    let (profiles, log_bytes) = (
+        pipeline.store().read(|tables| tables.profile_count())?,
+        directory_bytes(&dir.join("log"))?,
+    );
+    println!(
+        "backfill benchmark ({history_end} log records, {profiles} profiles, log {:.2} GB)",
+        log_bytes as f64 / 1e9
+    );
+    if let Some((generate_seconds, applied_seconds)) = reference {
+        println!(
+            "  generated and appended in {generate_seconds:.1} s; reference pipeline (no definitions): {:>8.0} events/s ({applied_seconds:.1} s)",
+            history_end as f64 / applied_seconds
+        );
+    }
+
+    // Unique ids, so a reused directory measures new definitions again.
+    let run_id = format!("{:x}", SystemClock.now_ms());
+    let segments = atrium_gen::segments::bench_segments(104);
+    let mut definitions = Vec::new();
+    for (index, what) in [
+        (
+            100,
+            "segment on a rare event (Order Completed in the last 41 days)",
+        ),
+        (
+            98,
+            "segment on a frequent event (Product Viewed, between-ago window)",
+        ),
+        (103, "segment on traits only (tier)"),
+    ] {
+        let (_, mut body) = segments[index].clone();
+        let id = format!("backfill_{run_id}_{index}");
+        body["id"] = Value::String(id.clone());
+        definitions.push((DefinitionKind::Segment, id, body, what));
+    }
+    let (_, mut trait_body) = atrium_gen::segments::bench_computed_traits(1)
+        .pop()
+        .context("one computed trait")?;
+    let trait_id = format!("backfill_{run_id}_trait");
+    trait_body["id"] = Value::String(trait_id.clone());
+    definitions.push((
+        DefinitionKind::ComputedTrait,
+        trait_id,
+        trait_body,
+        "computed trait on a frequent event (Product Viewed count, 7 days)",
+    ));
+    for (step, (kind, id, body, what)) in definitions.into_iter().enumerate() {
+        log.append(&[&definition(kind, &id, body, last_ms + 1 + step as i64)])?;
+        let started = Instant::now();
+        pipeline.run_until_caught_up()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let members = match kind {
+            DefinitionKind::Segment => pipeline
+                .store()
+                .read(|tables| tables.segment_member_count(&id))?
+                .to_string(),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "  backfill, {what}: {seconds:>7.2} s = {:>9.0} events/s ({members} members)",
+            history_end as f64 / seconds
+        );
+    }
+    drop(pipeline);
+    drop(log);
+    drop(temporary);
+    Ok(())
+}
+
+fn directory_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let metadata = entry?.metadata()?;
+        if metadata.is_file() {
+            total += metadata.len();
+        }
+    }
+    Ok(total)
 }
