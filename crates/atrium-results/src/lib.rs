@@ -254,12 +254,18 @@ struct AnalysedMetric<'a> {
     shape: Shape,
 }
 
-/// One unit's row: its variation, breakdown value, and per component (post, pre).
+/// One unit: its variation, breakdown value, and its row in [`Columns`].
 struct Unit {
     variation: usize,
     dimension: Option<String>,
-    post: Vec<f64>,
-    pre: Vec<f64>,
+    row: usize,
+}
+
+/// Every unit's value per component, one column per component (post-exposure and pre-exposure
+/// totals; after [`finish_values`], metric values).
+struct Columns {
+    post: Vec<Vec<f64>>,
+    pre: Vec<Vec<f64>>,
 }
 
 fn lookup<'a>(
@@ -351,7 +357,7 @@ fn fold_units(
     scanned: scan::Scanned,
     spec: &ExperimentSpec,
     components: &[ComponentInfo],
-) -> Result<(Vec<Unit>, Exclusions), ResultsError> {
+) -> Result<(Vec<Unit>, Columns, Exclusions), ResultsError> {
     let mut variation_index: HashMap<String, usize> = HashMap::new();
     for index in 0..spec.variations.len() {
         variation_index.insert(index.to_string(), index);
@@ -360,6 +366,12 @@ fn fold_units(
     for (index, variation) in spec.variations.iter().enumerate() {
         variation_index.insert(variation.key.clone(), index);
     }
+    // The scan's variation ids, resolved once each.
+    let variation_of: Vec<Option<usize>> = scanned
+        .variation_ids
+        .iter()
+        .map(|id| variation_index.get(id).copied())
+        .collect();
     const NOT_ANALYSED: u32 = u32::MAX;
     let mut position = vec![NOT_ANALYSED; scanned.units.len()];
     let mut first_times = Vec::new();
@@ -373,10 +385,7 @@ fn fold_units(
             excluded.multiple_variations += 1;
             continue;
         }
-        let found = unit
-            .variation
-            .as_deref()
-            .and_then(|key| variation_index.get(key).copied());
+        let found = unit.variation.and_then(|id| variation_of[id as usize]);
         let Some(variation) = found else {
             excluded.unknown_variation += 1;
             continue;
@@ -391,10 +400,13 @@ fn fold_units(
         units.push(Unit {
             variation,
             dimension: unit.dimension,
-            post: vec![0.0; components.len()],
-            pre: vec![0.0; components.len()],
+            row: units.len(),
         });
     }
+    let mut columns = Columns {
+        post: vec![vec![0.0; units.len()]; components.len()],
+        pre: vec![vec![0.0; units.len()]; components.len()],
+    };
     let windows: Vec<(Option<i64>, Option<i64>)> = components
         .iter()
         .map(|component| {
@@ -412,18 +424,18 @@ fn fold_units(
         let first_ts = first_times[at as usize];
         let component = event.component as usize;
         let (window, lookback) = windows[component];
-        let unit = &mut units[at as usize];
+        let row = at as usize;
         if event.ts >= first_ts {
             if window.is_none_or(|window| event.ts < first_ts.saturating_add(window)) {
-                unit.post[component] += event.value;
+                columns.post[component][row] += event.value;
             }
         } else if let Some(lookback) = lookback
             && event.ts >= first_ts.saturating_sub(lookback)
         {
-            unit.pre[component] += event.value;
+            columns.pre[component][row] += event.value;
         }
     }
-    Ok((units, excluded))
+    Ok((units, columns, excluded))
 }
 
 /// Nearest-rank quantile of `values` (sorted in place).
@@ -438,14 +450,16 @@ fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
 
 /// Turns raw totals into metric values (0/1 for conversions) and applies caps; returns each
 /// component's cap.
-fn finish_values(units: &mut [Unit], components: &[ComponentInfo]) -> Vec<Option<f64>> {
+fn finish_values(columns: &mut Columns, components: &[ComponentInfo]) -> Vec<Option<f64>> {
     let mut caps = Vec::with_capacity(components.len());
     for (index, component) in components.iter().enumerate() {
         let definition = component.definition;
         if definition.kind == MetricKind::Conversion {
-            for unit in units.iter_mut() {
-                unit.post[index] = if unit.post[index] > 0.0 { 1.0 } else { 0.0 };
-                unit.pre[index] = if unit.pre[index] > 0.0 { 1.0 } else { 0.0 };
+            for value in columns.post[index]
+                .iter_mut()
+                .chain(columns.pre[index].iter_mut())
+            {
+                *value = if *value > 0.0 { 1.0 } else { 0.0 };
             }
         }
         let cap = match definition.cap {
@@ -454,9 +468,9 @@ fn finish_values(units: &mut [Unit], components: &[ComponentInfo]) -> Vec<Option
                 value,
                 ignore_zeros,
             }) => {
-                let mut values: Vec<f64> = units
+                let mut values: Vec<f64> = columns.post[index]
                     .iter()
-                    .map(|unit| unit.post[index])
+                    .copied()
                     .filter(|value| !ignore_zeros || *value != 0.0)
                     .collect();
                 quantile(&mut values, value)
@@ -464,9 +478,11 @@ fn finish_values(units: &mut [Unit], components: &[ComponentInfo]) -> Vec<Option
             None => None,
         };
         if let Some(cap) = cap {
-            for unit in units.iter_mut() {
-                unit.post[index] = unit.post[index].min(cap);
-                unit.pre[index] = unit.pre[index].min(cap);
+            for value in columns.post[index]
+                .iter_mut()
+                .chain(columns.pre[index].iter_mut())
+            {
+                *value = value.min(cap);
             }
         }
         caps.push(cap);
@@ -501,14 +517,16 @@ fn base(kind: MetricKind, n: u64, sum: f64, sum_squares: f64) -> BaseStatistic {
 fn statistic(
     metric: &AnalysedMetric,
     components: &[ComponentInfo],
+    columns: &Columns,
     units: &[&Unit],
 ) -> (Statistic, MetricValue) {
     match metric.shape {
         Shape::Single(index) => {
             let mut sums = Sums::default();
+            let (posts, pres) = (&columns.post[index], &columns.pre[index]);
             for unit in units {
-                let post = unit.post[index];
-                let pre = unit.pre[index];
+                let post = posts[unit.row];
+                let pre = pres[unit.row];
                 sums.n += 1;
                 sums.sum += post;
                 sums.sum_squares += post * post;
@@ -547,8 +565,9 @@ fn statistic(
         }
         Shape::Ratio(numerator, denominator) => {
             let (mut n, mut m, mut mm, mut d, mut dd, mut md) = (0u64, 0.0, 0.0, 0.0, 0.0, 0.0);
+            let (numerators, denominators) = (&columns.post[numerator], &columns.post[denominator]);
             for unit in units {
-                let (a, b) = (unit.post[numerator], unit.post[denominator]);
+                let (a, b) = (numerators[unit.row], denominators[unit.row]);
                 n += 1;
                 m += a;
                 mm += a * a;
@@ -605,6 +624,7 @@ fn settings_for(
 /// What every group of units (the whole experiment, or one breakdown slice) is analysed with.
 struct Analysis<'a> {
     arm_count: usize,
+    columns: &'a Columns,
     analysed: &'a [AnalysedMetric<'a>],
     components: &'a [ComponentInfo<'a>],
     caps: &'a [Option<f64>],
@@ -620,6 +640,7 @@ fn analyse_group(
 ) -> Result<(Vec<u64>, Vec<MetricReport>), ResultsError> {
     let Analysis {
         arm_count,
+        columns,
         analysed,
         components,
         caps,
@@ -637,7 +658,7 @@ fn analyse_group(
         let mut statistics = Vec::with_capacity(arm_count);
         let mut values = Vec::with_capacity(arm_count);
         for arm in &by_arm {
-            let (statistic, value) = statistic(metric, components, arm);
+            let (statistic, value) = statistic(metric, components, columns, arm);
             statistics.push(statistic);
             values.push(value);
         }
@@ -782,8 +803,8 @@ pub fn experiment_results(
     let scanned = scan::scan(warehouse, &plan, options.timeout)?;
     let query_ms = started.elapsed().as_millis() as u64;
     let started = Instant::now();
-    let (mut units, excluded) = fold_units(scanned, spec, &components)?;
-    let caps = finish_values(&mut units, &components);
+    let (units, mut columns, excluded) = fold_units(scanned, spec, &components)?;
+    let caps = finish_values(&mut columns, &components);
     let phase_length_days = match (spec.start_ms, spec.end_ms) {
         (Some(start), Some(end)) if end > start => (end - start) as f64 / 86_400_000.0,
         _ => 1.0,
@@ -792,6 +813,7 @@ pub fn experiment_results(
     let all: Vec<&Unit> = units.iter().collect();
     let analysis = Analysis {
         arm_count,
+        columns: &columns,
         analysed: &analysed,
         components: &components,
         caps: &caps,

@@ -31,8 +31,9 @@ pub const MAX_METRIC_ROWS: usize = 200_000_000;
 pub(crate) struct ScannedUnit {
     /// Earliest exposure (`i64::MAX` when the unit has none: it only has metric events).
     pub first_ts: i64,
-    /// The variation id of its exposures when they all name the same one.
-    pub variation: Option<String>,
+    /// The variation id of its exposures (an index into [`Scanned::variation_ids`]) when they
+    /// all name the same one.
+    pub variation: Option<u32>,
     /// Its exposures named two or more variation ids.
     pub multiple: bool,
     /// The breakdown column's value on the earliest exposure.
@@ -51,6 +52,8 @@ pub(crate) struct MetricEvent {
 #[derive(Debug, Default)]
 pub(crate) struct Scanned {
     pub units: Vec<ScannedUnit>,
+    /// The distinct variation ids the exposures named.
+    pub variation_ids: Vec<String>,
     pub metric_events: Vec<MetricEvent>,
 }
 
@@ -156,18 +159,33 @@ pub(crate) fn scan_query(plan: &QueryPlan) -> String {
     format!("{select} FROM events WHERE {wanted}")
 }
 
-/// Interns units: the identity graph's profiles and the raw identifiers it does not know.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Interns units (the identity graph's profiles and the raw identifiers it does not know) and
+/// variation ids.
 #[derive(Default)]
 struct Units {
-    graph_user_ids: HashMap<String, u32>,
-    graph_anonymous_ids: HashMap<String, u32>,
-    raw_user_ids: HashMap<String, u32>,
-    raw_anonymous_ids: HashMap<String, u32>,
-    profiles: HashMap<String, u32>,
+    graph_user_ids: FastMap<String, u32>,
+    graph_anonymous_ids: FastMap<String, u32>,
+    raw_user_ids: FastMap<String, u32>,
+    raw_anonymous_ids: FastMap<String, u32>,
+    profiles: FastMap<String, u32>,
     units: Vec<ScannedUnit>,
+    variation_ids: Vec<String>,
 }
 
 impl Units {
+    /// The index of a variation id (an experiment has a handful: a linear search).
+    fn variation(&mut self, id: &str) -> u32 {
+        match self.variation_ids.iter().position(|known| known == id) {
+            Some(index) => index as u32,
+            None => {
+                self.variation_ids.push(id.to_owned());
+                (self.variation_ids.len() - 1) as u32
+            }
+        }
+    }
+
     fn new_unit(&mut self) -> u32 {
         self.units.push(ScannedUnit {
             first_ts: i64::MAX,
@@ -274,19 +292,19 @@ fn add_batch(
         let ts = times.value(row);
         if exposed.is_valid(row) && exposed.value(row) {
             let unit = &mut units.units[unit_index as usize];
-            let dimension = dimensions
-                .as_ref()
-                .and_then(|array| text_at(array, row))
-                .map(str::to_owned);
+            let dimension = dimensions.as_ref().and_then(|array| text_at(array, row));
             // The earliest exposure's breakdown value; ties go to the smaller value so the
             // result does not depend on the scan order.
-            if ts < unit.first_ts || (ts == unit.first_ts && dimension < unit.dimension) {
-                unit.dimension = dimension;
+            if ts < unit.first_ts || (ts == unit.first_ts && dimension < unit.dimension.as_deref())
+            {
+                unit.dimension = dimension.map(str::to_owned);
             }
             unit.first_ts = unit.first_ts.min(ts);
             if let Some(variation) = text_at(&variations, row) {
-                match &unit.variation {
-                    None => unit.variation = Some(variation.to_owned()),
+                let variation = units.variation(variation);
+                let unit = &mut units.units[unit_index as usize];
+                match unit.variation {
+                    None => unit.variation = Some(variation),
                     Some(seen) if seen != variation => unit.multiple = true,
                     Some(_) => {}
                 }
@@ -341,6 +359,15 @@ async fn scan_in(
             units.add_graph_identifier(kind, identifier, profile);
         }
     }
+    // Late materialization: the scan's predicate is evaluated inside the Parquet reader, so the
+    // identifier and value columns are decoded only for the rows that match (exposures of this
+    // experiment and metric events, a small share of `events`).
+    for setting in [
+        "SET datafusion.execution.parquet.pushdown_filters = true",
+        "SET datafusion.execution.parquet.reorder_filters = true",
+    ] {
+        ctx.sql(setting).await?.collect().await?;
+    }
     let mut events = Vec::new();
     let mut stream = ctx.sql(&query).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
@@ -354,6 +381,7 @@ async fn scan_in(
     }
     Ok(Scanned {
         units: units.units,
+        variation_ids: units.variation_ids,
         metric_events: events,
     })
 }
