@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::calendar::Calendar;
-use crate::load::{FastMap, LoadSpec, Matcher, load};
-use crate::request::{Filter, Granularity, Scope, ScopeFields};
+use crate::load::{Dict, FastMap, GroupedSpec, LoadSpec, Matcher, load, load_grouped};
+use crate::request::{Field, Filter, Granularity, Scope, ScopeFields};
 use crate::table::{Tabular, TextTable, cell_opt, ratio};
 use crate::{AnalyticsError, Limits};
 
@@ -177,6 +177,28 @@ pub(crate) fn run(
     request: &KpiRequest,
     limits: &Limits,
 ) -> Result<KpiResponse, AnalyticsError> {
+    let (scope, metrics) = compile(request)?;
+    let tally = if can_group_in_engine(&scope, &metrics) {
+        tally_grouped(warehouse, &scope, limits)?
+    } else {
+        tally_rows(warehouse, &scope, &metrics, limits)?
+    };
+    Ok(respond(&scope, metrics, tally))
+}
+
+/// [`run`] through the general row-by-row path only, for tests that check the `GROUP BY`
+/// path against it.
+pub(crate) fn run_by_rows(
+    warehouse: &atrium_warehouse::Warehouse,
+    request: &KpiRequest,
+    limits: &Limits,
+) -> Result<KpiResponse, AnalyticsError> {
+    let (scope, metrics) = compile(request)?;
+    let tally = tally_rows(warehouse, &scope, &metrics, limits)?;
+    Ok(respond(&scope, metrics, tally))
+}
+
+fn compile(request: &KpiRequest) -> Result<(Scope, Vec<KpiMetric>), AnalyticsError> {
     let scope = Scope::compile(ScopeFields {
         from: &request.from,
         to: &request.to,
@@ -197,6 +219,128 @@ pub(crate) fn run(
     };
     metrics.sort();
     metrics.dedup();
+    Ok((scope, metrics))
+}
+
+/// What the metrics are computed from, per `key(bucket, group)`; groups are ids of `labels`.
+struct Tally {
+    labels: Dict,
+    sums: FastMap<u64, Sums>,
+    visitors: FastMap<u64, u64>,
+    purchasers: FastMap<u64, u64>,
+    new_customers: FastMap<u64, u64>,
+    /// Active users per metric (DAU, WAU, MAU) and group.
+    averages: BTreeMap<(KpiMetric, u32), f64>,
+    /// Only keys with events of any kind are reported, not just those with orders.
+    all_events: bool,
+}
+
+/// Order sums over event columns need no profile and no row order: DataFusion can count and
+/// sum them per period and column values, and the filters then run once per group.
+fn can_group_in_engine(scope: &Scope, metrics: &[KpiMetric]) -> bool {
+    metrics.iter().all(|metric| !metric.counts_people())
+        && scope.profile_filters.is_empty()
+        && scope
+            .filters
+            .iter()
+            .all(|filter| matches!(filter.field, Field::Column(_)))
+        && matches!(scope.breakdown, None | Some(Field::Column(_)))
+}
+
+/// The order sums through one `GROUP BY` query (see [`can_group_in_engine`]).
+fn tally_grouped(
+    warehouse: &atrium_warehouse::Warehouse,
+    scope: &Scope,
+    limits: &Limits,
+) -> Result<Tally, AnalyticsError> {
+    let mut columns: Vec<&'static str> = Vec::new();
+    let fields = scope.filters.iter().map(|filter| &filter.field);
+    for field in fields.chain(scope.breakdown.as_ref()) {
+        if let Field::Column(column) = field
+            && !matches!(*column, "type" | "event")
+            && !columns.contains(column)
+        {
+            columns.push(column);
+        }
+    }
+    let calendar = Calendar::new(scope.tz, scope.granularity, scope.from_ms, scope.to_ms);
+    let groups = load_grouped(
+        warehouse,
+        limits.timeout,
+        GroupedSpec {
+            from_ms: scope.from_ms,
+            to_ms: scope.to_ms,
+            names: vec![ORDER_COMPLETED.to_owned(), ORDER_REFUNDED.to_owned()],
+            columns: columns.clone(),
+            calendar,
+        },
+    )?;
+    let mut labels = Dict::default();
+    let mut sums: FastMap<u64, Sums> = FastMap::default();
+    for group in &groups {
+        let kind = group.kind.as_deref().unwrap_or("");
+        let event = group.event.as_deref();
+        // The same column values the row path reads: `type` and `event` themselves, the
+        // grouped columns by position.
+        let value_of = |column: &str| -> Option<&str> {
+            match column {
+                "event" => event,
+                "type" => Some(kind),
+                _ => {
+                    let index = columns.iter().position(|c| *c == column)?;
+                    group.columns[index].as_deref()
+                }
+            }
+        };
+        let passes = scope.filters.iter().all(|filter| match &filter.field {
+            Field::Column(column) => filter.matches_text(value_of(column)),
+            Field::Property(_) | Field::Trait(_) => true,
+        });
+        if !passes {
+            continue;
+        }
+        let key_name = if kind == "track" {
+            event.unwrap_or("").to_owned()
+        } else {
+            format!("${kind}")
+        };
+        let group_id = match &scope.breakdown {
+            Some(Field::Column(column)) => match value_of(column) {
+                Some(text) if !text.is_empty() => labels.intern(text),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        for bucket in [group.bucket, TOTAL] {
+            let entry = sums.entry(key(bucket, group_id)).or_default();
+            if key_name == ORDER_COMPLETED {
+                entry.orders += group.rows;
+                entry.revenue += group.revenue;
+            }
+            if key_name == ORDER_REFUNDED {
+                entry.refunds += group.rows;
+                entry.refunded += group.revenue;
+            }
+        }
+    }
+    Ok(Tally {
+        labels,
+        sums,
+        visitors: FastMap::default(),
+        purchasers: FastMap::default(),
+        new_customers: FastMap::default(),
+        averages: BTreeMap::new(),
+        all_events: false,
+    })
+}
+
+/// Every metric, from rows converted to integers (see [`load`]).
+fn tally_rows(
+    warehouse: &atrium_warehouse::Warehouse,
+    scope: &Scope,
+    metrics: &[KpiMetric],
+    limits: &Limits,
+) -> Result<Tally, AnalyticsError> {
     let all_events = metrics.iter().any(|m| m.needs_all_events());
     let first_orders = metrics
         .iter()
@@ -226,8 +370,8 @@ pub(crate) fn run(
     // Order sums need no one: skip reading and resolving identities.
     let people = metrics.iter().any(|m| m.counts_people())
         || !scope.profile_filters.is_empty()
-        || matches!(scope.breakdown, Some(crate::request::Field::Trait(_)));
-    let loaded = load(
+        || matches!(scope.breakdown, Some(Field::Trait(_)));
+    let mut loaded = load(
         warehouse,
         limits.timeout,
         people,
@@ -321,22 +465,32 @@ pub(crate) fn run(
             averages.insert((metric, group), total as f64 / periods.len().max(1) as f64);
         }
     }
+    Ok(Tally {
+        labels: std::mem::take(&mut loaded.labels),
+        sums,
+        visitors: visitor_counts,
+        purchasers: purchaser_counts,
+        new_customers: new_counts,
+        averages,
+        all_events,
+    })
+}
 
-    let mut keys: Vec<u64> = sums.keys().copied().collect();
-    keys.sort_by_key(|&k| {
-        let group = k as u32;
-        ((k >> 32) as u32, loaded.group_label(group))
-    });
+fn respond(scope: &Scope, metrics: Vec<KpiMetric>, tally: Tally) -> KpiResponse {
+    let calendar = Calendar::new(scope.tz, scope.granularity, scope.from_ms, scope.to_ms);
+    let group_label = |group: u32| tally.labels.text(group).map(str::to_owned);
+    let mut keys: Vec<u64> = tally.sums.keys().copied().collect();
+    keys.sort_by_key(|&k| ((k >> 32) as u32, group_label(k as u32)));
     let mut out_rows = Vec::new();
     let mut totals = Vec::new();
     for pair_key in keys {
         let bucket = (pair_key >> 32) as u32;
         let group = pair_key as u32;
-        let sum = sums[&pair_key];
-        let visitors = visitor_counts.get(&pair_key).copied().unwrap_or(0);
-        let purchasers = purchaser_counts.get(&pair_key).copied().unwrap_or(0);
-        let new = new_counts.get(&pair_key).copied().unwrap_or(0);
-        if !all_events && sum.orders == 0 && sum.refunds == 0 {
+        let sum = tally.sums[&pair_key];
+        let visitors = tally.visitors.get(&pair_key).copied().unwrap_or(0);
+        let purchasers = tally.purchasers.get(&pair_key).copied().unwrap_or(0);
+        let new = tally.new_customers.get(&pair_key).copied().unwrap_or(0);
+        if !tally.all_events && sum.orders == 0 && sum.refunds == 0 {
             continue;
         }
         let mut values = Map::new();
@@ -356,7 +510,7 @@ pub(crate) fn run(
                 KpiMetric::Refunds => json!(sum.refunds),
                 KpiMetric::RefundedRevenue => json!(sum.refunded),
                 KpiMetric::Dau | KpiMetric::Wau | KpiMetric::Mau => {
-                    json!(averages.get(&(metric, group)).copied().unwrap_or(0.0))
+                    json!(tally.averages.get(&(metric, group)).copied().unwrap_or(0.0))
                 }
             };
             values.insert(metric.name().to_owned(), value);
@@ -367,7 +521,7 @@ pub(crate) fn run(
             } else {
                 calendar.label(bucket as usize)
             },
-            group: loaded.group_label(group),
+            group: group_label(group),
             values,
         };
         if bucket == TOTAL {
@@ -376,13 +530,13 @@ pub(crate) fn run(
             out_rows.push(row);
         }
     }
-    Ok(KpiResponse {
+    KpiResponse {
         time_zone: scope.tz.name().to_owned(),
         granularity: scope.granularity,
         metrics,
         rows: out_rows,
         totals,
-    })
+    }
 }
 
 fn cell(value: Option<&Value>) -> String {

@@ -161,6 +161,17 @@ pub fn kpis(
     kpis::run(warehouse, request, limits)
 }
 
+/// [`kpis`] through the general row-by-row path even where the request could be aggregated
+/// inside DataFusion: the reference that tests compare the `GROUP BY` path with.
+#[doc(hidden)]
+pub fn kpis_by_rows(
+    warehouse: &Warehouse,
+    request: &KpiRequest,
+    limits: &Limits,
+) -> Result<KpiResponse, AnalyticsError> {
+    kpis::run_by_rows(warehouse, request, limits)
+}
+
 /// Ordered steps with a conversion window.
 pub fn funnel(
     warehouse: &Warehouse,

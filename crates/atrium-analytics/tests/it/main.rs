@@ -1,6 +1,7 @@
 //! Analytics over a real segmented log, a real redb store, the real pipeline (identity
 //! resolution) and a real warehouse (Parquet files plus hot tier).
 
+mod grouped;
 mod known;
 mod validation;
 
