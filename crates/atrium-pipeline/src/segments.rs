@@ -1114,9 +1114,16 @@ impl SegmentEngine {
             }
             states.sort_unstable_by(|left, right| left.0.cmp(&right.0));
         }
+        // A segment that reads no trait is given none: the same evaluation, without loading
+        // (and writing back) every profile.
+        let reads_traits = compiled.reads_traits();
         for (profile, mut state) in states {
             let profile = ProfileId(profile);
-            let traits = profile_traits(tables, &profile)?;
+            let traits = if reads_traits {
+                profile_traits(tables, &profile)?
+            } else {
+                Map::new()
+            };
             on_profile(compiled, &mut state, &traits, at_ms);
             let outcome = on_timer(compiled, &mut state, at_ms);
             let was = tables.segment_member(key, profile.as_str())?.is_some();
