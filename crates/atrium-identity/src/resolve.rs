@@ -134,28 +134,34 @@ pub fn resolve<S: IdentityStore>(
     };
 
     // Bound profiles of the event's identifiers (read once; nothing changes until we apply).
-    let mut bound: BTreeMap<Identifier, ProfileId> = BTreeMap::new();
+    let mut bound_profiles: Vec<Option<ProfileId>> = Vec::with_capacity(identifiers.len());
     for id in &identifiers {
-        if let Some(p) = store.profile_for(id)? {
-            bound.insert(id.clone(), follow(store, p)?);
-        }
+        bound_profiles.push(match store.profile_for(id)? {
+            Some(p) => Some(follow(store, p)?),
+            None => None,
+        });
     }
 
     // Fast path, the common case of a known customer: every identifier is already bound to one
     // profile. Nothing can be added, merged or over a limit, so the graph need not be read.
-    if !identifiers.is_empty() && bound.len() == identifiers.len() {
-        let mut profiles = bound.values();
-        let first = profiles.next().expect("identifiers is not empty");
-        if profiles.all(|p| p == first) {
-            if !store.has_graph(first)? {
-                return Err(ResolveError::Corrupt(format!(
-                    "identifiers are bound to {first}, which has no graph"
-                )));
-            }
-            resolution.profile = Some(first.clone());
-            return Ok(resolution);
+    if let Some(Some(first)) = bound_profiles.first()
+        && bound_profiles
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| p == first))
+    {
+        if !store.has_graph(first)? {
+            return Err(ResolveError::Corrupt(format!(
+                "identifiers are bound to {first}, which has no graph"
+            )));
         }
+        resolution.profile = Some(first.clone());
+        return Ok(resolution);
     }
+    let bound: BTreeMap<Identifier, ProfileId> = identifiers
+        .iter()
+        .zip(bound_profiles)
+        .filter_map(|(id, p)| p.map(|p| (id.clone(), p)))
+        .collect();
 
     let mut graphs: BTreeMap<ProfileId, ProfileGraph> = BTreeMap::new();
     for (id, p) in &bound {

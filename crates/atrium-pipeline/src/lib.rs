@@ -249,13 +249,22 @@ impl Pipeline {
                 Durability::CrashConsistent
             };
         let mut engine = self.segments.lock();
+        let decoded_with_properties = !engine.catalog.is_empty();
+        let mut decoded_records = decode_batch(records, decoded_with_properties).into_iter();
         let mut next_timer = None;
         let written = self.store.write_with(durability, |tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
+                let decoded = decoded_records.next().expect("one decoding per record");
                 engine.begin_record(record.offset);
+                // A definition earlier in this batch can change whether properties are needed.
                 let keep_properties = !engine.catalog.is_empty();
-                let decoded = match slim::decode(&record.payload, keep_properties) {
+                let decoded = if keep_properties == decoded_with_properties {
+                    decoded
+                } else {
+                    slim::decode(&record.payload, keep_properties)
+                };
+                let decoded = match decoded {
                     Ok(decoded) => decoded,
                     Err(error) => {
                         tracing::warn!(offset = record.offset, %error, "skipping undecodable log record");
@@ -630,6 +639,43 @@ impl Pipeline {
             })
             .expect("spawning the pipeline thread")
     }
+}
+
+/// Batches at least this long are decoded on two threads.
+const PARALLEL_DECODE_RECORDS: usize = 256;
+
+/// Decodes a batch's records in order. Decoding is pure, so the second half is decoded on a
+/// helper thread while this one decodes the first; the records are still applied in log order
+/// on the pipeline thread.
+fn decode_batch(
+    records: &[Record],
+    keep_properties: bool,
+) -> Vec<Result<LogRecord, atrium_types::RecordError>> {
+    let decode_all = |records: &[Record]| -> Vec<_> {
+        records
+            .iter()
+            .map(|record| slim::decode(&record.payload, keep_properties))
+            .collect()
+    };
+    if records.len() < PARALLEL_DECODE_RECORDS {
+        return decode_all(records);
+    }
+    let (first, second) = records.split_at(records.len() / 2);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("atrium-pipeline-decode".into())
+            .spawn_scoped(scope, || decode_all(second));
+        let mut decoded = decode_all(first);
+        match helper {
+            Ok(helper) => match helper.join() {
+                Ok(rest) => decoded.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had: decode the rest here.
+            Err(_) => decoded.extend(decode_all(second)),
+        }
+        decoded
+    })
 }
 
 /// Deletes all derived state and replays the log from offset 0.

@@ -7,7 +7,8 @@
 //! - `graphs`: profile id → [`ProfileGraph`].
 //! - `redirects`: merged-away profile id → surviving profile id.
 //! - `merge_log`: offset of the merging event → [`MergeLogEntry`] (append-only, except for erasure).
-//! - `profiles`: profile id → [`Profile`].
+//! - `profiles`: profile id → [`Profile`] in the binary layout of the [`codec`] module (rows
+//!   written as JSON by earlier versions still decode).
 //! - `timeline`: (profile id, event time ms, log offset) → () — the profile's events, by event time.
 //! - `suppressed`: salted identifier hash → erasure time (GDPR suppression list).
 //! - `definitions`: (kind, key) → [`StoredDefinition`]: the current feature, experiment and
@@ -23,6 +24,7 @@
 //! Architecture invariant: one writer — the pipeline — writes, through [`WriteTables`], and commits
 //! its log offset in the same transaction as the state it derived.
 
+pub mod codec;
 mod read;
 mod segments;
 mod sticky;
@@ -67,6 +69,8 @@ pub enum StoreError {
         table: &'static str,
         source: serde_json::Error,
     },
+    #[error("state store holds an undecodable profile: {0}")]
+    Profile(#[from] codec::ProfileDecodeError),
     #[error("state store io error at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -235,6 +239,10 @@ fn decode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Decode { table, source })
+}
+
+fn decode_profile(bytes: &[u8]) -> Result<Profile, StoreError> {
+    Ok(codec::decode_profile(bytes)?)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use crate::tables::*;
 use crate::{
     MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, StoredDefinition, decode,
+    decode_profile,
 };
 
 /// One event on a profile's timeline: where to find it in the log.
@@ -106,7 +107,7 @@ impl ReadTables {
 
     pub fn profile(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
         match self.profiles.get(id.0.as_str())? {
-            Some(bytes) => Ok(Some(decode("profiles", bytes.value())?)),
+            Some(bytes) => Ok(Some(decode_profile(bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -183,7 +184,7 @@ impl ReadTables {
                 break;
             }
             let (_, bytes) = row?;
-            profiles.push(decode("profiles", bytes.value())?);
+            profiles.push(decode_profile(bytes.value())?);
         }
         Ok(ProfilePage {
             profiles,

@@ -2,7 +2,8 @@
 //! the values the pipeline touches many times per batch (profiles and identity graphs).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use atrium_identity::IdentityStore;
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -10,7 +11,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::read::meta_u64;
 use crate::tables::*;
 use crate::{
-    MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, StoredDefinition, decode, encode,
+    MergeLogEntry, Profile, ProfileGraph, ProfileId, StoreError, StoredDefinition, codec, decode,
+    decode_profile, encode,
 };
 
 pub struct WriteTables<'txn> {
@@ -35,8 +37,26 @@ pub struct WriteTables<'txn> {
     /// Graphs read (not changed) in this transaction: resolution reads the same graph for every
     /// event of a customer's session.
     graph_reads: RefCell<HashMap<String, ProfileGraph>>,
-    /// Timeline entries to insert, sorted, at flush (sorted B-tree inserts are much cheaper).
-    pending_timeline: Vec<(String, i64, u64)>,
+    /// Profiles whose graph is known to exist in the table (checked, not decoded).
+    graphs_present: RefCell<HashSet<String>>,
+    /// Identifier bindings (`kind:value` → profile id) read or changed in this transaction;
+    /// changed ones are written, in key order, at flush.
+    bindings: RefCell<HashMap<String, Binding>>,
+    /// Scratch buffer for `kind:value` keys.
+    identifier_key: RefCell<String>,
+    /// Redirects read or written in this transaction (`None`: none).
+    redirect_reads: RefCell<HashMap<String, Option<ProfileId>>>,
+    /// Timeline entries to insert, per profile, at flush (sorted B-tree inserts are much cheaper).
+    pending_timeline: HashMap<String, Vec<(i64, u64)>>,
+}
+
+/// One identifier's binding as this transaction sees it.
+#[derive(Clone, Debug)]
+struct Binding {
+    /// `None`: unbound.
+    profile: Option<ProfileId>,
+    /// Changed in this transaction, not yet written.
+    dirty: bool,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -62,20 +82,25 @@ impl<'txn> WriteTables<'txn> {
             profile_cache: HashMap::new(),
             graph_cache: HashMap::new(),
             graph_reads: RefCell::new(HashMap::new()),
-            pending_timeline: Vec::new(),
+            graphs_present: RefCell::new(HashSet::new()),
+            bindings: RefCell::new(HashMap::new()),
+            identifier_key: RefCell::new(String::new()),
+            redirect_reads: RefCell::new(HashMap::new()),
+            pending_timeline: HashMap::new(),
         })
     }
 
     /// Writes cached values back. Called by [`crate::Store::write`] before commit.
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_timeline()?;
+        self.flush_bindings()?;
         let mut profiles: Vec<(String, Option<Profile>)> = self.profile_cache.drain().collect();
         profiles.sort_by(|left, right| left.0.cmp(&right.0));
         for (id, profile) in profiles {
             match profile {
                 Some(profile) => {
                     self.profiles
-                        .insert(id.as_str(), encode(&profile).as_slice())?;
+                        .insert(id.as_str(), codec::encode_profile(&profile).as_slice())?;
                 }
                 None => {
                     self.profiles.remove(id.as_str())?;
@@ -98,12 +123,50 @@ impl<'txn> WriteTables<'txn> {
     }
 
     fn flush_timeline(&mut self) -> Result<(), StoreError> {
-        self.pending_timeline.sort_unstable();
-        for (profile, time_ms, offset) in self.pending_timeline.drain(..) {
-            self.timeline
-                .insert((profile.as_str(), time_ms, offset), ())?;
+        let mut pending: Vec<(String, Vec<(i64, u64)>)> = self.pending_timeline.drain().collect();
+        pending.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        for (profile, mut entries) in pending {
+            entries.sort_unstable();
+            for (time_ms, offset) in entries {
+                self.timeline
+                    .insert((profile.as_str(), time_ms, offset), ())?;
+            }
         }
         Ok(())
+    }
+
+    fn flush_bindings(&mut self) -> Result<(), StoreError> {
+        let mut changed: Vec<(String, Option<ProfileId>)> = self
+            .bindings
+            .get_mut()
+            .drain()
+            .filter(|(_, binding)| binding.dirty)
+            .map(|(key, binding)| (key, binding.profile))
+            .collect();
+        changed.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        for (key, profile) in changed {
+            match profile {
+                Some(profile) => {
+                    self.identifiers.insert(key.as_str(), profile.as_str())?;
+                }
+                None => {
+                    self.identifiers.remove(key.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `id`'s binding in the cache, to be written at flush.
+    fn set_binding(&mut self, id: &atrium_identity::Identifier, profile: Option<ProfileId>) {
+        let key = format!("{}:{}", id.kind, id.value);
+        self.bindings.get_mut().insert(
+            key,
+            Binding {
+                profile,
+                dirty: true,
+            },
+        );
     }
 
     pub fn pipeline_offset(&self) -> Result<u64, StoreError> {
@@ -127,7 +190,7 @@ impl<'txn> WriteTables<'txn> {
     pub fn profile_mut(&mut self, id: &ProfileId) -> Result<Option<&mut Profile>, StoreError> {
         if !self.profile_cache.contains_key(id.as_str()) {
             let loaded = match self.profiles.get(id.as_str())? {
-                Some(bytes) => Some(decode::<Profile>("profiles", bytes.value())?),
+                Some(bytes) => Some(decode_profile(bytes.value())?),
                 None => None,
             };
             self.profile_cache.insert(id.0.clone(), loaded);
@@ -155,14 +218,24 @@ impl<'txn> WriteTables<'txn> {
         time_ms: i64,
         offset: u64,
     ) -> Result<(), StoreError> {
-        self.pending_timeline.push((id.0.clone(), time_ms, offset));
+        match self.pending_timeline.get_mut(id.as_str()) {
+            Some(entries) => entries.push((time_ms, offset)),
+            None => {
+                self.pending_timeline
+                    .insert(id.0.clone(), vec![(time_ms, offset)]);
+            }
+        }
         Ok(())
     }
 
-    /// Removes a profile's whole timeline and returns the log offsets it held.
+    /// Removes a profile's whole timeline and returns its (event time, log offset) entries, in
+    /// that order.
     pub fn take_timeline(&mut self, id: &ProfileId) -> Result<Vec<(i64, u64)>, StoreError> {
-        self.flush_timeline()?;
-        let mut entries = Vec::new();
+        let mut entries = self
+            .pending_timeline
+            .remove(id.as_str())
+            .unwrap_or_default();
+        let pending = entries.len();
         for row in self
             .timeline
             .range((id.as_str(), i64::MIN, 0u64)..=(id.as_str(), i64::MAX, u64::MAX))?
@@ -171,9 +244,10 @@ impl<'txn> WriteTables<'txn> {
             let (_, time_ms, offset) = key.value();
             entries.push((time_ms, offset));
         }
-        for (time_ms, offset) in &entries {
+        for (time_ms, offset) in &entries[pending..] {
             self.timeline.remove((id.as_str(), *time_ms, *offset))?;
         }
+        entries.sort_unstable();
         Ok(entries)
     }
 
@@ -208,10 +282,11 @@ impl<'txn> WriteTables<'txn> {
     /// Moves `from`'s timeline to `to` (retroactive stitching after a merge).
     pub fn move_timeline(&mut self, from: &ProfileId, to: &ProfileId) -> Result<usize, StoreError> {
         let entries = self.take_timeline(from)?;
-        for (time_ms, offset) in &entries {
-            self.timeline.insert((to.as_str(), *time_ms, *offset), ())?;
+        let moved = entries.len();
+        for (time_ms, offset) in entries {
+            self.add_to_timeline(to, time_ms, offset)?;
         }
-        Ok(entries.len())
+        Ok(moved)
     }
 
     pub fn suppress(&mut self, hash: &str, time_ms: i64) -> Result<(), StoreError> {
@@ -251,12 +326,13 @@ impl<'txn> WriteTables<'txn> {
     /// point at it or at profiles merged into it, and merge-log entries naming it.
     pub fn erase_identity(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
         for record in &graph.identifiers {
-            self.identifiers.remove(record.id.to_string().as_str())?;
+            self.set_binding(&record.id, None);
         }
         let mut members: Vec<String> = graph.merged_from.iter().map(|id| id.0.clone()).collect();
         members.push(graph.profile.0.clone());
         for member in &members {
             self.redirects.remove(member.as_str())?;
+            self.redirect_reads.get_mut().insert(member.clone(), None);
             self.graph_reads.get_mut().remove(member.as_str());
             self.graph_cache.insert(member.clone(), None);
         }
@@ -284,11 +360,24 @@ impl IdentityStore for WriteTables<'_> {
         &self,
         id: &atrium_identity::Identifier,
     ) -> Result<Option<ProfileId>, StoreError> {
-        let key = id.to_string();
-        Ok(self
+        let mut key = self.identifier_key.borrow_mut();
+        key.clear();
+        let _ = write!(key, "{}:{}", id.kind, id.value);
+        if let Some(binding) = self.bindings.borrow().get(key.as_str()) {
+            return Ok(binding.profile.clone());
+        }
+        let profile = self
             .identifiers
             .get(key.as_str())?
-            .map(|profile| ProfileId(profile.value().to_owned())))
+            .map(|profile| ProfileId(profile.value().to_owned()));
+        self.bindings.borrow_mut().insert(
+            key.clone(),
+            Binding {
+                profile: profile.clone(),
+                dirty: false,
+            },
+        );
+        Ok(profile)
     }
 
     fn graph(&self, profile: &ProfileId) -> Result<Option<ProfileGraph>, StoreError> {
@@ -314,10 +403,16 @@ impl IdentityStore for WriteTables<'_> {
         if let Some(cached) = self.graph_cache.get(profile.as_str()) {
             return Ok(cached.is_some());
         }
-        if self.graph_reads.borrow().contains_key(profile.as_str()) {
+        if self.graph_reads.borrow().contains_key(profile.as_str())
+            || self.graphs_present.borrow().contains(profile.as_str())
+        {
             return Ok(true);
         }
-        Ok(self.graphs.get(profile.as_str())?.is_some())
+        let present = self.graphs.get(profile.as_str())?.is_some();
+        if present {
+            self.graphs_present.borrow_mut().insert(profile.0.clone());
+        }
+        Ok(present)
     }
 
     fn put_graph(&mut self, graph: &ProfileGraph) -> Result<(), StoreError> {
@@ -338,26 +433,35 @@ impl IdentityStore for WriteTables<'_> {
         id: &atrium_identity::Identifier,
         profile: &ProfileId,
     ) -> Result<(), StoreError> {
-        self.identifiers
-            .insert(id.to_string().as_str(), profile.as_str())?;
+        self.set_binding(id, Some(profile.clone()));
         Ok(())
     }
 
     fn unbind(&mut self, id: &atrium_identity::Identifier) -> Result<(), StoreError> {
-        self.identifiers.remove(id.to_string().as_str())?;
+        self.set_binding(id, None);
         Ok(())
     }
 
     fn set_redirect(&mut self, from: &ProfileId, to: &ProfileId) -> Result<(), StoreError> {
         self.redirects.insert(from.as_str(), to.as_str())?;
+        self.redirect_reads
+            .get_mut()
+            .insert(from.0.clone(), Some(to.clone()));
         Ok(())
     }
 
     fn redirect(&self, from: &ProfileId) -> Result<Option<ProfileId>, StoreError> {
-        Ok(self
+        if let Some(cached) = self.redirect_reads.borrow().get(from.as_str()) {
+            return Ok(cached.clone());
+        }
+        let to = self
             .redirects
             .get(from.as_str())?
-            .map(|to| ProfileId(to.value().to_owned())))
+            .map(|to| ProfileId(to.value().to_owned()));
+        self.redirect_reads
+            .borrow_mut()
+            .insert(from.0.clone(), to.clone());
+        Ok(to)
     }
 
     /// Merge-log entries are keyed by the offset of the event that merged: at most one merge per
