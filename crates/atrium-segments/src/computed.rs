@@ -14,8 +14,9 @@
 //!   divided by the order count, `null` without orders; `days_since_last_order`: whole days
 //!   (24 h) since the latest order, 0 for orders dated in the future, `null` without orders;
 //! - `favourite_category`: most frequent of `category` and `products[].category`;
-//! - `rfm`: `{"r", "f", "m", "score"}` with 1..=5 scores from per-definition thresholds,
-//!   `null` without orders.
+//! - `rfm`: `{"r", "f", "m", "score"}` with 1..=5 scores from per-definition thresholds
+//!   (see [`crate::RfmThresholds`] and the `rfm` module), `null` without orders, and `null`
+//!   for population-quintile thresholds not computed yet.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value, json};
@@ -23,6 +24,7 @@ use serde_json::{Number, Value, json};
 use crate::EventView;
 use crate::condition::{Matcher, lookup};
 use crate::model::{AggregateFn, RfmThresholds, TraitKind};
+use crate::rfm::RfmInputs;
 use crate::store::{Entry, Store, StoreSpec, Summary};
 use crate::time::DAY_MS;
 
@@ -74,10 +76,6 @@ fn most_frequent(summary: &Summary, at_least: u64) -> Value {
         }
     }
     best.map_or(Value::Null, |(key, _)| parse_key(key))
-}
-
-fn score_ascending(value: f64, cuts: &[f64; 4]) -> u8 {
-    1 + cuts.iter().filter(|cut| value >= **cut).count() as u8
 }
 
 fn days_since(max_time: i64, now: i64) -> i64 {
@@ -180,14 +178,17 @@ impl CompiledTrait {
                 else {
                     return Value::Null;
                 };
-                let recency_days = days_since(max_time, now) as f64;
-                let recency = 5 - thresholds
-                    .recency_days
-                    .iter()
-                    .filter(|cut| recency_days > **cut)
-                    .count() as u8;
-                let frequency = score_ascending(summary.count as f64, &thresholds.frequency);
-                let monetary = score_ascending(summary.sum, &thresholds.monetary);
+                // Quintile thresholds before their first computation: no score yet.
+                let Some(cuts) = thresholds.cut_points() else {
+                    return Value::Null;
+                };
+                let inputs = RfmInputs {
+                    recency_days: days_since(max_time, now) as f64,
+                    orders: summary.count as f64,
+                    revenue: summary.sum,
+                };
+                let (recency, frequency, monetary) =
+                    crate::rfm::rfm_score(&cuts, thresholds.quintiles, &inputs);
                 json!({"r": recency, "f": frequency, "m": monetary, "score": format!("{recency}{frequency}{monetary}")})
             }
         }
@@ -197,6 +198,15 @@ impl CompiledTrait {
     /// window's own changes are handled by the store.
     fn clock_change(&self, summary: &Summary, now: i64) -> Option<i64> {
         match self.kind {
+            TraitKind::Rfm
+                if self
+                    .rfm
+                    .as_ref()
+                    .and_then(RfmThresholds::cut_points)
+                    .is_none() =>
+            {
+                None
+            }
             TraitKind::DaysSinceLastOrder | TraitKind::Rfm => {
                 let max_time = summary.max_time?;
                 Some(max_time + (days_since(max_time, now) + 1) * DAY_MS)

@@ -19,7 +19,10 @@
 //!   canonical binary form the pipeline stores;
 //! - [`ComputedTraitDefinition`] → [`validate_computed_trait`] → [`CompiledTrait`] with
 //!   [`CompiledTrait::on_event`] / [`CompiledTrait::on_timer`] and
-//!   [`CompiledTrait::compute_from_history`].
+//!   [`CompiledTrait::compute_from_history`];
+//! - RFM population quintiles: [`compile_rfm_inputs_sql`] (each profile's [`RfmInputs`] as one
+//!   SQL query over the warehouse) → [`rfm_quintiles`] → [`RfmCutPoints`], which the server
+//!   writes into the definition (scores by [`rfm_score`]).
 //!
 //! # Semantics in brief
 //!
@@ -45,6 +48,7 @@ mod explain;
 mod incremental;
 mod model;
 mod reference;
+mod rfm;
 mod sql;
 pub mod sql_functions;
 mod store;
@@ -66,7 +70,8 @@ pub use incremental::{
 };
 pub use model::*;
 pub use reference::{ProfileFacts, evaluate_from_history};
-pub use sql::{SqlError, compile_sql};
+pub use rfm::{RfmInputs, quantile_sorted, quintiles, rfm_quintiles, rfm_score};
+pub use sql::{SqlError, compile_rfm_inputs_sql, compile_sql};
 pub use store::{Entry, MAX_DISTINCT_VALUES, MAX_WINDOW_ENTRIES, Store, Summary};
 pub use time::Zone;
 pub use validate::{

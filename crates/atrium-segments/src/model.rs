@@ -445,14 +445,68 @@ pub enum AggregateFn {
     Max,
 }
 
-/// Per-profile RFM scoring thresholds (four cut points each, giving scores 5..=1).
-/// Recency: days since the last order, ascending (`<= recency_days[0]` scores 5).
-/// Frequency and monetary: order count and revenue in the window, ascending
-/// (`>= frequency[3]` scores 5, below `frequency[0]` scores 1).
+/// RFM scoring thresholds: four cut points per dimension, giving scores 5..=1.
+///
+/// Fixed thresholds (`quintiles` false or absent) need all three arrays, strictly ascending:
+/// - recency: days since the last order, `r = 5 - #{cut : days > cut}` (`<= recency_days[0]`
+///   scores 5);
+/// - frequency and monetary: order count and revenue in the window,
+///   `score = 1 + #{cut : value >= cut}` (`>= frequency[3]` scores 5, below `frequency[0]`
+///   scores 1).
+///
+/// Population quintiles (`"rfm": {"quintiles": true}`): the cut points are the 20th, 40th,
+/// 60th and 80th percentiles of the profiles that have at least one counted order (see
+/// [`crate::rfm_quintiles`]), written into the definition by the server's RFM schedule (or
+/// `POST /v1/computed-traits/{key}/rfm/recompute`) as a new definition version, with
+/// `computed` saying when and over how many profiles. Until the first computation the arrays
+/// are absent and the trait's value is `null`. Quintile cut points are the upper edges of the
+/// bins, right-closed like pandas' `qcut`: every dimension scores
+/// `r = 5 - #{cut : days > cut}`, `f = 1 + #{cut : count > cut}`, `m = 1 + #{cut : revenue > cut}`,
+/// so values tied at a quintile stay in the lower bin, and cut points may repeat (ties).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RfmThresholds {
+    /// Cut points are population quintiles, recomputed on a schedule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quintiles: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recency_days: Option<[f64; 4]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<[f64; 4]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monetary: Option<[f64; 4]>,
+    /// What the quintile cut points were computed over (quintiles only; set by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<RfmComputation>,
+}
+
+/// When and over what population quintile cut points were computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RfmComputation {
+    /// The evaluation time of the recency days, RFC 3339.
+    pub at: String,
+    /// Profiles with at least one counted order.
+    pub population: u64,
+    /// The warehouse had every log record below this offset.
+    pub as_of_offset: u64,
+}
+
+/// Resolved cut points, as the evaluators use them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RfmCutPoints {
     pub recency_days: [f64; 4],
     pub frequency: [f64; 4],
     pub monetary: [f64; 4],
+}
+
+impl RfmThresholds {
+    /// The cut points when all three dimensions have them.
+    pub fn cut_points(&self) -> Option<RfmCutPoints> {
+        Some(RfmCutPoints {
+            recency_days: self.recency_days?,
+            frequency: self.frequency?,
+            monetary: self.monetary?,
+        })
+    }
 }

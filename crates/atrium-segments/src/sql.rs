@@ -65,10 +65,7 @@ pub fn compile_sql(compiled: &Compiled, now_ms: i64) -> Result<String, SqlError>
         compiled.id,
         crate::time::format_ms(now_ms)
     );
-    sql.push_str("WITH ev AS (\n  SELECT profile_id AS pid, \"offset\" AS seq, CAST(\"timestamp\" AS BIGINT) AS t,\n");
-    sql.push_str("    CASE \"type\" WHEN 'track' THEN COALESCE(\"event\", '') WHEN 'page' THEN COALESCE(\"name\", '')\n");
-    sql.push_str("      WHEN 'screen' THEN COALESCE(\"name\", '') ELSE '' END AS name,\n");
-    sql.push_str("    properties AS props\n  FROM events_resolved WHERE profile_id IS NOT NULL\n)");
+    sql.push_str(EVENTS_CTE);
     for cte in &builder.ctes {
         let _ = write!(sql, ",\n{cte}");
     }
@@ -77,6 +74,62 @@ pub fn compile_sql(compiled: &Compiled, now_ms: i64) -> Result<String, SqlError>
         let _ = write!(sql, "\n  LEFT JOIN {join} ON {join}.pid = p.profile_id");
     }
     let _ = write!(sql, "\nWHERE {predicate}\nORDER BY p.profile_id");
+    Ok(sql)
+}
+
+/// The `ev` common table expression every query starts with: each attributed event's profile
+/// (`pid`), arrival order (`seq`), time (`t`), name and properties.
+const EVENTS_CTE: &str = "WITH ev AS (
+  SELECT profile_id AS pid, \"offset\" AS seq, CAST(\"timestamp\" AS BIGINT) AS t,
+    CASE \"type\" WHEN 'track' THEN COALESCE(\"event\", '') WHEN 'page' THEN COALESCE(\"name\", '')
+      WHEN 'screen' THEN COALESCE(\"name\", '') ELSE '' END AS name,
+    properties AS props
+  FROM events_resolved WHERE profile_id IS NOT NULL
+)";
+
+/// One row per profile with counted orders: `pid`, `recency_days` (whole days since the
+/// latest at `now`, at least 0), `orders`, `revenue` (sum of the numeric values, 0 without);
+/// the [`crate::RfmInputs`] of the evaluators.
+fn rfm_inputs_select(counted: &str, revenue: &str, now: i64) -> String {
+    format!(
+        "SELECT e.pid, CAST(GREATEST(({now} - max(e.t)) / {DAY_MS}, 0) AS DOUBLE) AS recency_days, \
+         CAST(count(*) AS DOUBLE) AS orders, COALESCE(sum(seg_num({revenue})), 0.0) AS revenue \
+         FROM ev e WHERE {counted} GROUP BY e.pid"
+    )
+}
+
+/// Each profile's RFM inputs for an `rfm` computed trait at `now_ms`, as one SQL query over
+/// `events_resolved` (so a profile's merged history counts, as in the evaluators): columns
+/// `profile_id`, `recency_days`, `orders`, `revenue` (all `DOUBLE` but the id), one row per
+/// profile with at least one counted order (the trait's event, filters and window), ordered by
+/// id. The population [`crate::rfm_quintiles`] reads. Errors name the definition's path
+/// (`/window`: `since_entry`; `/where`: a filter that needs a time).
+pub fn compile_rfm_inputs_sql(definition: &CompiledTrait, now_ms: i64) -> Result<String, SqlError> {
+    let builder = Builder {
+        now: now_ms,
+        ctes: Vec::new(),
+        joins: Vec::new(),
+    };
+    let matches = matcher_sql("/where", &definition.matcher, "e")?;
+    let window = builder.window_sql("/window", definition.spec.window, "e.t")?;
+    let counted = format!("{matches} AND {window}");
+    let revenue = format!(
+        "seg_json(e.props, {})",
+        lit(definition.property.as_deref().unwrap_or("revenue"))
+    );
+    let inputs = rfm_inputs_select(&counted, &revenue, now_ms);
+    let mut sql = String::new();
+    let _ = writeln!(
+        sql,
+        "-- rfm inputs of {:?} at {} ({now_ms})",
+        definition.id,
+        crate::time::format_ms(now_ms)
+    );
+    sql.push_str(EVENTS_CTE);
+    let _ = write!(
+        sql,
+        "\nSELECT x.pid AS profile_id, x.recency_days, x.orders, x.revenue FROM ({inputs}) x\nORDER BY x.pid"
+    );
     Ok(sql)
 }
 
@@ -96,12 +149,13 @@ fn float(number: f64) -> String {
     format!("({number:?})")
 }
 
-fn unsupported(node: &CNode, what: &str, reason: &str) -> SqlError {
+/// `path`: the JSON pointer of the node (empty: the segment's root condition).
+fn unsupported(path: &str, what: &str, reason: &str) -> SqlError {
     SqlError::Unsupported {
-        path: if node.path.is_empty() {
+        path: if path.is_empty() {
             "/condition".into()
         } else {
-            node.path.clone()
+            path.to_owned()
         },
         node: what.to_string(),
         reason: reason.to_string(),
@@ -342,8 +396,9 @@ impl Builder {
             Kind::Trait(condition) => {
                 let value = format!("seg_json(p.traits, {})", lit(&condition.path));
                 let zone = zone_sql(condition.tz, "p.traits");
-                condition_sql(condition, &value, &zone, Now::At(self.now))
-                    .ok_or_else(|| unsupported(node, "trait condition", "operator needs a time"))
+                condition_sql(condition, &value, &zone, Now::At(self.now)).ok_or_else(|| {
+                    unsupported(&node.path, "trait condition", "operator needs a time")
+                })
             }
             Kind::Consent { purpose, state } => {
                 let value = format!("seg_json(p.traits, {})", lit(&format!("consent.{purpose}")));
@@ -390,8 +445,8 @@ impl Builder {
                 ..
             } => {
                 let alias = self.alias();
-                let matches = matcher_sql(node, matcher, "e")?;
-                let window = self.window_sql(node, spec.window, "e.t")?;
+                let matches = matcher_sql(&node.path, matcher, "e")?;
+                let window = self.window_sql(&node.path, spec.window, "e.t")?;
                 let property = |path: &str| format!("seg_num(seg_json(e.props, {}))", lit(path));
                 let (aggregate, zero_default) = match measure {
                     CMeasure::Count => ("CAST(count(*) AS DOUBLE)".to_string(), true),
@@ -425,14 +480,20 @@ impl Builder {
                 matcher, has, last, ..
             } => {
                 let alias = self.alias();
-                let matches = matcher_sql(node, matcher, "e")?;
+                let matches = matcher_sql(&node.path, matcher, "e")?;
                 let zone = lit(&zone_name(matcher.zone));
                 let mut checks = Vec::with_capacity(has.len());
                 for condition in has {
                     let value = format!("seg_json(x.props, {})", lit(&condition.path));
                     checks.push(
                         condition_sql(condition, &value, &zone, Now::Column("x.t")).ok_or_else(
-                            || unsupported(node, "first/last condition", "operator needs a time"),
+                            || {
+                                unsupported(
+                                    &node.path,
+                                    "first/last condition",
+                                    "operator needs a time",
+                                )
+                            },
                         )?,
                     );
                 }
@@ -461,11 +522,11 @@ impl Builder {
                 let mut body = String::new();
                 let first = steps
                     .first()
-                    .ok_or_else(|| unsupported(node, "sequence", "no steps"))?;
+                    .ok_or_else(|| unsupported(&node.path, "sequence", "no steps"))?;
                 let _ = write!(
                     body,
                     "WITH s0 AS (SELECT DISTINCT e.pid, e.t AS t0, e.t AS cur FROM ev e WHERE {})",
-                    matcher_sql(node, first, "e")?
+                    matcher_sql(&node.path, first, "e")?
                 );
                 for (index, step) in steps.iter().enumerate().skip(1) {
                     // The earliest later event for the step (greedy is optimal for "exists").
@@ -473,7 +534,7 @@ impl Builder {
                         body,
                         ",\n    s{index} AS (SELECT s.pid, s.t0, min(e.t) AS cur FROM s{prev} s \
                          JOIN ev e ON e.pid = s.pid AND e.t > s.cur WHERE {} GROUP BY s.pid, s.t0)",
-                        matcher_sql(node, step, "e")?,
+                        matcher_sql(&node.path, step, "e")?,
                         prev = index - 1
                     );
                 }
@@ -494,9 +555,9 @@ impl Builder {
                 ..
             } => {
                 let alias = self.alias();
-                let first_sql = matcher_sql(node, first, "e")?;
-                let then_sql = matcher_sql(node, then, "e")?;
-                let window_sql = self.window_sql(node, *window, "e.t")?;
+                let first_sql = matcher_sql(&node.path, first, "e")?;
+                let then_sql = matcher_sql(&node.path, then, "e")?;
+                let window_sql = self.window_sql(&node.path, *window, "e.t")?;
                 // A candidate counts once `within` has elapsed: now >= t + within.
                 let elapsed = self.now.saturating_sub(*within);
                 let mut on = format!("f.pid = c.pid AND f.t >= c.t AND f.t < c.t + {within}");
@@ -524,20 +585,24 @@ impl Builder {
                 ..
             } => {
                 let alias = self.alias();
-                let (body, default) = self.computed_sql(node, definition)?;
+                let (body, default) = self.computed_sql(&node.path, definition)?;
                 self.add(&alias, body);
                 let value = match default {
                     Some(default) => format!("COALESCE({alias}.v, {})", lit(default)),
                     None => format!("{alias}.v"),
                 };
                 condition_sql(condition, &value, &lit("UTC"), Now::At(self.now)).ok_or_else(|| {
-                    unsupported(node, "computed trait condition", "operator needs a time")
+                    unsupported(
+                        &node.path,
+                        "computed trait condition",
+                        "operator needs a time",
+                    )
                 })
             }
         }
     }
 
-    fn window_sql(&self, node: &CNode, window: CWindow, time: &str) -> Result<String, SqlError> {
+    fn window_sql(&self, path: &str, window: CWindow, time: &str) -> Result<String, SqlError> {
         let now = self.now;
         Ok(match window {
             CWindow::AllTime => "TRUE".into(),
@@ -550,7 +615,7 @@ impl Builder {
             CWindow::Absolute { from, to } => format!("({time} >= {from} AND {time} < {to})"),
             CWindow::SinceEntry => {
                 return Err(unsupported(
-                    node,
+                    path,
                     "since_entry window",
                     "the entry time (journeys) is not in the warehouse",
                 ));
@@ -562,11 +627,11 @@ impl Builder {
     /// (`v`), and the value of a profile without any (`None`: null).
     fn computed_sql(
         &self,
-        node: &CNode,
+        path: &str,
         definition: &CompiledTrait,
     ) -> Result<(String, Option<&'static str>), SqlError> {
-        let matches = matcher_sql(node, &definition.matcher, "e")?;
-        let window = self.window_sql(node, definition.spec.window, "e.t")?;
+        let matches = matcher_sql(path, &definition.matcher, "e")?;
+        let window = self.window_sql(path, definition.spec.window, "e.t")?;
         let counted = format!("{matches} AND {window}");
         let property = definition.property.as_deref();
         // The value an event contributes (kinds with a required property skip events without it).
@@ -575,7 +640,7 @@ impl Builder {
             format!("(CASE WHEN ({expr}) - ({expr}) = 0 THEN CAST(({expr}) AS VARCHAR) END)")
         };
         let required =
-            || property.ok_or_else(|| unsupported(node, "computed trait", "no property"));
+            || property.ok_or_else(|| unsupported(path, "computed trait", "no property"));
         let revenue = value_of(property.unwrap_or("revenue"));
         let now = self.now;
         Ok(match definition.kind {
@@ -628,11 +693,20 @@ impl Builder {
             TraitKind::Rfm => {
                 let Some(thresholds) = definition.rfm.as_ref() else {
                     return Err(unsupported(
-                        node,
+                        path,
                         "computed trait",
                         "rfm without thresholds",
                     ));
                 };
+                let Some(cuts) = thresholds.cut_points() else {
+                    // Quintiles not computed yet: every profile's value is null.
+                    return Ok((
+                        "SELECT e.pid, CAST(NULL AS VARCHAR) AS v FROM ev e WHERE FALSE".into(),
+                        None,
+                    ));
+                };
+                // The rule of `crate::rfm_score`: recency counts `days > cut`, frequency and
+                // monetary `>= cut` (fixed) or `> cut` (quintiles).
                 let above = |value: &str, cuts: &[f64; 4], strict: bool| -> String {
                     let parts: Vec<String> = cuts
                         .iter()
@@ -646,24 +720,22 @@ impl Builder {
                         .collect();
                     format!("({})", parts.join(" + "))
                 };
+                let right_closed = thresholds.quintiles;
                 let recency = format!(
                     "(5 - {})",
-                    above(
-                        &format!("CAST(GREATEST(({now} - x.max_t) / {DAY_MS}, 0) AS DOUBLE)"),
-                        &thresholds.recency_days,
-                        true
-                    )
+                    above("x.recency_days", &cuts.recency_days, true)
                 );
                 let frequency =
-                    format!("(1 + {})", above("x.orders", &thresholds.frequency, false));
-                let monetary = format!("(1 + {})", above("x.revenue", &thresholds.monetary, false));
+                    format!("(1 + {})", above("x.orders", &cuts.frequency, right_closed));
+                let monetary =
+                    format!("(1 + {})", above("x.revenue", &cuts.monetary, right_closed));
+                let inputs = rfm_inputs_select(&counted, &revenue, now);
                 (
                     format!(
                         "SELECT x.pid, '{{\"r\":' || CAST({recency} AS VARCHAR) || ',\"f\":' || CAST({frequency} AS VARCHAR) \
                          || ',\"m\":' || CAST({monetary} AS VARCHAR) || ',\"score\":\"' || CAST({recency} AS VARCHAR) \
                          || CAST({frequency} AS VARCHAR) || CAST({monetary} AS VARCHAR) || '\"}}' AS v \
-                         FROM (SELECT e.pid, max(e.t) AS max_t, CAST(count(*) AS DOUBLE) AS orders, \
-                         COALESCE(sum(seg_num({revenue})), 0.0) AS revenue FROM ev e WHERE {counted} GROUP BY e.pid) x"
+                         FROM ({inputs}) x"
                     ),
                     None,
                 )
@@ -742,7 +814,7 @@ impl Builder {
 
 /// Whether the event aliased `alias` matches: its name and every property filter (in the
 /// matcher's zone, "now" being the event's time, as [`Matcher::matches`]).
-fn matcher_sql(node: &CNode, matcher: &Matcher, alias: &str) -> Result<String, SqlError> {
+fn matcher_sql(path: &str, matcher: &Matcher, alias: &str) -> Result<String, SqlError> {
     let time = format!("{alias}.t");
     let mut parts = vec![format!("{alias}.name = {}", lit(&matcher.event))];
     for filter in &matcher.filters {
@@ -750,7 +822,7 @@ fn matcher_sql(node: &CNode, matcher: &Matcher, alias: &str) -> Result<String, S
         let value = format!("seg_json({alias}.props, {})", lit(&filter.path));
         parts.push(
             condition_sql(filter, &value, &zone, Now::Column(&time)).ok_or_else(|| {
-                unsupported(node, "event property condition", "operator needs a time")
+                unsupported(path, "event property condition", "operator needs a time")
             })?,
         );
     }

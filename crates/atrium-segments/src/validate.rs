@@ -12,7 +12,8 @@ use crate::computed::CompiledTrait;
 use crate::condition::{CompiledCondition, Matcher, Operand, TzRule};
 use crate::model::{
     CmpOp, Comparison, ComputedTraitDefinition, Condition, ConsentState, Definition, Duration,
-    EventMatch, Instant, Measure, Node, Operator, SubscriptionState, TraitKind, Window,
+    EventMatch, Instant, Measure, Node, Operator, RfmThresholds, SubscriptionState, TraitKind,
+    Window,
 };
 use crate::store::{CWindow, StoreSpec, Tracks};
 use crate::time::{self, Zone};
@@ -1146,6 +1147,51 @@ impl Context<'_> {
         None
     }
 
+    /// Fixed thresholds: all three arrays, strictly ascending. Population quintiles: the
+    /// arrays all or none (the server writes them), ascending with ties allowed.
+    fn rfm_thresholds(&mut self, thresholds: &RfmThresholds, base: &str) {
+        let dimensions = [
+            ("recency_days", &thresholds.recency_days),
+            ("frequency", &thresholds.frequency),
+            ("monetary", &thresholds.monetary),
+        ];
+        let given = dimensions.iter().filter(|(_, cuts)| cuts.is_some()).count();
+        for (name, cuts) in dimensions {
+            let path = format!("{base}/rfm/{name}");
+            let Some(cuts) = cuts else {
+                if !thresholds.quintiles {
+                    self.error(
+                        path,
+                        format!("fixed rfm thresholds need four `{name}` cut points (or set `\"quintiles\": true` to use the population's quintiles)"),
+                    );
+                } else if given > 0 {
+                    self.error(
+                        path,
+                        "quintile cut points come as a set: give `recency_days`, `frequency` and `monetary`, or none (the recompute writes them)",
+                    );
+                }
+                continue;
+            };
+            let finite = cuts.iter().all(|cut| cut.is_finite());
+            if thresholds.quintiles {
+                if !finite || !cuts.windows(2).all(|pair| pair[0] <= pair[1]) {
+                    self.error(
+                        path,
+                        "quintile cut points must be finite and ascending (ties allowed)",
+                    );
+                }
+            } else if !finite || !cuts.windows(2).all(|pair| pair[0] < pair[1]) {
+                self.error(path, "thresholds must be finite and strictly ascending");
+            }
+        }
+        if thresholds.computed.is_some() && !thresholds.quintiles {
+            self.error(
+                format!("{base}/rfm/computed"),
+                "`computed` describes a quintile computation; fixed thresholds have none",
+            );
+        }
+    }
+
     fn computed_trait(
         &mut self,
         definition: &ComputedTraitDefinition,
@@ -1216,25 +1262,11 @@ impl Context<'_> {
             ),
         }
         match (kind, &definition.rfm) {
-            (TraitKind::Rfm, None) => {
-                self.error(format!("{base}/rfm"), "`rfm` needs `rfm` thresholds")
-            }
-            (TraitKind::Rfm, Some(thresholds)) => {
-                for (name, cuts) in [
-                    ("recency_days", &thresholds.recency_days),
-                    ("frequency", &thresholds.frequency),
-                    ("monetary", &thresholds.monetary),
-                ] {
-                    if !cuts.windows(2).all(|pair| pair[0] < pair[1])
-                        || cuts.iter().any(|cut| !cut.is_finite())
-                    {
-                        self.error(
-                            format!("{base}/rfm/{name}"),
-                            "thresholds must be finite and strictly ascending",
-                        );
-                    }
-                }
-            }
+            (TraitKind::Rfm, None) => self.error(
+                format!("{base}/rfm"),
+                "`rfm` needs `rfm` thresholds: `recency_days`, `frequency` and `monetary` cut points, or `{\"quintiles\": true}`",
+            ),
+            (TraitKind::Rfm, Some(thresholds)) => self.rfm_thresholds(thresholds, base),
             (_, Some(_)) => self.error(
                 format!("{base}/rfm"),
                 format!(

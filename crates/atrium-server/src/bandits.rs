@@ -187,15 +187,11 @@ pub async fn update_bandit(state: &Arc<AppState>, key: &str) -> Result<UpdateOut
         }),
     )
     .await?;
-    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
-        .await
-        .map_err(ApiError::internal)?;
-    let written: serde_json::Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-    let number = |field: &str| written.get(field).and_then(serde_json::Value::as_u64);
+    let (version, min_offset) = crate::definitions::write_receipt(response).await?;
     tracing::info!(experiment = %key, weights = ?update.weights, "bandit weights updated");
     Ok(UpdateOutcome::Updated {
-        version: number("version").unwrap_or_default(),
-        min_offset: number("min_offset").unwrap_or_default(),
+        version,
+        min_offset,
         update,
     })
 }

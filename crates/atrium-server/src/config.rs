@@ -62,6 +62,27 @@ pub struct Config {
     pub recs: atrium_recserve::RecsSettings,
     /// Experiment serving (`[experiments]`).
     pub experiments: ExperimentSettings,
+    /// Segments and computed traits (`[segments]`).
+    pub segments: SegmentSettings,
+}
+
+/// `[segments]`: the RFM quintile schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentSettings {
+    /// Seconds between recomputations of the population quintiles of each `rfm` computed trait
+    /// with `"quintiles": true` (`ATRIUM_SEGMENTS_RFM_PERIOD_SECONDS`); a trait never computed
+    /// is computed within a minute of its creation. 0 turns the schedule off (recomputation can
+    /// still be asked for over the API).
+    pub rfm_period_seconds: u64,
+}
+
+impl Default for SegmentSettings {
+    fn default() -> Self {
+        SegmentSettings {
+            rfm_period_seconds: 86_400,
+        }
+    }
 }
 
 /// `[experiments]`: bandit schedule and server-side sticky bucketing.
@@ -164,6 +185,7 @@ impl Default for Config {
             warehouse: WarehouseSettings::default(),
             recs: atrium_recserve::RecsSettings::default(),
             experiments: ExperimentSettings::default(),
+            segments: SegmentSettings::default(),
         }
     }
 }
@@ -231,6 +253,11 @@ impl Config {
                     "ATRIUM_EXPERIMENTS_BANDIT_PERIOD_SECONDS",
                     format!("{error}"),
                 )
+            })?;
+        }
+        if let Some(seconds) = get("ATRIUM_SEGMENTS_RFM_PERIOD_SECONDS") {
+            self.segments.rfm_period_seconds = seconds.parse().map_err(|error| {
+                invalid("ATRIUM_SEGMENTS_RFM_PERIOD_SECONDS", format!("{error}"))
             })?;
         }
         if let Some(enabled) = get("ATRIUM_EXPERIMENTS_STICKY_BUCKETING") {
@@ -357,11 +384,13 @@ mod tests {
             "ATRIUM_BOOTSTRAP_ADMIN_KEY" => Some("sk_admin".to_owned()),
             "ATRIUM_WAREHOUSE_FLUSH_INTERVAL_MS" => Some("250".to_owned()),
             "ATRIUM_WAREHOUSE_COMPRESSION" => Some("none".to_owned()),
+            "ATRIUM_SEGMENTS_RFM_PERIOD_SECONDS" => Some("600".to_owned()),
             _ => None,
         };
         config.apply_env(env).unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.warehouse.flush_interval_ms, 250);
+        assert_eq!(config.segments.rfm_period_seconds, 600);
         assert_eq!(
             config.warehouse.compression,
             atrium_warehouse::ParquetCompression::None
@@ -450,6 +479,10 @@ mod example_file {
         assert_eq!(
             config.experiments, defaults.experiments,
             "the example documents the default experiment settings"
+        );
+        assert_eq!(
+            config.segments, defaults.segments,
+            "the example documents the default segment settings"
         );
         assert!(
             config

@@ -421,6 +421,20 @@ pub(crate) async fn write(
         .into_response())
 }
 
+/// The `version` and `min_offset` of the 202 response of [`write`], for callers that write a
+/// definition on the server's own account (bandit weights, RFM quintiles).
+pub(crate) async fn write_receipt(response: Response) -> Result<(u64, u64), ApiError> {
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map_err(ApiError::internal)?;
+    let written: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let number = |field: &str| written.get(field).and_then(Value::as_u64);
+    Ok((
+        number("version").unwrap_or_default(),
+        number("min_offset").unwrap_or_default(),
+    ))
+}
+
 fn not_found(kind: DefinitionKind, key: &str) -> ApiError {
     ApiError::new(
         ErrorCode::DefinitionNotFound,

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod ops;
 pub mod recs;
 pub mod results;
+pub mod rfm;
 pub mod segments;
 pub mod sql;
 pub mod state;
@@ -172,6 +173,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(definitions::get_computed_trait)
                 .delete(definitions::delete_computed_trait),
         )
+        .route(
+            "/v1/computed-traits/{key}/rfm/recompute",
+            post(rfm::post_recompute),
+        )
         .method_not_allowed_fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(1024 * 1024));
     // GrowthBook and OpenFeature SDKs run in browsers: any origin, no credentials.
@@ -247,6 +252,7 @@ impl Server {
         let warehouse_thread = state.warehouse.clone().spawn(state.stop_pipeline.clone());
         let recs_threads = state.recs.clone().spawn(state.stop_pipeline.clone());
         tokio::spawn(bandits::run_schedule(state.clone()));
+        tokio::spawn(rfm::run_schedule(state.clone()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {

@@ -571,6 +571,12 @@ pub const ROUTES: &[(&str, &str, &str, Auth)] = &[
         Auth::Secret,
     ),
     (
+        "post",
+        "/v1/computed-traits/{key}/rfm/recompute",
+        "RFM with \"quintiles\": true: compute the population's 20/40/60/80th percentiles now and write them as a new version",
+        Auth::Secret,
+    ),
+    (
         "get",
         "/api/features/{clientKey}",
         "GrowthBook SDK payload (encrypted when the connection has a key); ETag and If-None-Match",

@@ -147,7 +147,7 @@ fn with_type(body: Vec<u8>, content_type: &'static str) -> Response {
     response
 }
 
-fn sql_error(error: WarehouseError) -> ApiError {
+pub(crate) fn sql_error(error: WarehouseError) -> ApiError {
     let code = match &error {
         WarehouseError::Syntax(_) => ErrorCode::SqlSyntax,
         WarehouseError::UnknownTable(_) | WarehouseError::UnknownColumn(_) => {

@@ -160,6 +160,19 @@ fn commerce_kinds_and_rfm() {
         now,
         json!({"r": 4, "f": 3, "m": 3, "score": "433"}),
     );
+    // Quintile cut points are right-closed: 2 orders at a cut point of 2 stay below it.
+    check(
+        json!({"id": "t", "kind": "rfm", "rfm": {"quintiles": true, "recency_days": [1, 1, 2, 90], "frequency": [1, 1, 2, 10], "monetary": [50, 100, 140, 1000],
+               "computed": {"at": "2026-01-01T00:00:00.000Z", "population": 30, "as_of_offset": 7}}}),
+        now,
+        json!({"r": 3, "f": 3, "m": 3, "score": "333"}),
+    );
+    // Before the first quintile computation the value is null.
+    check(
+        json!({"id": "t", "kind": "rfm", "rfm": {"quintiles": true}}),
+        now,
+        Value::Null,
+    );
     check(
         json!({"id": "t", "kind": "order_count", "window": {"kind": "absolute", "from": "2026-01-02", "to": "2026-02-01"}}),
         now,

@@ -4,6 +4,7 @@ mod codec;
 mod computed;
 mod properties;
 mod realtime;
+mod rfm;
 mod validation;
 
 use atrium_segments::{

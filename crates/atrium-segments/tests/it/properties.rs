@@ -366,6 +366,11 @@ fn trait_kind() -> impl Strategy<Value = Value> {
         Just(
             json!({"kind": "rfm", "property": "v", "rfm": {"recency_days": [0, 1, 2, 3], "frequency": [1, 2, 3, 5], "monetary": [1, 3, 6, 10]}})
         ),
+        // Population quintiles: computed (ties, right-closed bins) and not yet computed.
+        Just(
+            json!({"kind": "rfm", "property": "v", "rfm": {"quintiles": true, "recency_days": [0, 0, 1, 3], "frequency": [1, 1, 2, 3], "monetary": [1, 3, 3, 10]}})
+        ),
+        Just(json!({"kind": "rfm", "property": "v", "rfm": {"quintiles": true}})),
     ]
 }
 

@@ -290,6 +290,67 @@ fn computed_trait_references_and_definitions() {
 }
 
 #[test]
+fn rfm_thresholds_are_fixed_or_population_quintiles() {
+    let messages = |definition: Value| -> Vec<String> {
+        match validate_computed_trait(&trait_definition(definition)) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    };
+    // Quintiles before and after their computation; ties are allowed.
+    assert!(messages(json!({"id": "x", "kind": "rfm", "rfm": {"quintiles": true}})).is_empty());
+    assert!(
+        messages(json!({"id": "x", "kind": "rfm", "rfm": {"quintiles": true,
+            "recency_days": [3, 3, 10, 40], "frequency": [1, 1, 1, 2], "monetary": [20, 35.5, 80, 80],
+            "computed": {"at": "2026-01-01T00:00:00.000Z", "population": 25, "as_of_offset": 99}}}))
+        .is_empty()
+    );
+    assert_eq!(
+        messages(json!({"id": "x", "kind": "rfm", "rfm": {}})),
+        [
+            "/rfm/recency_days: fixed rfm thresholds need four `recency_days` cut points (or set `\"quintiles\": true` to use the population's quintiles)",
+            "/rfm/frequency: fixed rfm thresholds need four `frequency` cut points (or set `\"quintiles\": true` to use the population's quintiles)",
+            "/rfm/monetary: fixed rfm thresholds need four `monetary` cut points (or set `\"quintiles\": true` to use the population's quintiles)",
+        ]
+    );
+    assert_eq!(
+        messages(
+            json!({"id": "x", "kind": "rfm", "rfm": {"quintiles": true, "frequency": [1, 2, 1, 3]}})
+        ),
+        [
+            "/rfm/recency_days: quintile cut points come as a set: give `recency_days`, `frequency` and `monetary`, or none (the recompute writes them)",
+            "/rfm/frequency: quintile cut points must be finite and ascending (ties allowed)",
+            "/rfm/monetary: quintile cut points come as a set: give `recency_days`, `frequency` and `monetary`, or none (the recompute writes them)",
+        ]
+    );
+    assert_eq!(
+        messages(
+            json!({"id": "x", "kind": "rfm", "rfm": {"recency_days": [1, 2, 3, 4], "frequency": [1, 2, 3, 4], "monetary": [1, 2, 3, 4],
+            "computed": {"at": "2026-01-01T00:00:00.000Z", "population": 25, "as_of_offset": 99}}})
+        ),
+        ["/rfm/computed: `computed` describes a quintile computation; fixed thresholds have none"]
+    );
+    // Fixed thresholds still need strictly ascending cut points.
+    assert_eq!(
+        messages(
+            json!({"id": "x", "kind": "rfm", "rfm": {"recency_days": [1, 1, 3, 4], "frequency": [1, 2, 3, 4], "monetary": [1, 2, 3, 4]}})
+        ),
+        ["/rfm/recency_days: thresholds must be finite and strictly ascending"]
+    );
+    assert_eq!(
+        messages(json!({"id": "x", "kind": "lifetime_value", "rfm": {"quintiles": true}})),
+        ["/rfm: `rfm` thresholds only apply to kind `rfm`, not `lifetime_value`"]
+    );
+    assert!(
+        serde_json::from_value::<atrium_segments::ComputedTraitDefinition>(
+            json!({"id": "x", "kind": "rfm", "rfm": {"quintile": true}})
+        )
+        .is_err(),
+        "a misspelt field is refused"
+    );
+}
+
+#[test]
 fn errors_are_collected_across_the_tree() {
     check(
         json!({"op": "all", "of": [

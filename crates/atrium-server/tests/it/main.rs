@@ -10,6 +10,7 @@ mod ops;
 mod profiles;
 mod recs;
 mod results;
+mod rfm;
 mod segments;
 mod sql;
 mod sticky;

@@ -37,7 +37,7 @@ async fn metrics_openapi_and_every_documented_route_exist() {
         ),
         (
             "/v1/computed-traits/routes-trait",
-            json!({"kind": "event_counter", "event": "Route"}),
+            json!({"kind": "rfm", "event": "Route", "rfm": {"quintiles": true}}),
         ),
         (
             "/v1/segments/routes-seg",

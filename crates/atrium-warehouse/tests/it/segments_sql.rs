@@ -1,20 +1,22 @@
 //! The segment language compiled to SQL (`atrium_segments::compile_sql`) selects exactly the
 //! profiles the reference evaluator selects from each profile's history, and the pipeline's
-//! real-time memberships, over a warehouse materialized from the real log.
+//! real-time memberships, over a warehouse materialized from the real log; and the RFM inputs
+//! query (`atrium_segments::compile_rfm_inputs_sql`) reads the evaluator's per-profile values.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use atrium_log::EventLog;
 use atrium_segments::{
-    Catalog, ComputedTraitDefinition, Definition, EventView, ProfileFacts, compile_sql,
-    evaluate_from_history, validate,
+    Catalog, ComputedTraitDefinition, Definition, EventView, ProfileFacts, compile_rfm_inputs_sql,
+    compile_sql, evaluate_from_history, validate, validate_computed_trait,
 };
 use atrium_types::{
     Channel, ControlRecord, DefinitionKind, LogRecord, SourceConfig, format_timestamp_ms,
     parse_timestamp_ms,
 };
 use atrium_warehouse::datafusion::arrow::array::{Array, AsArray};
+use atrium_warehouse::datafusion::arrow::datatypes::Float64Type;
 use atrium_warehouse::{SqlLimits, Warehouse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -41,6 +43,10 @@ fn computed_traits() -> Vec<Value> {
         json!({"id": "favourite", "kind": "favourite_category"}),
         json!({"id": "rfm", "kind": "rfm", "rfm": {"recency_days": [0, 1, 2, 3],
                "frequency": [1, 2, 3, 4], "monetary": [10, 20, 40, 80]}}),
+        // Population quintiles (right-closed bins, ties), and before their first computation.
+        json!({"id": "rfm_q", "kind": "rfm", "rfm": {"quintiles": true, "recency_days": [0, 0, 1, 2],
+               "frequency": [1, 1, 2, 3], "monetary": [10, 25, 25, 50]}}),
+        json!({"id": "rfm_pending", "kind": "rfm", "rfm": {"quintiles": true}}),
     ]
 }
 
@@ -294,19 +300,15 @@ fn sql_members(warehouse: &Warehouse, sql: &str) -> BTreeSet<String> {
     members
 }
 
-/// Each profile's history as the segment engine sees it: its timeline, in log order.
-fn reference_members(
-    harness: &Harness,
-    compiled: &atrium_segments::Compiled,
-    now: i64,
-) -> BTreeSet<String> {
+/// Each profile's events as the segment engine sees them: its timeline, in log order.
+fn profile_events(harness: &Harness) -> Vec<(atrium_store::Profile, Vec<Value>)> {
     let profiles = harness
         .store
         .read(|tables| tables.list_profiles(None, 10_000))
         .unwrap()
         .profiles;
-    let mut members = BTreeSet::new();
-    for profile in &profiles {
+    let mut out = Vec::new();
+    for profile in profiles {
         let id = atrium_store::ProfileId(profile.id.clone());
         let entries = harness
             .store
@@ -324,23 +326,40 @@ fn reference_members(
                 }
             })
             .collect();
-        let views: Vec<EventView<'_>> = events
-            .iter()
-            .map(|event| {
-                let event_type = event["type"].as_str().unwrap_or("track");
-                let name = match event_type {
-                    "track" => event["event"].as_str(),
-                    "page" | "screen" => event["name"].as_str(),
-                    _ => None,
-                };
-                EventView {
-                    name: name.unwrap_or(""),
-                    event_type,
-                    time_ms: parse_timestamp_ms(event["timestamp"].as_str().unwrap()).unwrap(),
-                    properties: &event["properties"],
-                }
-            })
-            .collect();
+        out.push((profile, events));
+    }
+    out
+}
+
+fn views(events: &[Value]) -> Vec<EventView<'_>> {
+    events
+        .iter()
+        .map(|event| {
+            let event_type = event["type"].as_str().unwrap_or("track");
+            let name = match event_type {
+                "track" => event["event"].as_str(),
+                "page" | "screen" => event["name"].as_str(),
+                _ => None,
+            };
+            EventView {
+                name: name.unwrap_or(""),
+                event_type,
+                time_ms: parse_timestamp_ms(event["timestamp"].as_str().unwrap()).unwrap(),
+                properties: &event["properties"],
+            }
+        })
+        .collect()
+}
+
+/// The profiles the reference evaluator selects at `now`.
+fn reference_members(
+    harness: &Harness,
+    compiled: &atrium_segments::Compiled,
+    now: i64,
+) -> BTreeSet<String> {
+    let mut members = BTreeSet::new();
+    for (profile, events) in profile_events(harness) {
+        let views = views(&events);
         let traits = profile.trait_values();
         let facts = ProfileFacts {
             profile_id: &profile.id,
@@ -433,6 +452,113 @@ proptest! {
                     Ok(members)
                 }).unwrap();
                 prop_assert_eq!(&from_sql, &real_time, "real-time memberships at {}\n{}\nsql:\n{}", format_timestamp_ms(now), explain(), sql);
+            }
+        }
+    }
+}
+
+/// Each profile's RFM inputs from `compile_rfm_inputs_sql`, by profile id.
+fn sql_rfm_inputs(warehouse: &Warehouse, sql: &str) -> BTreeMap<String, [f64; 3]> {
+    let limits = SqlLimits {
+        timeout: Duration::from_secs(60),
+        max_rows: 100_000,
+    };
+    let output = warehouse
+        .sql(sql, &limits)
+        .unwrap_or_else(|error| panic!("{error}\n{sql}"));
+    let mut inputs = BTreeMap::new();
+    for batch in &output.batches {
+        let ids = batch
+            .column_by_name("profile_id")
+            .unwrap()
+            .as_string::<i32>();
+        let number = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone()
+        };
+        let (recency_days, orders, revenue) =
+            (number("recency_days"), number("orders"), number("revenue"));
+        for row in 0..batch.num_rows() {
+            inputs.insert(
+                ids.value(row).to_string(),
+                [
+                    recency_days.value(row),
+                    orders.value(row),
+                    revenue.value(row),
+                ],
+            );
+        }
+    }
+    inputs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(16),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    /// The RFM inputs the quintile recompute reads from the warehouse are, for every profile
+    /// with a counted order, the reference evaluator's days since the last order, order count
+    /// and lifetime value over the same event, filters and window (merged histories included).
+    #[test]
+    fn rfm_inputs_sql_matches_the_reference(
+        raw in prop::collection::vec(raw_event(), 1..30),
+        trait_window in window(),
+        filtered in any::<bool>(),
+        later in prop::sample::select(vec![0i64, 1, 30, 24 * 60, 3 * 24 * 60]),
+    ) {
+        let mut body = json!({"id": "rfm_q", "kind": "rfm", "rfm": {"quintiles": true}, "window": trait_window});
+        if filtered {
+            body["where"] = json!([{"path": "category", "operator": "eq", "value": "shoes"}]);
+        }
+        let definition: ComputedTraitDefinition = serde_json::from_value(body.clone()).unwrap();
+        let compiled = validate_computed_trait(&definition).unwrap();
+        let reference_kind = |kind: &str| {
+            let mut reference = body.clone();
+            reference["kind"] = json!(kind);
+            reference.as_object_mut().unwrap().remove("rfm");
+            let reference: ComputedTraitDefinition = serde_json::from_value(reference).unwrap();
+            validate_computed_trait(&reference).unwrap()
+        };
+        let (days, count, value) = (
+            reference_kind("days_since_last_order"),
+            reference_kind("order_count"),
+            reference_kind("lifetime_value"),
+        );
+        let history = history(&raw);
+        let harness = Harness::create();
+        append_events(&harness, &history);
+        harness.pipeline.run_until_caught_up().unwrap();
+        let warehouse = harness.warehouse(manual_config());
+        warehouse.catch_up().unwrap();
+        let now = history.last().map_or(T0, |(received, _)| *received) + later * MINUTE;
+
+        let sql = compile_rfm_inputs_sql(&compiled, now).unwrap();
+        let from_sql = sql_rfm_inputs(&warehouse, &sql);
+        let mut expected = BTreeMap::new();
+        for (profile, events) in profile_events(&harness) {
+            let views = views(&events);
+            let orders = count.compute_from_history(&views, None, now);
+            if orders == json!(0) {
+                continue;
+            }
+            let number = |value: Value| value.as_f64().unwrap_or_else(|| panic!("{value}"));
+            expected.insert(profile.id.clone(), [
+                number(days.compute_from_history(&views, None, now)),
+                number(orders),
+                number(value.compute_from_history(&views, None, now)),
+            ]);
+        }
+        prop_assert_eq!(from_sql.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "sql:\n{}", sql);
+        for (profile, inputs) in &expected {
+            let got = from_sql[profile];
+            for (got, want) in got.iter().zip(inputs) {
+                prop_assert!((got - want).abs() < 1e-9, "{}: {:?} != {:?}\nsql:\n{}", profile, got, want, sql);
             }
         }
     }
