@@ -12,10 +12,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use atrium_warehouse::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use atrium_warehouse::datafusion::arrow::compute::cast;
 use atrium_warehouse::datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use atrium_warehouse::datafusion::common::runtime::SpawnedTask;
 use atrium_warehouse::datafusion::prelude::SessionContext;
 use atrium_warehouse::{Warehouse, WarehouseError};
 use futures_util::StreamExt;
@@ -161,82 +164,251 @@ pub(crate) fn scan_query(plan: &QueryPlan) -> String {
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Interns units (the identity graph's profiles and the raw identifiers it does not know) and
-/// variation ids.
-#[derive(Default)]
-struct Units {
-    graph_user_ids: FastMap<String, u32>,
-    graph_anonymous_ids: FastMap<String, u32>,
-    raw_user_ids: FastMap<String, u32>,
-    raw_anonymous_ids: FastMap<String, u32>,
-    profiles: FastMap<String, u32>,
-    units: Vec<ScannedUnit>,
-    variation_ids: Vec<String>,
-}
-
-impl Units {
-    /// The index of a variation id (an experiment has a handful: a linear search).
-    fn variation(&mut self, id: &str) -> u32 {
-        match self.variation_ids.iter().position(|known| known == id) {
-            Some(index) => index as u32,
-            None => {
-                self.variation_ids.push(id.to_owned());
-                (self.variation_ids.len() - 1) as u32
-            }
-        }
-    }
-
-    fn new_unit(&mut self) -> u32 {
-        self.units.push(ScannedUnit {
+impl ScannedUnit {
+    fn unseen() -> Self {
+        ScannedUnit {
             first_ts: i64::MAX,
             variation: None,
             multiple: false,
             dimension: None,
-        });
-        (self.units.len() - 1) as u32
+        }
     }
 
-    fn add_graph_identifier(&mut self, kind: &str, value: &str, profile: &str) {
-        let unit = match self.profiles.get(profile) {
+    /// Folds in one exposure (`variation` already interned).
+    fn expose(&mut self, ts: i64, dimension: Option<&str>, variation: Option<u32>) {
+        // The earliest exposure's breakdown value; ties go to the smaller value so the result
+        // does not depend on the scan order.
+        if ts < self.first_ts || (ts == self.first_ts && dimension < self.dimension.as_deref()) {
+            self.dimension = dimension.map(str::to_owned);
+        }
+        self.first_ts = self.first_ts.min(ts);
+        if let Some(variation) = variation {
+            self.see_variation(variation);
+        }
+    }
+
+    fn see_variation(&mut self, variation: u32) {
+        match self.variation {
+            None => self.variation = Some(variation),
+            Some(seen) if seen != variation => self.multiple = true,
+            Some(_) => {}
+        }
+    }
+
+    /// Folds in what another partition saw of the same unit (its variation renumbered): the
+    /// same result as if one scan had seen both partitions' rows, in any order.
+    fn absorb(&mut self, other: ScannedUnit) {
+        if other.first_ts < self.first_ts
+            || (other.first_ts == self.first_ts && other.dimension < self.dimension)
+        {
+            self.dimension = other.dimension;
+        }
+        self.first_ts = self.first_ts.min(other.first_ts);
+        if let Some(variation) = other.variation {
+            self.see_variation(variation);
+        }
+        self.multiple |= other.multiple;
+    }
+}
+
+/// The identity graph snapshot: each profile is a unit, numbered `0..profiles`, and its user
+/// and anonymous ids map to it. Shared read-only by the partitions of the scan.
+#[derive(Default)]
+struct Graph {
+    user_ids: FastMap<String, u32>,
+    anonymous_ids: FastMap<String, u32>,
+    profile_units: FastMap<String, u32>,
+}
+
+impl Graph {
+    fn add_identifier(&mut self, kind: &str, value: &str, profile: &str) {
+        let next = self.profile_units.len() as u32;
+        let unit = match self.profile_units.get(profile) {
             Some(unit) => *unit,
             None => {
-                let unit = self.new_unit();
-                self.profiles.insert(profile.to_owned(), unit);
-                unit
+                self.profile_units.insert(profile.to_owned(), next);
+                next
             }
         };
         match kind {
-            "user_id" => self.graph_user_ids.insert(value.to_owned(), unit),
-            "anonymous_id" => self.graph_anonymous_ids.insert(value.to_owned(), unit),
+            "user_id" => self.user_ids.insert(value.to_owned(), unit),
+            "anonymous_id" => self.anonymous_ids.insert(value.to_owned(), unit),
             _ => None,
         };
     }
 
+    fn profiles(&self) -> usize {
+        self.profile_units.len()
+    }
+}
+
+/// What one partition of the scan saw. Units `0..graph.profiles()` are the graph's profiles;
+/// identifiers the graph does not know get the numbers after them, local to the partition
+/// until [`merge`] renumbers them. Variation ids are local too.
+struct Part {
+    raw_user_ids: FastMap<String, u32>,
+    raw_anonymous_ids: FastMap<String, u32>,
+    units: Vec<ScannedUnit>,
+    variation_ids: Vec<String>,
+    events: Vec<MetricEvent>,
+}
+
+impl Part {
+    fn new(graph: &Graph) -> Self {
+        Part {
+            raw_user_ids: FastMap::default(),
+            raw_anonymous_ids: FastMap::default(),
+            units: vec![ScannedUnit::unseen(); graph.profiles()],
+            variation_ids: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The index of a variation id (an experiment has a handful: a linear search).
+    fn variation(&mut self, id: &str) -> u32 {
+        intern_variation(&mut self.variation_ids, id)
+    }
+
     /// The unit of a row, like `COALESCE(profile_id, 'user_id:' || user_id, 'anonymous_id:' ||
     /// anonymous_id)` over `events_resolved`; `None` for a row without identifiers.
-    fn resolve(&mut self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Option<u32> {
-        if let Some(unit) = user_id.and_then(|id| self.graph_user_ids.get(id)) {
+    fn resolve(
+        &mut self,
+        graph: &Graph,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+    ) -> Option<u32> {
+        if let Some(unit) = user_id.and_then(|id| graph.user_ids.get(id)) {
             return Some(*unit);
         }
-        if let Some(unit) = anonymous_id.and_then(|id| self.graph_anonymous_ids.get(id)) {
+        if let Some(unit) = anonymous_id.and_then(|id| graph.anonymous_ids.get(id)) {
             return Some(*unit);
         }
-        if let Some(id) = user_id {
-            if let Some(unit) = self.raw_user_ids.get(id) {
-                return Some(*unit);
-            }
-            let unit = self.new_unit();
-            self.raw_user_ids.insert(id.to_owned(), unit);
-            return Some(unit);
-        }
-        let id = anonymous_id?;
-        if let Some(unit) = self.raw_anonymous_ids.get(id) {
+        let (raw, id) = match (user_id, anonymous_id) {
+            (Some(id), _) => (&mut self.raw_user_ids, id),
+            (None, Some(id)) => (&mut self.raw_anonymous_ids, id),
+            (None, None) => return None,
+        };
+        if let Some(unit) = raw.get(id) {
             return Some(*unit);
         }
-        let unit = self.new_unit();
-        self.raw_anonymous_ids.insert(id.to_owned(), unit);
+        let unit = self.units.len() as u32;
+        self.units.push(ScannedUnit::unseen());
+        raw.insert(id.to_owned(), unit);
         Some(unit)
     }
+}
+
+/// An exposure row's variation id and breakdown value.
+struct Exposure<'a> {
+    variation: Option<&'a str>,
+    dimension: Option<&'a str>,
+}
+
+impl Part {
+    /// Folds one row: its unit, the exposure it records, the value it adds to each component
+    /// (`None`: it does not match the component).
+    fn fold_row(
+        &mut self,
+        graph: &Graph,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        ts: i64,
+        exposure: Option<Exposure<'_>>,
+        values: &[Option<f64>],
+    ) {
+        let user_id = user_id.filter(|id| !id.is_empty());
+        let anonymous_id = anonymous_id.filter(|id| !id.is_empty());
+        let Some(unit) = self.resolve(graph, user_id, anonymous_id) else {
+            return;
+        };
+        if let Some(exposure) = exposure {
+            let variation = exposure.variation.map(|id| self.variation(id));
+            self.units[unit as usize].expose(ts, exposure.dimension, variation);
+        }
+        for (component, value) in values.iter().enumerate() {
+            if let Some(value) = value {
+                self.events.push(MetricEvent {
+                    unit,
+                    component: component as u32,
+                    ts,
+                    value: *value,
+                });
+            }
+        }
+    }
+}
+
+fn intern_variation(ids: &mut Vec<String>, id: &str) -> u32 {
+    match ids.iter().position(|known| known == id) {
+        Some(index) => index as u32,
+        None => {
+            ids.push(id.to_owned());
+            (ids.len() - 1) as u32
+        }
+    }
+}
+
+/// Renumbers the partitions' units and variations into one [`Scanned`]: a raw identifier seen
+/// by several partitions becomes one unit.
+fn merge(graph: &Graph, parts: Vec<Part>) -> Scanned {
+    merge_parts(graph, parts).0
+}
+
+/// [`merge`], also returning the merged numbers of the raw user and anonymous ids.
+fn merge_parts(
+    graph: &Graph,
+    parts: Vec<Part>,
+) -> (Scanned, FastMap<String, u32>, FastMap<String, u32>) {
+    let profiles = graph.profiles();
+    let mut units = vec![ScannedUnit::unseen(); profiles];
+    let mut variation_ids = Vec::new();
+    let mut raw_user_ids: FastMap<String, u32> = FastMap::default();
+    let mut raw_anonymous_ids: FastMap<String, u32> = FastMap::default();
+    let mut events = Vec::with_capacity(parts.iter().map(|part| part.events.len()).sum());
+    for part in parts {
+        let variations: Vec<u32> = part
+            .variation_ids
+            .iter()
+            .map(|id| intern_variation(&mut variation_ids, id))
+            .collect();
+        // Local number (minus `profiles`) → merged number.
+        let mut renumbered = vec![0u32; part.units.len() - profiles];
+        for (raw, merged) in [
+            (part.raw_user_ids, &mut raw_user_ids),
+            (part.raw_anonymous_ids, &mut raw_anonymous_ids),
+        ] {
+            for (id, local) in raw {
+                let unit = *merged.entry(id).or_insert_with(|| {
+                    units.push(ScannedUnit::unseen());
+                    (units.len() - 1) as u32
+                });
+                renumbered[local as usize - profiles] = unit;
+            }
+        }
+        let global = |local: u32| -> u32 {
+            if (local as usize) < profiles {
+                local
+            } else {
+                renumbered[local as usize - profiles]
+            }
+        };
+        for (local, mut unit) in part.units.into_iter().enumerate() {
+            unit.variation = unit
+                .variation
+                .map(|variation| variations[variation as usize]);
+            units[global(local as u32) as usize].absorb(unit);
+        }
+        events.extend(part.events.into_iter().map(|event| MetricEvent {
+            unit: global(event.unit),
+            ..event
+        }));
+    }
+    let scanned = Scanned {
+        units,
+        variation_ids,
+        metric_events: events,
+    };
+    (scanned, raw_user_ids, raw_anonymous_ids)
 }
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef, WarehouseError> {
@@ -252,13 +424,15 @@ fn text_at(array: &ArrayRef, row: usize) -> Option<&str> {
     (!strings.is_null(row)).then(|| strings.value(row))
 }
 
-/// Folds one batch of the scan into `units` and `events`.
+/// Folds one batch of the scan into a partition's units and events; `buffered` counts metric
+/// events over every partition, for the limit.
 fn add_batch(
     batch: &RecordBatch,
     component_count: usize,
     with_dimension: bool,
-    units: &mut Units,
-    events: &mut Vec<MetricEvent>,
+    graph: &Graph,
+    part: &mut Part,
+    buffered: &AtomicUsize,
 ) -> Result<(), WarehouseError> {
     let user_ids = column(batch, "user_id", &DataType::Utf8)?;
     let anonymous_ids = column(batch, "anonymous_id", &DataType::Utf8)?;
@@ -280,51 +454,36 @@ fn add_batch(
         .iter()
         .map(|array| array.as_primitive::<Float64Type>())
         .collect();
+    let events_before = part.events.len();
+    let mut row_values = Vec::with_capacity(component_count);
     for row in 0..batch.num_rows() {
-        let user_id = text_at(&user_ids, row).filter(|id| !id.is_empty());
-        let anonymous_id = text_at(&anonymous_ids, row).filter(|id| !id.is_empty());
-        let Some(unit_index) = units.resolve(user_id, anonymous_id) else {
-            continue;
-        };
         if times.is_null(row) {
             continue;
         }
-        let ts = times.value(row);
-        if exposed.is_valid(row) && exposed.value(row) {
-            let unit = &mut units.units[unit_index as usize];
-            let dimension = dimensions.as_ref().and_then(|array| text_at(array, row));
-            // The earliest exposure's breakdown value; ties go to the smaller value so the
-            // result does not depend on the scan order.
-            if ts < unit.first_ts || (ts == unit.first_ts && dimension < unit.dimension.as_deref())
-            {
-                unit.dimension = dimension.map(str::to_owned);
-            }
-            unit.first_ts = unit.first_ts.min(ts);
-            if let Some(variation) = text_at(&variations, row) {
-                let variation = units.variation(variation);
-                let unit = &mut units.units[unit_index as usize];
-                match unit.variation {
-                    None => unit.variation = Some(variation),
-                    Some(seen) if seen != variation => unit.multiple = true,
-                    Some(_) => {}
-                }
-            }
-        }
-        for (component, array) in values.iter().enumerate() {
-            if array.is_valid(row) {
-                events.push(MetricEvent {
-                    unit: unit_index,
-                    component: component as u32,
-                    ts,
-                    value: array.value(row),
-                });
-            }
-        }
-        if events.len() > MAX_METRIC_ROWS {
-            return Err(WarehouseError::Engine(format!(
-                "more than {MAX_METRIC_ROWS} metric events; narrow the analysis window or filter the metrics"
-            )));
-        }
+        row_values.clear();
+        row_values.extend(
+            values
+                .iter()
+                .map(|array| array.is_valid(row).then(|| array.value(row))),
+        );
+        let exposure = (exposed.is_valid(row) && exposed.value(row)).then(|| Exposure {
+            variation: text_at(&variations, row),
+            dimension: dimensions.as_ref().and_then(|array| text_at(array, row)),
+        });
+        part.fold_row(
+            graph,
+            text_at(&user_ids, row),
+            text_at(&anonymous_ids, row),
+            times.value(row),
+            exposure,
+            &row_values,
+        );
+    }
+    let added = part.events.len() - events_before;
+    if buffered.fetch_add(added, Ordering::Relaxed) + added > MAX_METRIC_ROWS {
+        return Err(WarehouseError::Engine(format!(
+            "more than {MAX_METRIC_ROWS} metric events; narrow the analysis window or filter the metrics"
+        )));
     }
     Ok(())
 }
@@ -335,8 +494,8 @@ async fn scan_in(
     component_count: usize,
     with_dimension: bool,
 ) -> Result<Scanned, WarehouseError> {
-    let mut units = Units::default();
-    let graph = ctx
+    let mut graph = Graph::default();
+    let identities = ctx
         .sql(
             "SELECT kind, value, profile_id FROM identities \
              WHERE kind IN ('user_id', 'anonymous_id')",
@@ -344,7 +503,7 @@ async fn scan_in(
         .await?
         .collect()
         .await?;
-    for batch in &graph {
+    for batch in &identities {
         let kinds = column(batch, "kind", &DataType::Utf8)?;
         let identifiers = column(batch, "value", &DataType::Utf8)?;
         let profiles = column(batch, "profile_id", &DataType::Utf8)?;
@@ -356,7 +515,7 @@ async fn scan_in(
             ) else {
                 continue;
             };
-            units.add_graph_identifier(kind, identifier, profile);
+            graph.add_identifier(kind, identifier, profile);
         }
     }
     // Late materialization: the scan's predicate is evaluated inside the Parquet reader, so the
@@ -368,22 +527,50 @@ async fn scan_in(
     ] {
         ctx.sql(setting).await?.collect().await?;
     }
-    let mut events = Vec::new();
-    let mut stream = ctx.sql(&query).await?.execute_stream().await?;
-    while let Some(batch) = stream.next().await {
-        add_batch(
-            &batch?,
-            component_count,
-            with_dimension,
-            &mut units,
-            &mut events,
-        )?;
+    let started = std::time::Instant::now();
+    // Each partition of the scan is folded on its own task (the graph shared read-only), then
+    // the parts are renumbered into one.
+    let streams = ctx.sql(&query).await?.execute_stream_partitioned().await?;
+    let graph = Arc::new(graph);
+    let buffered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(streams.len());
+    for mut stream in streams {
+        let graph = graph.clone();
+        let buffered = buffered.clone();
+        tasks.push(SpawnedTask::spawn(async move {
+            let mut part = Part::new(&graph);
+            while let Some(batch) = stream.next().await {
+                add_batch(
+                    &batch?,
+                    component_count,
+                    with_dimension,
+                    &graph,
+                    &mut part,
+                    &buffered,
+                )?;
+            }
+            Ok::<Part, WarehouseError>(part)
+        }));
     }
-    Ok(Scanned {
-        units: units.units,
-        variation_ids: units.variation_ids,
-        metric_events: events,
-    })
+    let mut parts = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let part = task.join().await.map_err(|error| {
+            WarehouseError::Engine(format!("results scan: a partition task failed: {error}"))
+        })??;
+        parts.push(part);
+    }
+    let scanned_ms = started.elapsed().as_millis() as u64;
+    let partitions = parts.len();
+    let scanned = merge(&graph, parts);
+    tracing::debug!(
+        partitions,
+        units = scanned.units.len(),
+        metric_events = scanned.metric_events.len(),
+        scanned_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "results scan"
+    );
+    Ok(scanned)
 }
 
 /// Runs the scan on the warehouse's runtime within `timeout`.
@@ -402,7 +589,148 @@ pub(crate) fn scan(
 
 #[cfg(test)]
 mod tests {
-    use super::{civil_date, day_literal};
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::{Exposure, Graph, Part, civil_date, day_literal, merge_parts};
+
+    /// One generated row: user and anonymous id (indexes into small pools, so units repeat
+    /// and some are in the graph), time (small, so ties happen), exposure (variation,
+    /// breakdown value) and two component values.
+    type Row = (
+        Option<u8>,
+        Option<u8>,
+        i64,
+        Option<(Option<u8>, Option<u8>)>,
+        [Option<i8>; 2],
+    );
+
+    fn graph() -> Graph {
+        let mut graph = Graph::default();
+        graph.add_identifier("user_id", "u0", "p0");
+        graph.add_identifier("anonymous_id", "a1", "p1");
+        graph.add_identifier("anonymous_id", "a2", "p0");
+        graph
+    }
+
+    type Canonical = (
+        BTreeMap<String, (i64, Option<String>, bool, Option<String>)>,
+        Vec<(String, u32, i64, u64)>,
+    );
+
+    /// Folds the rows of each part (in the given order) on its own and merges the parts;
+    /// returns units by identity and the sorted metric events, independent of numbering.
+    fn fold(graph: &Graph, parts: &[Vec<Row>]) -> Canonical {
+        let folded = parts
+            .iter()
+            .map(|rows| {
+                let mut part = Part::new(graph);
+                for (user, anonymous, ts, exposure, values) in rows {
+                    let user = user.map(|index| format!("u{index}"));
+                    let anonymous = anonymous.map(|index| format!("a{index}"));
+                    let variation =
+                        exposure.and_then(|(variation, _)| variation.map(|v| format!("v{v}")));
+                    let dimension =
+                        exposure.and_then(|(_, dimension)| dimension.map(|d| format!("d{d}")));
+                    let values: Vec<Option<f64>> =
+                        values.iter().map(|value| value.map(f64::from)).collect();
+                    part.fold_row(
+                        graph,
+                        user.as_deref(),
+                        anonymous.as_deref(),
+                        *ts,
+                        exposure.map(|_| Exposure {
+                            variation: variation.as_deref(),
+                            dimension: dimension.as_deref(),
+                        }),
+                        &values,
+                    );
+                }
+                part
+            })
+            .collect();
+        let (scanned, users, anonymous) = merge_parts(graph, folded);
+        let mut names = vec![String::new(); scanned.units.len()];
+        for (profile, unit) in &graph.profile_units {
+            names[*unit as usize] = format!("profile:{profile}");
+        }
+        for (id, unit) in &users {
+            names[*unit as usize] = format!("user_id:{id}");
+        }
+        for (id, unit) in &anonymous {
+            names[*unit as usize] = format!("anonymous_id:{id}");
+        }
+        let units = scanned
+            .units
+            .iter()
+            .enumerate()
+            .map(|(index, unit)| {
+                // A unit exposed to several variations is excluded whatever it saw first.
+                let variation = unit
+                    .variation
+                    .filter(|_| !unit.multiple)
+                    .map(|variation| scanned.variation_ids[variation as usize].clone());
+                (
+                    names[index].clone(),
+                    (
+                        unit.first_ts,
+                        variation,
+                        unit.multiple,
+                        unit.dimension.clone(),
+                    ),
+                )
+            })
+            .collect();
+        let mut events: Vec<_> = scanned
+            .metric_events
+            .iter()
+            .map(|event| {
+                (
+                    names[event.unit as usize].clone(),
+                    event.component,
+                    event.ts,
+                    event.value.to_bits(),
+                )
+            })
+            .collect();
+        events.sort();
+        (units, events)
+    }
+
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            prop::option::of(0u8..5),
+            prop::option::of(0u8..5),
+            0i64..20,
+            prop::option::of((prop::option::of(0u8..3), prop::option::of(0u8..3))),
+            [prop::option::of(-5i8..5), prop::option::of(-5i8..5)],
+        )
+    }
+
+    proptest! {
+        /// Folding the scan's partitions separately and merging gives what one sequential fold
+        /// of all rows gives, whatever the split and the order of rows.
+        #[test]
+        fn partitions_merge_like_one_scan(
+            rows in prop::collection::vec(row(), 0..60),
+            assignment in prop::collection::vec(0usize..4, 60),
+            reverse in any::<bool>(),
+        ) {
+            let graph = graph();
+            let whole = fold(&graph, std::slice::from_ref(&rows));
+            let mut parts = vec![Vec::new(); 4];
+            for (index, row) in rows.iter().enumerate() {
+                parts[assignment[index]].push(*row);
+            }
+            if reverse {
+                for part in &mut parts {
+                    part.reverse();
+                }
+            }
+            prop_assert_eq!(whole, fold(&graph, &parts));
+        }
+    }
 
     #[test]
     fn civil_dates_and_day_literals() {
