@@ -341,7 +341,9 @@ impl Cached {
     ) -> Result<Option<&mut ProfileState>, StoreError> {
         if let Some(range) = self.raw_segments.remove(id) {
             let decoded = decode_profile_state(&self.row[range], profile).map_err(row_error)?;
-            self.state.segments.insert(id.to_owned(), decoded);
+            return Ok(Some(
+                self.state.segments.entry(id.to_owned()).or_insert(decoded),
+            ));
         }
         Ok(self.state.segments.get_mut(id))
     }
@@ -349,7 +351,9 @@ impl Cached {
     fn trait_mut(&mut self, id: &str) -> Result<Option<&mut TraitState>, StoreError> {
         if let Some(range) = self.raw_traits.remove(id) {
             let decoded = decode_trait_state(&self.row[range]).map_err(row_error)?;
-            self.state.traits.insert(id.to_owned(), decoded);
+            return Ok(Some(
+                self.state.traits.entry(id.to_owned()).or_insert(decoded),
+            ));
         }
         Ok(self.state.traits.get_mut(id))
     }
@@ -581,31 +585,27 @@ fn load_cached<'a>(
         cached.row = row;
         cached.stored_timer = cached.state.next_timer();
         // Drop state of definitions deleted since it was stored.
-        cached
-            .raw_segments
-            .retain(|id, _| catalog.segments.contains_key(id));
-        cached
-            .state
-            .segments
-            .retain(|id, _| catalog.segments.contains_key(id));
-        cached
-            .raw_traits
-            .retain(|id, _| catalog.traits.contains_key(id));
-        cached
-            .state
-            .traits
-            .retain(|id, _| catalog.traits.contains_key(id));
-        cached
-            .state
-            .segment_timers
-            .retain(|id, _| catalog.segments.contains_key(id));
-        cached
-            .state
-            .trait_timers
-            .retain(|id, _| catalog.traits.contains_key(id));
+        retain_known(&mut cached.raw_segments, &catalog.segments);
+        retain_known(&mut cached.state.segments, &catalog.segments);
+        retain_known(&mut cached.raw_traits, &catalog.traits);
+        retain_known(&mut cached.state.traits, &catalog.traits);
+        retain_known(&mut cached.state.segment_timers, &catalog.segments);
+        retain_known(&mut cached.state.trait_timers, &catalog.traits);
         cache.insert(profile.to_owned(), cached);
     }
     Ok(cache.get_mut(profile).expect("just inserted"))
+}
+
+/// Removes the entries of `map` whose key is not in `known` (both in key order, so the usual
+/// case, every key known, is one merge walk).
+fn retain_known<V, W>(map: &mut BTreeMap<String, V>, known: &BTreeMap<String, W>) {
+    let mut known_keys = known.keys();
+    let all_known = map
+        .keys()
+        .all(|key| known_keys.by_ref().any(|known_key| known_key == key));
+    if !all_known {
+        map.retain(|key, _| known.contains_key(key));
+    }
 }
 
 impl SegmentEngine {
@@ -687,9 +687,12 @@ impl SegmentEngine {
             } else {
                 catalog.traits.iter().collect()
             };
+            // A complete profile has state for every definition; a list taken from
+            // `relevant_here` holds only definitions the event is relevant to.
+            let segments_all_relevant = complete && !traits_may_change;
             for (id, compiled) in segment_list {
-                let fresh = !cached.has_segment(id);
-                let relevant = compiled.event_relevant(&view);
+                let fresh = !complete && !cached.has_segment(id);
+                let relevant = segments_all_relevant || compiled.event_relevant(&view);
                 let feed_traits = fresh || (traits_may_change && compiled.reads_traits());
                 if !relevant && !feed_traits {
                     continue;
@@ -721,8 +724,8 @@ impl SegmentEngine {
                 }
             }
             for (id, compiled) in trait_list {
-                let fresh = !cached.has_trait(id);
-                let relevant = compiled.event_relevant(&view);
+                let fresh = !complete && !cached.has_trait(id);
+                let relevant = complete || compiled.event_relevant(&view);
                 if !relevant && !fresh {
                     continue;
                 }
@@ -890,53 +893,40 @@ impl SegmentEngine {
             self.forget_profile(tables, gone)?;
         }
         let offsets = tables.timeline_offsets(survivor)?;
-        let mut history = Vec::with_capacity(offsets.len());
+        let mut events = Vec::with_capacity(offsets.len());
         for offset in offsets {
             if let Some(event) = read_event(log, offset)? {
-                history.push(event);
+                events.push(event);
             }
         }
-        let traits = profile_traits(tables, survivor)?;
-        let segments: Vec<(String, Arc<Compiled>)> = self
-            .catalog
-            .segments
+        // Each event's view and processing time, computed once for every definition.
+        let history: Vec<(EventView<'_>, i64)> = events
             .iter()
-            .map(|(id, compiled)| (id.clone(), compiled.clone()))
-            .collect();
-        let computed: Vec<(String, Arc<CompiledTrait>)> = self
-            .catalog
-            .traits
-            .iter()
-            .map(|(id, compiled)| (id.clone(), compiled.clone()))
-            .collect();
-        let mut rebuilt = ProfileSegmentState::default();
-        for (id, compiled) in &segments {
-            let mut state = ProfileState::new(compiled, survivor.as_str());
-            for event in &history {
+            .map(|event| {
                 let time_ms = event_time(event);
-                on_event(
-                    compiled,
-                    &mut state,
-                    &event_view(event, time_ms),
-                    processing_time(event, time_ms),
-                );
-            }
+                (event_view(event, time_ms), processing_time(event, time_ms))
+            })
+            .collect();
+        let traits = profile_traits(tables, survivor)?;
+        let mut rebuilt = ProfileSegmentState::default();
+        for (id, compiled) in &self.catalog.segments {
+            let replay = SegmentReplay(compiled);
+            let mut state = replay.new_state(survivor.as_str());
+            replay_history(&replay, &mut state, &history, |view| {
+                compiled.event_relevant(view)
+            });
             on_profile(compiled, &mut state, &traits, now_ms);
             let outcome = on_timer(compiled, &mut state, now_ms);
             set_timer(&mut rebuilt.segment_timers, id, outcome.next_timer_ms);
             rebuilt.segments.insert(id.clone(), state);
         }
         let mut trait_updates = Vec::new();
-        for (id, compiled) in &computed {
-            let mut state = compiled.new_state();
-            for event in &history {
-                let time_ms = event_time(event);
-                compiled.on_event(
-                    &mut state,
-                    &event_view(event, time_ms),
-                    processing_time(event, time_ms),
-                );
-            }
+        for (id, compiled) in &self.catalog.traits {
+            let replay = TraitReplay(compiled);
+            let mut state = replay.new_state(survivor.as_str());
+            replay_history(&replay, &mut state, &history, |view| {
+                compiled.event_relevant(view)
+            });
             let outcome = compiled.on_timer(&mut state, now_ms);
             set_timer(&mut rebuilt.trait_timers, id, outcome.next_timer_ms);
             trait_updates.push((id.clone(), outcome.value));
@@ -1211,6 +1201,34 @@ impl Replay for TraitReplay<'_> {
     }
 }
 
+/// Feeds `history` (views with their processing times, in order) to one evaluator. A run of
+/// events `relevant` rejects reaches it as one `skipped` call at the run's latest processing
+/// time, as in the backfill: the same state, without evaluating after every event.
+fn replay_history<R: Replay>(
+    replay: &R,
+    state: &mut R::State,
+    history: &[(EventView<'_>, i64)],
+    relevant: impl Fn(&EventView<'_>) -> bool,
+) {
+    let mut skipped: Option<(u64, i64)> = None;
+    for (view, now_ms) in history {
+        if relevant(view) {
+            if let Some((count, latest_ms)) = skipped.take() {
+                replay.skipped(state, count, latest_ms);
+            }
+            replay.event(state, view, *now_ms);
+        } else {
+            skipped = Some(match skipped {
+                Some((count, latest_ms)) => (count + 1, latest_ms.max(*now_ms)),
+                None => (1, *now_ms),
+            });
+        }
+    }
+    if let Some((count, latest_ms)) = skipped {
+        replay.skipped(state, count, latest_ms);
+    }
+}
+
 /// Each profile's state for `compiled` after its history before log offset `until`, in
 /// profile-id order.
 fn segment_states_from_history(
@@ -1276,12 +1294,14 @@ fn membership_change(segment_id: &str, member: bool, time_ms: i64) -> Change {
     }
 }
 
+/// The logged event at `offset`, decoded as the pipeline decodes events it applies (the fields
+/// the evaluators read, properties included).
 fn read_event(log: &dyn EventLog, offset: u64) -> Result<Option<Value>, PipelineError> {
     let records = log.read(offset, 1)?;
     Ok(records
         .into_iter()
         .find(|record| record.offset == offset)
-        .and_then(|record| match LogRecord::decode(&record.payload) {
+        .and_then(|record| match crate::slim::decode(&record.payload, true) {
             Ok(LogRecord::Event(event)) => Some(event),
             _ => None,
         }))

@@ -47,25 +47,49 @@ impl WriteTables<'_> {
         Ok(profiles)
     }
 
-    /// Records (`Some(entry time)`) or removes (`None`) a membership.
+    /// Records (`Some(entry time)`) or removes (`None`) a membership (written at flush, in key
+    /// order).
     pub fn set_segment_member(
         &mut self,
         segment: &str,
         profile: &str,
         entered_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        match entered_ms {
-            Some(time) => {
-                self.segment_members.insert((segment, profile), time)?;
-            }
-            None => {
-                self.segment_members.remove((segment, profile))?;
+        let profiles = match self.pending_members.get_mut(segment) {
+            Some(profiles) => profiles,
+            None => self.pending_members.entry(segment.to_owned()).or_default(),
+        };
+        profiles.insert(profile.to_owned(), entered_ms);
+        Ok(())
+    }
+
+    /// Writes the memberships set in this transaction.
+    pub(crate) fn flush_segment_members(&mut self) -> Result<(), StoreError> {
+        for (segment, profiles) in std::mem::take(&mut self.pending_members) {
+            for (profile, entered_ms) in profiles {
+                match entered_ms {
+                    Some(time) => {
+                        self.segment_members
+                            .insert((segment.as_str(), profile.as_str()), time)?;
+                    }
+                    None => {
+                        self.segment_members
+                            .remove((segment.as_str(), profile.as_str()))?;
+                    }
+                }
             }
         }
         Ok(())
     }
 
     pub fn segment_member(&self, segment: &str, profile: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(pending) = self
+            .pending_members
+            .get(segment)
+            .and_then(|profiles| profiles.get(profile))
+        {
+            return Ok(*pending);
+        }
         Ok(self
             .segment_members
             .get((segment, profile))?
@@ -74,6 +98,7 @@ impl WriteTables<'_> {
 
     /// Removes every membership of a segment (it was deleted).
     pub fn clear_segment_members(&mut self, segment: &str) -> Result<usize, StoreError> {
+        self.flush_segment_members()?;
         let mut profiles = Vec::new();
         for row in self.segment_members.range((segment, "")..)? {
             let (key, _) = row?;

@@ -2,7 +2,7 @@
 //! the values the pipeline touches many times per batch (profiles and identity graphs).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use atrium_identity::IdentityStore;
@@ -48,6 +48,9 @@ pub struct WriteTables<'txn> {
     redirect_reads: RefCell<HashMap<String, Option<ProfileId>>>,
     /// Timeline entries to insert, per profile, at flush (sorted B-tree inserts are much cheaper).
     pending_timeline: HashMap<String, Vec<(i64, u64)>>,
+    /// Segment memberships set (`Some(entry time)`) or removed (`None`) in this transaction,
+    /// segment → profile → entry time, written in key order at flush.
+    pub(crate) pending_members: BTreeMap<String, BTreeMap<String, Option<i64>>>,
 }
 
 /// One identifier's binding as this transaction sees it.
@@ -87,6 +90,7 @@ impl<'txn> WriteTables<'txn> {
             identifier_key: RefCell::new(String::new()),
             redirect_reads: RefCell::new(HashMap::new()),
             pending_timeline: HashMap::new(),
+            pending_members: BTreeMap::new(),
         })
     }
 
@@ -94,6 +98,7 @@ impl<'txn> WriteTables<'txn> {
     pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
         self.flush_timeline()?;
         self.flush_bindings()?;
+        self.flush_segment_members()?;
         let mut profiles: Vec<(String, Option<Profile>)> = self.profile_cache.drain().collect();
         profiles.sort_by(|left, right| left.0.cmp(&right.0));
         for (id, profile) in profiles {
