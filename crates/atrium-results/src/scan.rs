@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use atrium_warehouse::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use atrium_warehouse::datafusion::arrow::compute::cast;
@@ -242,59 +244,118 @@ impl Graph {
     }
 }
 
-/// What one partition of the scan saw. Units `0..graph.profiles()` are the graph's profiles;
-/// identifiers the graph does not know get the numbers after them, local to the partition
-/// until [`merge`] renumbers them. Variation ids are local too.
+/// Number of shards of an [`Interner`]: enough that the partitions rarely wait on each other.
+const INTERNER_SHARDS: usize = 64;
+
+/// Raw identifiers → unit numbers, shared by the partitions of the scan: each identifier is
+/// hashed into one map once, whichever partition meets it first numbers it.
+struct Interner {
+    shards: Vec<Mutex<FastMap<String, u32>>>,
+    shard_of: foldhash::fast::FixedState,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner {
+            shards: (0..INTERNER_SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
+            shard_of: foldhash::fast::FixedState::default(),
+        }
+    }
+
+    fn unit(&self, id: &str, next: &AtomicU32) -> u32 {
+        let shard = self.shard_of.hash_one(id) as usize % INTERNER_SHARDS;
+        // A poisoned shard only means another partition panicked; its map is still whole.
+        let mut map = self.shards[shard]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(unit) = map.get(id) {
+            return *unit;
+        }
+        let unit = next.fetch_add(1, Ordering::Relaxed);
+        map.insert(id.to_owned(), unit);
+        unit
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> Vec<(String, u32)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                let map = shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                map.iter()
+                    .map(|(id, unit)| (id.clone(), *unit))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Unit numbers of the whole scan: the graph's profiles are `0..graph.profiles()`; a user or
+/// anonymous id the graph does not know stands for itself and gets the next free number.
+struct Units {
+    graph: Graph,
+    raw_user_ids: Interner,
+    raw_anonymous_ids: Interner,
+    next: AtomicU32,
+}
+
+impl Units {
+    fn new(graph: Graph) -> Self {
+        let next = AtomicU32::new(graph.profiles() as u32);
+        Units {
+            graph,
+            raw_user_ids: Interner::new(),
+            raw_anonymous_ids: Interner::new(),
+            next,
+        }
+    }
+
+    /// The unit of a row, like `COALESCE(profile_id, 'user_id:' || user_id, 'anonymous_id:' ||
+    /// anonymous_id)` over `events_resolved`; `None` for a row without identifiers.
+    fn resolve(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Option<u32> {
+        if let Some(unit) = user_id.and_then(|id| self.graph.user_ids.get(id)) {
+            return Some(*unit);
+        }
+        if let Some(unit) = anonymous_id.and_then(|id| self.graph.anonymous_ids.get(id)) {
+            return Some(*unit);
+        }
+        match (user_id, anonymous_id) {
+            (Some(id), _) => Some(self.raw_user_ids.unit(id, &self.next)),
+            (None, Some(id)) => Some(self.raw_anonymous_ids.unit(id, &self.next)),
+            (None, None) => None,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.next.load(Ordering::Relaxed) as usize
+    }
+}
+
+/// What one partition of the scan saw, by unit number ([`Units`]); variation ids are local
+/// until [`merge`] renumbers them.
+#[derive(Default)]
 struct Part {
-    raw_user_ids: FastMap<String, u32>,
-    raw_anonymous_ids: FastMap<String, u32>,
     units: Vec<ScannedUnit>,
     variation_ids: Vec<String>,
     events: Vec<MetricEvent>,
 }
 
 impl Part {
-    fn new(graph: &Graph) -> Self {
-        Part {
-            raw_user_ids: FastMap::default(),
-            raw_anonymous_ids: FastMap::default(),
-            units: vec![ScannedUnit::unseen(); graph.profiles()],
-            variation_ids: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
     /// The index of a variation id (an experiment has a handful: a linear search).
     fn variation(&mut self, id: &str) -> u32 {
         intern_variation(&mut self.variation_ids, id)
     }
 
-    /// The unit of a row, like `COALESCE(profile_id, 'user_id:' || user_id, 'anonymous_id:' ||
-    /// anonymous_id)` over `events_resolved`; `None` for a row without identifiers.
-    fn resolve(
-        &mut self,
-        graph: &Graph,
-        user_id: Option<&str>,
-        anonymous_id: Option<&str>,
-    ) -> Option<u32> {
-        if let Some(unit) = user_id.and_then(|id| graph.user_ids.get(id)) {
-            return Some(*unit);
+    fn unit_mut(&mut self, unit: u32) -> &mut ScannedUnit {
+        let index = unit as usize;
+        if index >= self.units.len() {
+            self.units.resize(index + 1, ScannedUnit::unseen());
         }
-        if let Some(unit) = anonymous_id.and_then(|id| graph.anonymous_ids.get(id)) {
-            return Some(*unit);
-        }
-        let (raw, id) = match (user_id, anonymous_id) {
-            (Some(id), _) => (&mut self.raw_user_ids, id),
-            (None, Some(id)) => (&mut self.raw_anonymous_ids, id),
-            (None, None) => return None,
-        };
-        if let Some(unit) = raw.get(id) {
-            return Some(*unit);
-        }
-        let unit = self.units.len() as u32;
-        self.units.push(ScannedUnit::unseen());
-        raw.insert(id.to_owned(), unit);
-        Some(unit)
+        &mut self.units[index]
     }
 }
 
@@ -309,7 +370,7 @@ impl Part {
     /// (`None`: it does not match the component).
     fn fold_row(
         &mut self,
-        graph: &Graph,
+        units: &Units,
         user_id: Option<&str>,
         anonymous_id: Option<&str>,
         ts: i64,
@@ -318,12 +379,13 @@ impl Part {
     ) {
         let user_id = user_id.filter(|id| !id.is_empty());
         let anonymous_id = anonymous_id.filter(|id| !id.is_empty());
-        let Some(unit) = self.resolve(graph, user_id, anonymous_id) else {
+        let Some(unit) = units.resolve(user_id, anonymous_id) else {
             return;
         };
         if let Some(exposure) = exposure {
             let variation = exposure.variation.map(|id| self.variation(id));
-            self.units[unit as usize].expose(ts, exposure.dimension, variation);
+            self.unit_mut(unit)
+                .expose(ts, exposure.dimension, variation);
         }
         for (component, value) in values.iter().enumerate() {
             if let Some(value) = value {
@@ -348,22 +410,11 @@ fn intern_variation(ids: &mut Vec<String>, id: &str) -> u32 {
     }
 }
 
-/// Renumbers the partitions' units and variations into one [`Scanned`]: a raw identifier seen
-/// by several partitions becomes one unit.
-fn merge(graph: &Graph, parts: Vec<Part>) -> Scanned {
-    merge_parts(graph, parts).0
-}
-
-/// [`merge`], also returning the merged numbers of the raw user and anonymous ids.
-fn merge_parts(
-    graph: &Graph,
-    parts: Vec<Part>,
-) -> (Scanned, FastMap<String, u32>, FastMap<String, u32>) {
-    let profiles = graph.profiles();
-    let mut units = vec![ScannedUnit::unseen(); profiles];
+/// Folds the partitions into one [`Scanned`]: units are already numbered alike, so each unit's
+/// parts are absorbed in place; only variation ids are renumbered.
+fn merge(units: &Units, parts: Vec<Part>) -> Scanned {
+    let mut merged = vec![ScannedUnit::unseen(); units.count()];
     let mut variation_ids = Vec::new();
-    let mut raw_user_ids: FastMap<String, u32> = FastMap::default();
-    let mut raw_anonymous_ids: FastMap<String, u32> = FastMap::default();
     let mut events = Vec::with_capacity(parts.iter().map(|part| part.events.len()).sum());
     for part in parts {
         let variations: Vec<u32> = part
@@ -371,44 +422,19 @@ fn merge_parts(
             .iter()
             .map(|id| intern_variation(&mut variation_ids, id))
             .collect();
-        // Local number (minus `profiles`) → merged number.
-        let mut renumbered = vec![0u32; part.units.len() - profiles];
-        for (raw, merged) in [
-            (part.raw_user_ids, &mut raw_user_ids),
-            (part.raw_anonymous_ids, &mut raw_anonymous_ids),
-        ] {
-            for (id, local) in raw {
-                let unit = *merged.entry(id).or_insert_with(|| {
-                    units.push(ScannedUnit::unseen());
-                    (units.len() - 1) as u32
-                });
-                renumbered[local as usize - profiles] = unit;
-            }
-        }
-        let global = |local: u32| -> u32 {
-            if (local as usize) < profiles {
-                local
-            } else {
-                renumbered[local as usize - profiles]
-            }
-        };
-        for (local, mut unit) in part.units.into_iter().enumerate() {
+        for (index, mut unit) in part.units.into_iter().enumerate() {
             unit.variation = unit
                 .variation
                 .map(|variation| variations[variation as usize]);
-            units[global(local as u32) as usize].absorb(unit);
+            merged[index].absorb(unit);
         }
-        events.extend(part.events.into_iter().map(|event| MetricEvent {
-            unit: global(event.unit),
-            ..event
-        }));
+        events.extend(part.events);
     }
-    let scanned = Scanned {
-        units,
+    Scanned {
+        units: merged,
         variation_ids,
         metric_events: events,
-    };
-    (scanned, raw_user_ids, raw_anonymous_ids)
+    }
 }
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef, WarehouseError> {
@@ -430,7 +456,7 @@ fn add_batch(
     batch: &RecordBatch,
     component_count: usize,
     with_dimension: bool,
-    graph: &Graph,
+    units: &Units,
     part: &mut Part,
     buffered: &AtomicUsize,
 ) -> Result<(), WarehouseError> {
@@ -471,7 +497,7 @@ fn add_batch(
             dimension: dimensions.as_ref().and_then(|array| text_at(array, row)),
         });
         part.fold_row(
-            graph,
+            units,
             text_at(&user_ids, row),
             text_at(&anonymous_ids, row),
             times.value(row),
@@ -528,23 +554,23 @@ async fn scan_in(
         ctx.sql(setting).await?.collect().await?;
     }
     let started = std::time::Instant::now();
-    // Each partition of the scan is folded on its own task (the graph shared read-only), then
-    // the parts are renumbered into one.
+    // Each partition of the scan is folded on its own task; unit numbers are shared (the graph
+    // read-only, raw identifiers through a sharded interner), so the parts merge in place.
     let streams = ctx.sql(&query).await?.execute_stream_partitioned().await?;
-    let graph = Arc::new(graph);
+    let units = Arc::new(Units::new(graph));
     let buffered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(streams.len());
     for mut stream in streams {
-        let graph = graph.clone();
+        let units = units.clone();
         let buffered = buffered.clone();
         tasks.push(SpawnedTask::spawn(async move {
-            let mut part = Part::new(&graph);
+            let mut part = Part::default();
             while let Some(batch) = stream.next().await {
                 add_batch(
                     &batch?,
                     component_count,
                     with_dimension,
-                    &graph,
+                    &units,
                     &mut part,
                     &buffered,
                 )?;
@@ -561,7 +587,7 @@ async fn scan_in(
     }
     let scanned_ms = started.elapsed().as_millis() as u64;
     let partitions = parts.len();
-    let scanned = merge(&graph, parts);
+    let scanned = merge(&units, parts);
     tracing::debug!(
         partitions,
         units = scanned.units.len(),
@@ -593,7 +619,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{Exposure, Graph, Part, civil_date, day_literal, merge_parts};
+    use super::{Exposure, Graph, Part, Units, civil_date, day_literal, merge};
 
     /// One generated row: user and anonymous id (indexes into small pools, so units repeat
     /// and some are in the graph), time (small, so ties happen), exposure (variation,
@@ -606,12 +632,12 @@ mod tests {
         [Option<i8>; 2],
     );
 
-    fn graph() -> Graph {
+    fn units() -> Units {
         let mut graph = Graph::default();
         graph.add_identifier("user_id", "u0", "p0");
         graph.add_identifier("anonymous_id", "a1", "p1");
         graph.add_identifier("anonymous_id", "a2", "p0");
-        graph
+        Units::new(graph)
     }
 
     type Canonical = (
@@ -621,11 +647,12 @@ mod tests {
 
     /// Folds the rows of each part (in the given order) on its own and merges the parts;
     /// returns units by identity and the sorted metric events, independent of numbering.
-    fn fold(graph: &Graph, parts: &[Vec<Row>]) -> Canonical {
+    fn fold(parts: &[Vec<Row>]) -> Canonical {
+        let units = &units();
         let folded = parts
             .iter()
             .map(|rows| {
-                let mut part = Part::new(graph);
+                let mut part = Part::default();
                 for (user, anonymous, ts, exposure, values) in rows {
                     let user = user.map(|index| format!("u{index}"));
                     let anonymous = anonymous.map(|index| format!("a{index}"));
@@ -636,7 +663,7 @@ mod tests {
                     let values: Vec<Option<f64>> =
                         values.iter().map(|value| value.map(f64::from)).collect();
                     part.fold_row(
-                        graph,
+                        units,
                         user.as_deref(),
                         anonymous.as_deref(),
                         *ts,
@@ -650,16 +677,16 @@ mod tests {
                 part
             })
             .collect();
-        let (scanned, users, anonymous) = merge_parts(graph, folded);
+        let scanned = merge(units, folded);
         let mut names = vec![String::new(); scanned.units.len()];
-        for (profile, unit) in &graph.profile_units {
+        for (profile, unit) in &units.graph.profile_units {
             names[*unit as usize] = format!("profile:{profile}");
         }
-        for (id, unit) in &users {
-            names[*unit as usize] = format!("user_id:{id}");
+        for (id, unit) in units.raw_user_ids.entries() {
+            names[unit as usize] = format!("user_id:{id}");
         }
-        for (id, unit) in &anonymous {
-            names[*unit as usize] = format!("anonymous_id:{id}");
+        for (id, unit) in units.raw_anonymous_ids.entries() {
+            names[unit as usize] = format!("anonymous_id:{id}");
         }
         let units = scanned
             .units
@@ -717,8 +744,7 @@ mod tests {
             assignment in prop::collection::vec(0usize..4, 60),
             reverse in any::<bool>(),
         ) {
-            let graph = graph();
-            let whole = fold(&graph, std::slice::from_ref(&rows));
+            let whole = fold(std::slice::from_ref(&rows));
             let mut parts = vec![Vec::new(); 4];
             for (index, row) in rows.iter().enumerate() {
                 parts[assignment[index]].push(*row);
@@ -728,7 +754,7 @@ mod tests {
                     part.reverse();
                 }
             }
-            prop_assert_eq!(whole, fold(&graph, &parts));
+            prop_assert_eq!(whole, fold(&parts));
         }
     }
 
