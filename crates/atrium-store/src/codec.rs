@@ -17,26 +17,20 @@
 use std::collections::BTreeMap;
 
 use atrium_profiles::{Commerce, Device, Order, OrderStatus, Profile, Touch, TraitValue, Usage};
-use serde_json::{Map, Number, Value};
+use atrium_types::codec::{CodecError, Reader, Writer};
+use serde_json::Value;
 
 /// First byte of a binary profile row (version 1 of this layout).
 pub const PROFILE_TAG: u8 = 1;
-
-/// Bytes that are neither a binary nor a JSON profile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed profile bytes at byte {position}: {what}")]
-pub struct CodecError {
-    pub position: usize,
-    pub what: &'static str,
-}
 
 /// Decodes a stored profile row: the binary layout, or JSON for rows written before it.
 pub fn decode_profile(bytes: &[u8]) -> Result<Profile, ProfileDecodeError> {
     match bytes.first() {
         Some(&PROFILE_TAG) => {
-            let mut reader = Reader { bytes, position: 1 };
+            let mut reader = Reader::new(bytes);
+            reader.u8()?;
             let profile = reader.profile()?;
-            if reader.position != bytes.len() {
+            if !reader.is_empty() {
                 return Err(reader.error("trailing bytes").into());
             }
             Ok(profile)
@@ -56,55 +50,24 @@ pub enum ProfileDecodeError {
 
 /// Encodes a profile in the binary layout.
 pub fn encode_profile(profile: &Profile) -> Vec<u8> {
-    let mut writer = Writer {
-        bytes: Vec::with_capacity(512),
-    };
+    let mut writer = Writer::new(Vec::with_capacity(512));
     writer.u8(PROFILE_TAG);
     writer.profile(profile);
     writer.bytes
 }
 
-// Value type bytes.
-const NULL: u8 = 0;
-const FALSE: u8 = 1;
-const TRUE: u8 = 2;
-const UNSIGNED: u8 = 3;
-const SIGNED: u8 = 4;
-const FLOAT: u8 = 5;
-const STRING: u8 = 6;
-const ARRAY: u8 = 7;
-const OBJECT: u8 = 8;
-
-struct Writer {
-    bytes: Vec<u8>,
+/// The profile layout's compound parts, written with the shared primitives.
+trait WriteParts {
+    fn option_str(&mut self, value: Option<&str>);
+    fn usage(&mut self, usage: &Usage);
+    fn usages(&mut self, usages: &BTreeMap<String, Usage>);
+    fn touch(&mut self, touch: Option<&Touch>);
+    fn order(&mut self, order: &Order);
+    fn commerce(&mut self, commerce: &Commerce);
+    fn profile(&mut self, profile: &Profile);
 }
 
-impl Writer {
-    fn u8(&mut self, value: u8) {
-        self.bytes.push(value);
-    }
-
-    fn u64(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.bytes.push((value as u8) | 0x80);
-            value >>= 7;
-        }
-        self.bytes.push(value as u8);
-    }
-
-    fn i64(&mut self, value: i64) {
-        self.u64(((value << 1) ^ (value >> 63)) as u64);
-    }
-
-    fn f64(&mut self, value: f64) {
-        self.bytes.extend_from_slice(&value.to_bits().to_le_bytes());
-    }
-
-    fn str(&mut self, value: &str) {
-        self.u64(value.len() as u64);
-        self.bytes.extend_from_slice(value.as_bytes());
-    }
-
+impl WriteParts for Writer {
     fn option_str(&mut self, value: Option<&str>) {
         match value {
             Some(value) => {
@@ -112,55 +75,6 @@ impl Writer {
                 self.str(value);
             }
             None => self.u8(0),
-        }
-    }
-
-    fn option_i64(&mut self, value: Option<i64>) {
-        match value {
-            Some(value) => {
-                self.u8(1);
-                self.i64(value);
-            }
-            None => self.u8(0),
-        }
-    }
-
-    fn value(&mut self, value: &Value) {
-        match value {
-            Value::Null => self.u8(NULL),
-            Value::Bool(false) => self.u8(FALSE),
-            Value::Bool(true) => self.u8(TRUE),
-            Value::Number(number) => {
-                if let Some(unsigned) = number.as_u64() {
-                    self.u8(UNSIGNED);
-                    self.u64(unsigned);
-                } else if let Some(signed) = number.as_i64() {
-                    self.u8(SIGNED);
-                    self.i64(signed);
-                } else {
-                    self.u8(FLOAT);
-                    self.f64(number.as_f64().unwrap_or(0.0));
-                }
-            }
-            Value::String(text) => {
-                self.u8(STRING);
-                self.str(text);
-            }
-            Value::Array(items) => {
-                self.u8(ARRAY);
-                self.u64(items.len() as u64);
-                for item in items {
-                    self.value(item);
-                }
-            }
-            Value::Object(object) => {
-                self.u8(OBJECT);
-                self.u64(object.len() as u64);
-                for (key, item) in object {
-                    self.str(key);
-                    self.value(item);
-                }
-            }
         }
     }
 
@@ -232,7 +146,7 @@ impl Writer {
         self.f64(*revenue);
         self.f64(*refunded);
         self.option_str(currency.as_deref());
-        self.option_i64(*placed_ms);
+        self.opt_i64(*placed_ms);
         self.i64(*updated_ms);
         self.u64(*updated_offset);
         self.str(channel);
@@ -269,8 +183,8 @@ impl Writer {
             self.f64(*revenue);
         }
         self.f64(*average_order_value);
-        self.option_i64(*first_order_ms);
-        self.option_i64(*last_order_ms);
+        self.opt_i64(*first_order_ms);
+        self.opt_i64(*last_order_ms);
         self.option_str(last_order_id.as_deref());
     }
 
@@ -352,146 +266,24 @@ impl Writer {
     }
 }
 
-/// Values nest at most this deep (a guard against stack exhaustion on corrupt bytes).
-const MAX_DEPTH: usize = 128;
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    position: usize,
+/// The profile layout's compound parts, read with the shared primitives.
+trait ReadParts {
+    fn option_string(&mut self) -> Result<Option<String>, CodecError>;
+    fn usage(&mut self) -> Result<Usage, CodecError>;
+    fn usages(&mut self) -> Result<BTreeMap<String, Usage>, CodecError>;
+    fn touch(&mut self) -> Result<Option<Touch>, CodecError>;
+    fn order(&mut self) -> Result<Order, CodecError>;
+    fn commerce(&mut self) -> Result<Commerce, CodecError>;
+    fn profile(&mut self) -> Result<Profile, CodecError>;
 }
 
-impl Reader<'_> {
-    fn error(&self, what: &'static str) -> CodecError {
-        CodecError {
-            position: self.position,
-            what,
-        }
-    }
-
-    fn u8(&mut self) -> Result<u8, CodecError> {
-        let byte = *self
-            .bytes
-            .get(self.position)
-            .ok_or_else(|| self.error("unexpected end"))?;
-        self.position += 1;
-        Ok(byte)
-    }
-
-    fn u64(&mut self) -> Result<u64, CodecError> {
-        let mut value = 0u64;
-        let mut shift = 0u32;
-        loop {
-            let byte = self.u8()?;
-            if shift == 63 && byte > 1 {
-                return Err(self.error("varint overflows u64"));
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(self.error("varint too long"));
-            }
-        }
-    }
-
-    fn i64(&mut self) -> Result<i64, CodecError> {
-        let zigzag = self.u64()?;
-        Ok(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
-    }
-
-    fn f64(&mut self) -> Result<f64, CodecError> {
-        let end = self.position + 8;
-        let bytes = self
-            .bytes
-            .get(self.position..end)
-            .ok_or_else(|| self.error("unexpected end in a float"))?;
-        self.position = end;
-        Ok(f64::from_bits(u64::from_le_bytes(
-            bytes.try_into().expect("eight bytes"),
-        )))
-    }
-
-    /// A count of entries that each take at least one byte (so corrupt counts fail early).
-    fn count(&mut self) -> Result<usize, CodecError> {
-        let count = self.u64()?;
-        if count > (self.bytes.len() - self.position) as u64 {
-            return Err(self.error("count larger than the remaining bytes"));
-        }
-        Ok(count as usize)
-    }
-
-    fn string(&mut self) -> Result<String, CodecError> {
-        let length = self.count()?;
-        let end = self.position + length;
-        let text = std::str::from_utf8(&self.bytes[self.position..end])
-            .map_err(|_| self.error("invalid UTF-8"))?;
-        self.position = end;
-        Ok(text.to_owned())
-    }
-
-    fn flag(&mut self) -> Result<bool, CodecError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(self.error("invalid option tag")),
-        }
-    }
-
+impl ReadParts for Reader<'_> {
     fn option_string(&mut self) -> Result<Option<String>, CodecError> {
-        if self.flag()? {
-            Ok(Some(self.string()?))
+        if self.bool()? {
+            Ok(Some(self.str()?.to_owned()))
         } else {
             Ok(None)
         }
-    }
-
-    fn option_i64(&mut self) -> Result<Option<i64>, CodecError> {
-        if self.flag()? {
-            Ok(Some(self.i64()?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, CodecError> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("value nested too deeply"));
-        }
-        Ok(match self.u8()? {
-            NULL => Value::Null,
-            FALSE => Value::Bool(false),
-            TRUE => Value::Bool(true),
-            UNSIGNED => Value::Number(Number::from(self.u64()?)),
-            SIGNED => Value::Number(Number::from(self.i64()?)),
-            FLOAT => {
-                let float = self.f64()?;
-                Value::Number(
-                    Number::from_f64(float).ok_or_else(|| self.error("non-finite float"))?,
-                )
-            }
-            STRING => Value::String(self.string()?),
-            ARRAY => {
-                let count = self.count()?;
-                let mut items = Vec::with_capacity(count);
-                for _ in 0..count {
-                    items.push(self.value(depth + 1)?);
-                }
-                Value::Array(items)
-            }
-            OBJECT => {
-                let count = self.count()?;
-                let mut object = Map::with_capacity(count);
-                for _ in 0..count {
-                    let key = self.string()?;
-                    let item = self.value(depth + 1)?;
-                    object.insert(key, item);
-                }
-                Value::Object(object)
-            }
-            _ => return Err(self.error("unknown value type")),
-        })
     }
 
     fn usage(&mut self) -> Result<Usage, CodecError> {
@@ -503,17 +295,17 @@ impl Reader<'_> {
     }
 
     fn usages(&mut self) -> Result<BTreeMap<String, Usage>, CodecError> {
-        let count = self.count()?;
+        let count = self.len()?;
         let mut usages = BTreeMap::new();
         for _ in 0..count {
-            let key = self.string()?;
+            let key = self.str()?.to_owned();
             usages.insert(key, self.usage()?);
         }
         Ok(usages)
     }
 
     fn touch(&mut self) -> Result<Option<Touch>, CodecError> {
-        if !self.flag()? {
+        if !self.bool()? {
             return Ok(None);
         }
         Ok(Some(Touch {
@@ -524,7 +316,7 @@ impl Reader<'_> {
             name: self.option_string()?,
             term: self.option_string()?,
             content: self.option_string()?,
-            channel: self.string()?,
+            channel: self.str()?.to_owned(),
         }))
     }
 
@@ -540,14 +332,14 @@ impl Reader<'_> {
         let revenue = self.f64()?;
         let refunded = self.f64()?;
         let currency = self.option_string()?;
-        let placed_ms = self.option_i64()?;
+        let placed_ms = self.opt_i64()?;
         let updated_ms = self.i64()?;
         let updated_offset = self.u64()?;
-        let channel = self.string()?;
-        let product_count = self.count()?;
+        let channel = self.str()?.to_owned();
+        let product_count = self.len()?;
         let mut product_ids = Vec::with_capacity(product_count);
         for _ in 0..product_count {
-            product_ids.push(self.string()?);
+            product_ids.push(self.str()?.to_owned());
         }
         Ok(Order {
             status,
@@ -570,10 +362,10 @@ impl Reader<'_> {
         let gross_revenue = self.f64()?;
         let refunded = self.f64()?;
         let net_revenue = self.f64()?;
-        let currencies = self.count()?;
+        let currencies = self.len()?;
         let mut revenue_by_currency = BTreeMap::new();
         for _ in 0..currencies {
-            let currency = self.string()?;
+            let currency = self.str()?.to_owned();
             revenue_by_currency.insert(currency, self.f64()?);
         }
         Ok(Commerce {
@@ -585,21 +377,21 @@ impl Reader<'_> {
             net_revenue,
             revenue_by_currency,
             average_order_value: self.f64()?,
-            first_order_ms: self.option_i64()?,
-            last_order_ms: self.option_i64()?,
+            first_order_ms: self.opt_i64()?,
+            last_order_ms: self.opt_i64()?,
             last_order_id: self.option_string()?,
         })
     }
 
     fn profile(&mut self) -> Result<Profile, CodecError> {
-        let id = self.string()?;
+        let id = self.str()?.to_owned();
         let first_seen_ms = self.i64()?;
         let last_seen_ms = self.i64()?;
-        let trait_count = self.count()?;
+        let trait_count = self.len()?;
         let mut traits = BTreeMap::new();
         for _ in 0..trait_count {
-            let key = self.string()?;
-            let value = self.value(0)?;
+            let key = self.str()?.to_owned();
+            let value = self.value()?;
             let updated_ms = self.i64()?;
             let offset = self.u64()?;
             traits.insert(
@@ -613,10 +405,10 @@ impl Reader<'_> {
         }
         let channels = self.usages()?;
         let sources = self.usages()?;
-        let device_count = self.count()?;
+        let device_count = self.len()?;
         let mut devices = BTreeMap::new();
         for _ in 0..device_count {
-            let key = self.string()?;
+            let key = self.str()?.to_owned();
             let device = Device {
                 kind: self.option_string()?,
                 model: self.option_string()?,
@@ -628,30 +420,30 @@ impl Reader<'_> {
         }
         let first_touch = self.touch()?;
         let last_touch = self.touch()?;
-        let count_entries = self.count()?;
+        let count_entries = self.len()?;
         let mut event_counts = BTreeMap::new();
         for _ in 0..count_entries {
-            let key = self.string()?;
+            let key = self.str()?.to_owned();
             event_counts.insert(key, self.u64()?);
         }
         let event_total = self.u64()?;
-        let order_count = self.count()?;
+        let order_count = self.len()?;
         let mut orders = BTreeMap::new();
         for _ in 0..order_count {
-            let key = self.string()?;
+            let key = self.str()?.to_owned();
             orders.insert(key, self.order()?);
         }
         let commerce = self.commerce()?;
-        let merged_count = self.count()?;
+        let merged_count = self.len()?;
         let mut merged_from = Vec::with_capacity(merged_count);
         for _ in 0..merged_count {
-            merged_from.push(self.string()?);
+            merged_from.push(self.str()?.to_owned());
         }
-        let computed_count = self.count()?;
+        let computed_count = self.len()?;
         let mut computed_traits = BTreeMap::new();
         for _ in 0..computed_count {
-            let key = self.string()?;
-            computed_traits.insert(key, self.value(0)?);
+            let key = self.str()?.to_owned();
+            computed_traits.insert(key, self.value()?);
         }
         Ok(Profile {
             id,

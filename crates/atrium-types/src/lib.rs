@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: this crate performs no IO and knows nothing about HTTP.
 
+pub mod codec;
 pub mod metrics;
 pub mod raw_json;
 pub mod record;
