@@ -220,29 +220,12 @@ pub async fn run_schedule(state: Arc<AppState>) {
     if period == 0 {
         return;
     }
-    let mut closing = state.closing.subscribe();
-    let mut ticks = tokio::time::interval(Duration::from_secs(period));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate; updates start one period after start-up.
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = closing.changed() => return,
-        }
-        if *closing.borrow() {
-            return;
-        }
-        let task_state = state.clone();
-        let keys = match tokio::task::spawn_blocking(move || running_bandits(&task_state)).await {
-            Ok(Ok(keys)) => keys,
-            Ok(Err(error)) => {
-                tracing::warn!(error = %error.message, "cannot list bandits");
-                continue;
-            }
+    crate::state::run_every(&state, Duration::from_secs(period), || async {
+        let keys = match crate::admin::blocking(&state, running_bandits).await {
+            Ok(keys) => keys,
             Err(error) => {
-                tracing::warn!(%error, "cannot list bandits");
-                continue;
+                tracing::warn!(error = %error.message, "cannot list bandits");
+                return;
             }
         };
         for key in keys {
@@ -258,7 +241,8 @@ pub async fn run_schedule(state: Arc<AppState>) {
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// `POST /v1/experiments/{key}/bandit/update`: computes and writes new weights now. 202 with

@@ -321,30 +321,18 @@ pub async fn run_schedule(state: Arc<AppState>) {
         return;
     }
     let period_ms = i64::try_from(period.saturating_mul(1_000)).unwrap_or(i64::MAX);
-    let mut closing = state.closing.subscribe();
-    let mut ticks = tokio::time::interval(Duration::from_secs(period.min(CHECK_SECONDS)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate; the first check comes one interval after start-up.
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = closing.changed() => return,
-        }
-        if *closing.borrow() {
-            return;
-        }
+    let check = Duration::from_secs(period.min(CHECK_SECONDS));
+    crate::state::run_every(&state, check, || async {
         let now_ms = state.clock.now_ms();
-        let keys =
-            match crate::admin::blocking(&state, move |state| due_traits(state, now_ms, period_ms))
-                .await
-            {
-                Ok(keys) => keys,
-                Err(error) => {
-                    tracing::warn!(error = %error.message, "cannot list rfm traits");
-                    continue;
-                }
-            };
+        let listed =
+            crate::admin::blocking(&state, move |state| due_traits(state, now_ms, period_ms));
+        let keys = match listed.await {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot list rfm traits");
+                return;
+            }
+        };
         for key in keys {
             match recompute(&state, &key).await {
                 Ok(RecomputeOutcome::Updated { population, .. }) => {
@@ -358,7 +346,8 @@ pub async fn run_schedule(state: Arc<AppState>) {
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// `POST /v1/computed-traits/{key}/rfm/recompute`: computes the population quintiles now and

@@ -338,3 +338,30 @@ fn rebuild_dedup(
     );
     Ok(index)
 }
+
+/// Runs `job` every `period` until the server closes. The first run comes one period after
+/// start-up; a run that overruns delays the next instead of queueing extra ones.
+pub(crate) async fn run_every<F, Fut>(
+    state: &Arc<AppState>,
+    period: std::time::Duration,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut closing = state.closing.subscribe();
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = closing.changed() => return,
+        }
+        if *closing.borrow() {
+            return;
+        }
+        job().await;
+    }
+}

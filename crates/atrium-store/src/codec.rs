@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 
 use atrium_profiles::{Commerce, Device, Order, OrderStatus, Profile, Touch, TraitValue, Usage};
 use atrium_types::codec::{CodecError, Reader, Writer};
-use serde_json::Value;
 
 /// First byte of a binary profile row (version 1 of this layout).
 pub const PROFILE_TAG: u8 = 1;
@@ -467,6 +466,8 @@ impl ReadParts for Reader<'_> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn generated_profiles() -> Vec<Profile> {
@@ -534,6 +535,7 @@ mod tests {
 
     mod properties {
         use proptest::prelude::*;
+        use serde_json::Value;
 
         use super::super::*;
 
