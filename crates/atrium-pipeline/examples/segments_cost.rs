@@ -1,0 +1,147 @@
+//! What real-time segments cost the pipeline, without the full `atrium` binary: the core of
+//! `atrium bench segments` (the reference pass with no definitions, then the same history with
+//! `atrium_gen::segments::bench_segments` and `bench_computed_traits` defined before the first
+//! event), as a quick release-mode A/B harness for engine work.
+//!
+//! ```sh
+//! cargo run --release -p atrium-pipeline --example segments_cost -- [events] [segments] [traits] [mode]
+//! ```
+//! `mode` is `both` (default), `reference` or `with` (the latter two for profiling one pass).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use atrium_identity::IdentityRules;
+use atrium_log::{EventLog, LogConfig, SegmentedLog};
+use atrium_pipeline::{IdentifierHasher, Pipeline, PipelineConfig};
+use atrium_store::Store;
+use atrium_types::{
+    Channel, ControlRecord, DefinitionKind, LogRecord, SourceConfig, SystemClock,
+    format_timestamp_ms, parse_timestamp_ms,
+};
+use serde_json::Value;
+
+fn channel_of(source: &str) -> Channel {
+    match source {
+        "web" => Channel::Web,
+        "pos" => Channel::Pos,
+        "email" => Channel::Email,
+        "backend" => Channel::Server,
+        _ => Channel::App,
+    }
+}
+
+/// The generated history as log payloads, received at their event time; with the first
+/// `receivedAt`.
+fn history(events: usize, seed: u64) -> (Vec<Vec<u8>>, i64) {
+    let mut payloads = Vec::with_capacity(events);
+    let mut first_ms = None;
+    for mut event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
+        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
+        let received = event
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp_ms)
+            .unwrap_or(0);
+        first_ms.get_or_insert(received);
+        let config = SourceConfig {
+            name: source.clone(),
+            channel: channel_of(&source),
+        };
+        let normalized = atrium_collect::normalize_events(&config, received, None, &[event])
+            .expect("generated events normalize");
+        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
+    }
+    (payloads, first_ms.unwrap_or(0))
+}
+
+fn definition(kind: DefinitionKind, key: &str, body: Value, at_ms: i64) -> Vec<u8> {
+    LogRecord::encode_control(&ControlRecord::DefinitionPut {
+        kind,
+        key: key.to_owned(),
+        body,
+        version: 1,
+        at: format_timestamp_ms(at_ms),
+    })
+}
+
+/// Applies `records` through a fresh log and store; returns the seconds the pipeline took,
+/// (state bytes, profiles with state), and the digest of every table (equal digests: the same
+/// state, memberships and queued derived events).
+fn apply(records: &[Vec<u8>]) -> (f64, u64, u64, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.path().join("log"))).expect("log"));
+    for chunk in records.chunks(1_000) {
+        let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        log.append(&slices).expect("append");
+    }
+    let store = Arc::new(Store::open(dir.path().join("state.redb")).expect("store"));
+    let config = PipelineConfig {
+        // The server's default.
+        batch_records: 2_000,
+        rules: IdentityRules::default().compile().expect("default rules"),
+        hasher: IdentifierHasher::new(b"bench-salt".to_vec()),
+    };
+    let pipeline =
+        Pipeline::new(log.clone(), store, config, Arc::new(SystemClock)).expect("pipeline");
+    let end = log.end_offset();
+    let started = Instant::now();
+    while pipeline.applied_offset() < end {
+        pipeline.step().expect("step");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (bytes, states) = pipeline
+        .store()
+        .read(|tables| tables.segment_state_size())
+        .expect("state size");
+    let digest = pipeline.store().digest().expect("digest");
+    (seconds, bytes, states, digest)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |index: usize, default: usize| {
+        args.get(index)
+            .map(|text| text.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let (events, segments, traits) = (number(0, 100_000), number(1, 100), number(2, 20));
+    let mode = args.get(3).map(String::as_str).unwrap_or("both");
+    let (payloads, first_ms) = history(events, 11);
+    let n = payloads.len() as f64;
+    let mut reference_seconds = None;
+    if mode != "with" {
+        let (seconds, _, _, _) = apply(&payloads);
+        println!("reference: {:>8.0} events/s ({seconds:.2} s)", n / seconds);
+        reference_seconds = Some(seconds);
+    }
+    if mode != "reference" {
+        let mut records = Vec::with_capacity(payloads.len() + segments + traits);
+        for (id, body) in atrium_gen::segments::bench_computed_traits(traits) {
+            records.push(definition(
+                DefinitionKind::ComputedTrait,
+                &id,
+                body,
+                first_ms - 1,
+            ));
+        }
+        for (id, body) in atrium_gen::segments::bench_segments(segments) {
+            records.push(definition(DefinitionKind::Segment, &id, body, first_ms - 1));
+        }
+        records.extend(payloads.iter().cloned());
+        let (seconds, bytes, states, digest) = apply(&records);
+        println!(
+            "with {segments} segments + {traits} traits: {:>8.0} events/s ({seconds:.2} s), state {:.0} bytes/profile, digest {}",
+            n / seconds,
+            bytes as f64 / states.max(1) as f64,
+            &digest[..16]
+        );
+        if let Some(reference) = reference_seconds {
+            println!(
+                "added per event: {:.1} µs (ratio {:.2})",
+                (seconds - reference) / n * 1e6,
+                reference / seconds
+            );
+        }
+    }
+}
