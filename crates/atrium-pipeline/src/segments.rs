@@ -81,135 +81,106 @@ impl ProfileSegmentState {
     /// count and, in id order, `id, timer, length, state`; then timers without a state (none
     /// are written today). Rows written as JSON by earlier versions are still read.
     pub fn decode(bytes: &[u8]) -> Result<ProfileSegmentState, StoreError> {
-        let row = Row::parse(bytes)?;
-        let mut state = ProfileSegmentState {
-            segment_timers: row.segment_timers,
-            trait_timers: row.trait_timers,
-            ..ProfileSegmentState::default()
-        };
-        match row.body {
-            RowBody::Legacy(legacy) => {
-                state.segments = legacy.segments;
-                state.traits = legacy.traits;
-            }
-            RowBody::Binary {
-                profile_id,
-                segments,
-                traits,
-            } => {
-                for (id, range) in segments {
-                    let decoded =
-                        decode_profile_state(&bytes[range], profile_id).map_err(row_error)?;
-                    state.segments.insert(id, decoded);
+        if bytes.first() != Some(&ROW_VERSION) {
+            return decode_legacy_row(bytes);
+        }
+        let (profile_id, entries) = parse_row(bytes)?;
+        let mut state = ProfileSegmentState::default();
+        for entry in entries {
+            let id = entry.id.to_owned();
+            match entry.list {
+                List::Segments => {
+                    if let Some(timer) = entry.timer {
+                        state.segment_timers.insert(id.clone(), timer);
+                    }
+                    if let Some(range) = entry.state {
+                        let decoded =
+                            decode_profile_state(&bytes[range], profile_id).map_err(row_error)?;
+                        state.segments.insert(id, decoded);
+                    }
                 }
-                for (id, range) in traits {
-                    let decoded = decode_trait_state(&bytes[range]).map_err(row_error)?;
-                    state.traits.insert(id, decoded);
+                List::Traits => {
+                    if let Some(timer) = entry.timer {
+                        state.trait_timers.insert(id.clone(), timer);
+                    }
+                    if let Some(range) = entry.state {
+                        let decoded = decode_trait_state(&bytes[range]).map_err(row_error)?;
+                        state.traits.insert(id, decoded);
+                    }
                 }
             }
         }
         Ok(state)
     }
-
-    fn next_timer(&self) -> Option<i64> {
-        self.segment_timers
-            .values()
-            .chain(self.trait_timers.values())
-            .copied()
-            .min()
-    }
 }
 
-/// A parsed row: the timers, and where each state's bytes are.
-struct Row<'a> {
-    body: RowBody<'a>,
-    segment_timers: BTreeMap<String, i64>,
-    trait_timers: BTreeMap<String, i64>,
+/// A JSON row of an earlier version.
+fn decode_legacy_row(bytes: &[u8]) -> Result<ProfileSegmentState, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        table: "segment_states",
+        source,
+    })
 }
 
-enum RowBody<'a> {
-    /// A JSON row of an earlier version, decoded completely.
-    Legacy(ProfileSegmentState),
-    Binary {
-        profile_id: &'a str,
-        segments: BTreeMap<String, Range<usize>>,
-        traits: BTreeMap<String, Range<usize>>,
-    },
+/// The two lists of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum List {
+    Segments,
+    Traits,
 }
 
-impl<'a> Row<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Row<'a>, StoreError> {
-        if bytes.first() != Some(&ROW_VERSION) {
-            let mut legacy: ProfileSegmentState =
-                serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
-                    table: "segment_states",
-                    source,
-                })?;
-            return Ok(Row {
-                segment_timers: std::mem::take(&mut legacy.segment_timers),
-                trait_timers: std::mem::take(&mut legacy.trait_timers),
-                body: RowBody::Legacy(legacy),
-            });
-        }
-        let mut reader = Reader::new(&bytes[1..]);
-        let parsed = (|| -> Result<Row<'a>, CodecError> {
-            let profile_id = reader.str()?;
-            let mut segment_timers = BTreeMap::new();
-            let mut trait_timers = BTreeMap::new();
-            let mut lists = [BTreeMap::new(), BTreeMap::new()];
-            for (list, timers) in lists
-                .iter_mut()
-                .zip([&mut segment_timers, &mut trait_timers])
-            {
-                let count = reader.len()?;
-                for _ in 0..count {
-                    let id = reader.str()?.to_owned();
-                    if let Some(timer) = reader.opt_i64()? {
-                        timers.insert(id.clone(), timer);
-                    }
-                    let length = reader.len()?;
-                    let start = 1 + reader.position();
-                    reader.take(length)?;
-                    list.insert(id, start..start + length);
-                }
+/// One definition's entry in a binary row: its timer and where its state's bytes are (`None`:
+/// a timer without a state).
+struct RowEntry<'a> {
+    list: List,
+    id: &'a str,
+    timer: Option<i64>,
+    state: Option<Range<usize>>,
+}
+
+/// Parses a binary row (see [`ProfileSegmentState::decode`]) into the profile id and the
+/// entries, segments first, each list in id order (timers without a state last).
+fn parse_row(bytes: &[u8]) -> Result<(&str, Vec<RowEntry<'_>>), StoreError> {
+    let mut reader = Reader::new(&bytes[1..]);
+    let parsed = (|| -> Result<(&str, Vec<RowEntry<'_>>), CodecError> {
+        let profile_id = reader.str()?;
+        let mut entries = Vec::new();
+        for list in [List::Segments, List::Traits] {
+            let count = reader.len()?;
+            entries.reserve(count);
+            for _ in 0..count {
+                let id = reader.str()?;
+                let timer = reader.opt_i64()?;
+                let length = reader.len()?;
+                let start = 1 + reader.position();
+                reader.take(length)?;
+                entries.push(RowEntry {
+                    list,
+                    id,
+                    timer,
+                    state: Some(start..start + length),
+                });
             }
-            for timers in [&mut segment_timers, &mut trait_timers] {
-                let count = reader.len()?;
-                for _ in 0..count {
-                    let id = reader.str()?.to_owned();
-                    timers.insert(id, reader.i64()?);
-                }
-            }
-            if !reader.is_empty() {
-                return Err(reader.error("trailing bytes"));
-            }
-            let [segments, traits] = lists;
-            Ok(Row {
-                body: RowBody::Binary {
-                    profile_id,
-                    segments,
-                    traits,
-                },
-                segment_timers,
-                trait_timers,
-            })
-        })();
-        parsed.map_err(row_error)
-    }
-}
-
-/// Sets (`Some`) or clears (`None`) `id`'s timer, allocating only when it changes.
-fn set_timer(timers: &mut BTreeMap<String, i64>, id: &str, at: Option<i64>) {
-    match (timers.get_mut(id), at) {
-        (Some(current), Some(at)) => *current = at,
-        (None, Some(at)) => {
-            timers.insert(id.to_owned(), at);
         }
-        (Some(_), None) => {
-            timers.remove(id);
+        for list in [List::Segments, List::Traits] {
+            let count = reader.len()?;
+            for _ in 0..count {
+                let id = reader.str()?;
+                let timer = Some(reader.i64()?);
+                entries.push(RowEntry {
+                    list,
+                    id,
+                    timer,
+                    state: None,
+                });
+            }
         }
-        (None, None) => {}
-    }
+        if !reader.is_empty() {
+            return Err(reader.error("trailing bytes"));
+        }
+        Ok((profile_id, entries))
+    })();
+    parsed.map_err(row_error)
 }
 
 /// The compiled definitions, kept in memory and in step with the `definitions` table.
@@ -218,8 +189,12 @@ pub struct SegmentCatalog {
     pub segments: BTreeMap<String, Arc<Compiled>>,
     pub traits: BTreeMap<String, Arc<CompiledTrait>>,
     definitions: Catalog,
-    /// Per event name, the segments and computed traits an event of that name can affect
-    /// (`event_relevant`), in id order.
+    /// The segments and computed traits in id order. A definition's position here is where the
+    /// engine keeps its per-profile state and timer; positions change only when definitions do.
+    segment_list: Vec<(String, Arc<Compiled>)>,
+    trait_list: Vec<(String, Arc<CompiledTrait>)>,
+    /// Per event name, the positions of the segments and computed traits an event of that name
+    /// can affect (`event_relevant`), in order.
     by_event: HashMap<String, Relevant>,
     /// Whether some segment reads profile traits.
     reads_traits: bool,
@@ -228,8 +203,8 @@ pub struct SegmentCatalog {
 /// The definitions one event name is relevant to.
 #[derive(Default)]
 struct Relevant {
-    segments: Vec<(String, Arc<Compiled>)>,
-    traits: Vec<(String, Arc<CompiledTrait>)>,
+    segments: Vec<usize>,
+    traits: Vec<usize>,
 }
 
 impl SegmentCatalog {
@@ -280,22 +255,32 @@ impl SegmentCatalog {
     }
 
     fn index_events(&mut self) {
+        self.segment_list = self
+            .segments
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
+        self.trait_list = self
+            .traits
+            .iter()
+            .map(|(id, compiled)| (id.clone(), compiled.clone()))
+            .collect();
         self.by_event.clear();
-        for (id, compiled) in &self.segments {
+        for (position, (_, compiled)) in self.segment_list.iter().enumerate() {
             for name in compiled.event_names() {
                 self.by_event
                     .entry(name.to_owned())
                     .or_default()
                     .segments
-                    .push((id.clone(), compiled.clone()));
+                    .push(position);
             }
         }
-        for (id, compiled) in &self.traits {
+        for (position, (_, compiled)) in self.trait_list.iter().enumerate() {
             self.by_event
                 .entry(compiled.event_name().to_owned())
                 .or_default()
                 .traits
-                .push((id.clone(), compiled.clone()));
+                .push(position);
         }
         self.reads_traits = self
             .segments
@@ -307,162 +292,297 @@ impl SegmentCatalog {
         self.segments.is_empty() && self.traits.is_empty()
     }
 
+    /// Where the engine keeps the state of the segment `id` (compiled).
+    fn segment_position(&self, id: &str) -> usize {
+        position_of(&self.segment_list, &mut 0, id).expect("a compiled segment")
+    }
+
+    /// Where the engine keeps the state of the computed trait `id` (compiled).
+    fn trait_position(&self, id: &str) -> usize {
+        position_of(&self.trait_list, &mut 0, id).expect("a compiled computed trait")
+    }
+
     /// The catalog definitions are validated against (other segments, computed traits).
     pub fn definitions(&self) -> &Catalog {
         &self.definitions
     }
 }
 
+/// One definition's state in a cached profile.
+enum Slot<S> {
+    /// No state yet (the profile was never evaluated for the definition).
+    Absent,
+    /// Not decoded (not touched in this batch): the state's bytes in the row.
+    Raw(Range<usize>),
+    Decoded(S),
+}
+
+impl<S> Slot<S> {
+    fn is_present(&self) -> bool {
+        !matches!(self, Slot::Absent)
+    }
+}
+
+/// A profile's states and timers, by the definitions' catalog positions.
 struct Cached {
     /// The row as stored (states not decoded yet point into it).
     row: Vec<u8>,
-    /// Decoded states (those touched in this batch) and the timers.
-    state: ProfileSegmentState,
-    /// States not decoded (yet): their bytes in `row`.
-    raw_segments: BTreeMap<String, Range<usize>>,
-    raw_traits: BTreeMap<String, Range<usize>>,
+    segments: Vec<Slot<ProfileState>>,
+    traits: Vec<Slot<TraitState>>,
+    /// The timer each segment asked for.
+    segment_timers: Vec<Option<i64>>,
+    /// The timer each computed trait asked for.
+    trait_timers: Vec<Option<i64>>,
     /// The timer currently stored for the profile.
     stored_timer: Option<i64>,
 }
 
 impl Cached {
-    fn has_segment(&self, id: &str) -> bool {
-        self.state.segments.contains_key(id) || self.raw_segments.contains_key(id)
+    /// No state for any definition of `catalog`.
+    fn empty(catalog: &SegmentCatalog) -> Cached {
+        Cached {
+            row: Vec::new(),
+            segments: std::iter::repeat_with(|| Slot::Absent)
+                .take(catalog.segment_list.len())
+                .collect(),
+            traits: std::iter::repeat_with(|| Slot::Absent)
+                .take(catalog.trait_list.len())
+                .collect(),
+            segment_timers: vec![None; catalog.segment_list.len()],
+            trait_timers: vec![None; catalog.trait_list.len()],
+            stored_timer: None,
+        }
     }
 
-    fn has_trait(&self, id: &str) -> bool {
-        self.state.traits.contains_key(id) || self.raw_traits.contains_key(id)
+    /// A stored row (empty: none) laid out by `catalog`'s positions. States and timers of
+    /// definitions deleted since the row was written are dropped; the stored timer still
+    /// counts their timers (it is the one in `segment_timers`).
+    fn from_row(row: Vec<u8>, catalog: &SegmentCatalog) -> Result<Cached, StoreError> {
+        let mut cached = Cached::empty(catalog);
+        let mut stored_timer: Option<i64> = None;
+        let mut earliest = |timer: Option<i64>| {
+            if let Some(timer) = timer {
+                stored_timer = Some(stored_timer.map_or(timer, |held| held.min(timer)));
+            }
+        };
+        if row.first() == Some(&ROW_VERSION) {
+            let (_, entries) = parse_row(&row)?;
+            let (mut segment_hint, mut trait_hint) = (0, 0);
+            for entry in entries {
+                earliest(entry.timer);
+                match entry.list {
+                    List::Segments => {
+                        let Some(position) =
+                            position_of(&catalog.segment_list, &mut segment_hint, entry.id)
+                        else {
+                            continue;
+                        };
+                        if entry.timer.is_some() {
+                            cached.segment_timers[position] = entry.timer;
+                        }
+                        if let Some(range) = entry.state {
+                            cached.segments[position] = Slot::Raw(range);
+                        }
+                    }
+                    List::Traits => {
+                        let Some(position) =
+                            position_of(&catalog.trait_list, &mut trait_hint, entry.id)
+                        else {
+                            continue;
+                        };
+                        if entry.timer.is_some() {
+                            cached.trait_timers[position] = entry.timer;
+                        }
+                        if let Some(range) = entry.state {
+                            cached.traits[position] = Slot::Raw(range);
+                        }
+                    }
+                }
+            }
+        } else if !row.is_empty() {
+            let legacy = decode_legacy_row(&row)?;
+            let mut hint = 0;
+            for (id, timer) in legacy.segment_timers {
+                earliest(Some(timer));
+                if let Some(position) = position_of(&catalog.segment_list, &mut hint, &id) {
+                    cached.segment_timers[position] = Some(timer);
+                }
+            }
+            let mut hint = 0;
+            for (id, timer) in legacy.trait_timers {
+                earliest(Some(timer));
+                if let Some(position) = position_of(&catalog.trait_list, &mut hint, &id) {
+                    cached.trait_timers[position] = Some(timer);
+                }
+            }
+            let mut hint = 0;
+            for (id, state) in legacy.segments {
+                if let Some(position) = position_of(&catalog.segment_list, &mut hint, &id) {
+                    cached.segments[position] = Slot::Decoded(state);
+                }
+            }
+            let mut hint = 0;
+            for (id, state) in legacy.traits {
+                if let Some(position) = position_of(&catalog.trait_list, &mut hint, &id) {
+                    cached.traits[position] = Slot::Decoded(state);
+                }
+            }
+        }
+        cached.row = row;
+        cached.stored_timer = stored_timer;
+        Ok(cached)
+    }
+
+    /// Whether the profile has state for every definition.
+    fn is_complete(&self) -> bool {
+        self.segments.iter().all(Slot::is_present) && self.traits.iter().all(Slot::is_present)
     }
 
     fn segment_mut(
         &mut self,
-        id: &str,
+        position: usize,
         profile: &str,
     ) -> Result<Option<&mut ProfileState>, StoreError> {
-        if let Some(range) = self.raw_segments.remove(id) {
-            let decoded = decode_profile_state(&self.row[range], profile).map_err(row_error)?;
-            return Ok(Some(
-                self.state.segments.entry(id.to_owned()).or_insert(decoded),
-            ));
+        if let Slot::Raw(range) = &self.segments[position] {
+            let decoded =
+                decode_profile_state(&self.row[range.clone()], profile).map_err(row_error)?;
+            self.segments[position] = Slot::Decoded(decoded);
         }
-        Ok(self.state.segments.get_mut(id))
+        Ok(match &mut self.segments[position] {
+            Slot::Decoded(state) => Some(state),
+            _ => None,
+        })
     }
 
-    fn trait_mut(&mut self, id: &str) -> Result<Option<&mut TraitState>, StoreError> {
-        if let Some(range) = self.raw_traits.remove(id) {
-            let decoded = decode_trait_state(&self.row[range]).map_err(row_error)?;
-            return Ok(Some(
-                self.state.traits.entry(id.to_owned()).or_insert(decoded),
-            ));
+    fn trait_mut(&mut self, position: usize) -> Result<Option<&mut TraitState>, StoreError> {
+        if let Slot::Raw(range) = &self.traits[position] {
+            let decoded = decode_trait_state(&self.row[range.clone()]).map_err(row_error)?;
+            self.traits[position] = Slot::Decoded(decoded);
         }
-        Ok(self.state.traits.get_mut(id))
+        Ok(match &mut self.traits[position] {
+            Slot::Decoded(state) => Some(state),
+            _ => None,
+        })
     }
 
-    fn decode_all(&mut self, profile: &str) -> Result<(), StoreError> {
-        for (id, range) in std::mem::take(&mut self.raw_segments) {
-            let decoded = decode_profile_state(&self.row[range], profile).map_err(row_error)?;
-            self.state.segments.insert(id, decoded);
-        }
-        for (id, range) in std::mem::take(&mut self.raw_traits) {
-            let decoded = decode_trait_state(&self.row[range]).map_err(row_error)?;
-            self.state.traits.insert(id, decoded);
-        }
-        Ok(())
+    /// Forgets every state and timer.
+    fn clear(&mut self) {
+        self.segments
+            .iter_mut()
+            .for_each(|slot| *slot = Slot::Absent);
+        self.traits.iter_mut().for_each(|slot| *slot = Slot::Absent);
+        self.segment_timers
+            .iter_mut()
+            .for_each(|timer| *timer = None);
+        self.trait_timers.iter_mut().for_each(|timer| *timer = None);
     }
 
-    /// Replaces everything (a rebuilt or forgotten profile).
-    fn replace(&mut self, state: ProfileSegmentState) {
-        self.state = state;
-        self.raw_segments.clear();
-        self.raw_traits.clear();
+    fn next_timer(&self) -> Option<i64> {
+        self.segment_timers
+            .iter()
+            .chain(&self.trait_timers)
+            .flatten()
+            .copied()
+            .min()
     }
 
     fn is_empty(&self) -> bool {
-        self.raw_segments.is_empty()
-            && self.raw_traits.is_empty()
-            && self.state == ProfileSegmentState::default()
+        !self.segments.iter().any(Slot::is_present)
+            && !self.traits.iter().any(Slot::is_present)
+            && self.next_timer().is_none()
     }
 
     /// The row to store (see [`ProfileSegmentState::decode`]); `scratch` is reused.
-    fn encode(&self, profile: &str, scratch: &mut Vec<u8>) -> Vec<u8> {
+    fn encode(&self, catalog: &SegmentCatalog, profile: &str, scratch: &mut Vec<u8>) -> Vec<u8> {
         let mut writer = Writer::new(Vec::with_capacity(self.row.len() + 256));
         writer.u8(ROW_VERSION);
         writer.str(profile);
-        // Segments, then computed traits: raw and decoded states merged in id order.
-        writer.u64((self.raw_segments.len() + self.state.segments.len()) as u64);
-        let mut raw = self.raw_segments.iter().peekable();
-        let mut decoded = self.state.segments.iter().peekable();
-        loop {
-            let take_raw = match (raw.peek(), decoded.peek()) {
-                (Some((raw_id, _)), Some((decoded_id, _))) => raw_id < decoded_id,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if take_raw {
-                let (id, range) = raw.next().expect("peeked");
-                write_slot(
-                    &mut writer,
-                    id,
-                    self.state.segment_timers.get(id),
-                    &self.row[range.clone()],
-                );
-            } else {
-                let (id, state) = decoded.next().expect("peeked");
-                scratch.clear();
-                encode_profile_state(state, scratch);
-                write_slot(&mut writer, id, self.state.segment_timers.get(id), scratch);
+        // Segments, then computed traits, in id order (= catalog order).
+        let present = self
+            .segments
+            .iter()
+            .filter(|slot| slot.is_present())
+            .count();
+        writer.u64(present as u64);
+        for (position, slot) in self.segments.iter().enumerate() {
+            let id = &catalog.segment_list[position].0;
+            let timer = self.segment_timers[position];
+            match slot {
+                Slot::Absent => {}
+                Slot::Raw(range) => write_slot(&mut writer, id, timer, &self.row[range.clone()]),
+                Slot::Decoded(state) => {
+                    scratch.clear();
+                    encode_profile_state(state, scratch);
+                    write_slot(&mut writer, id, timer, scratch);
+                }
             }
         }
-        writer.u64((self.raw_traits.len() + self.state.traits.len()) as u64);
-        let mut raw = self.raw_traits.iter().peekable();
-        let mut decoded = self.state.traits.iter().peekable();
-        loop {
-            let take_raw = match (raw.peek(), decoded.peek()) {
-                (Some((raw_id, _)), Some((decoded_id, _))) => raw_id < decoded_id,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if take_raw {
-                let (id, range) = raw.next().expect("peeked");
-                write_slot(
-                    &mut writer,
-                    id,
-                    self.state.trait_timers.get(id),
-                    &self.row[range.clone()],
-                );
-            } else {
-                let (id, state) = decoded.next().expect("peeked");
-                scratch.clear();
-                encode_trait_state(state, scratch);
-                write_slot(&mut writer, id, self.state.trait_timers.get(id), scratch);
+        let present = self.traits.iter().filter(|slot| slot.is_present()).count();
+        writer.u64(present as u64);
+        for (position, slot) in self.traits.iter().enumerate() {
+            let id = &catalog.trait_list[position].0;
+            let timer = self.trait_timers[position];
+            match slot {
+                Slot::Absent => {}
+                Slot::Raw(range) => write_slot(&mut writer, id, timer, &self.row[range.clone()]),
+                Slot::Decoded(state) => {
+                    scratch.clear();
+                    encode_trait_state(state, scratch);
+                    write_slot(&mut writer, id, timer, scratch);
+                }
             }
         }
         // Timers without a state.
-        for (timers, has) in [
-            (
-                &self.state.segment_timers,
-                &(|id: &str| self.has_segment(id)) as &dyn Fn(&str) -> bool,
-            ),
-            (&self.state.trait_timers, &|id: &str| self.has_trait(id)),
-        ] {
-            let orphans: Vec<(&String, &i64)> = timers.iter().filter(|(id, _)| !has(id)).collect();
-            writer.u64(orphans.len() as u64);
-            for (id, timer) in orphans {
-                writer.str(id);
-                writer.i64(*timer);
-            }
-        }
+        write_orphan_timers(
+            &mut writer,
+            &self.segments,
+            &self.segment_timers,
+            |position| &catalog.segment_list[position].0,
+        );
+        write_orphan_timers(&mut writer, &self.traits, &self.trait_timers, |position| {
+            &catalog.trait_list[position].0
+        });
         writer.bytes
     }
 }
 
-fn write_slot(writer: &mut Writer, id: &str, timer: Option<&i64>, state: &[u8]) {
+fn write_slot(writer: &mut Writer, id: &str, timer: Option<i64>, state: &[u8]) {
     writer.str(id);
-    writer.opt_i64(timer.copied());
+    writer.opt_i64(timer);
     writer.u64(state.len() as u64);
     writer.raw(state);
+}
+
+fn write_orphan_timers<'a, S>(
+    writer: &mut Writer,
+    slots: &[Slot<S>],
+    timers: &[Option<i64>],
+    id_of: impl Fn(usize) -> &'a str,
+) {
+    let orphans = || {
+        timers
+            .iter()
+            .enumerate()
+            .filter(|(position, timer)| timer.is_some() && !slots[*position].is_present())
+    };
+    writer.u64(orphans().count() as u64);
+    for (position, timer) in orphans() {
+        writer.str(id_of(position));
+        writer.i64(timer.expect("filtered"));
+    }
+}
+
+/// The position of `id` in `list` (sorted by id). `hint` is one past the previous answer, so
+/// looking up ids in order costs one comparison each.
+fn position_of<T>(list: &[(String, T)], hint: &mut usize, id: &str) -> Option<usize> {
+    let position = match list.get(*hint) {
+        Some((candidate, _)) if candidate == id => *hint,
+        _ => list
+            .binary_search_by(|(candidate, _)| candidate.as_str().cmp(id))
+            .ok()?,
+    };
+    *hint = position + 1;
+    Some(position)
 }
 
 /// The engine: the catalog plus a per-batch write-back cache of profile states.
@@ -558,54 +678,9 @@ fn load_cached<'a>(
 ) -> Result<&'a mut Cached, StoreError> {
     if !cache.contains_key(profile) {
         let row = tables.segment_state(profile)?.unwrap_or_default();
-        let mut cached = Cached {
-            row: Vec::new(),
-            state: ProfileSegmentState::default(),
-            raw_segments: BTreeMap::new(),
-            raw_traits: BTreeMap::new(),
-            stored_timer: None,
-        };
-        if !row.is_empty() {
-            let parsed = Row::parse(&row)?;
-            cached.state.segment_timers = parsed.segment_timers;
-            cached.state.trait_timers = parsed.trait_timers;
-            match parsed.body {
-                RowBody::Legacy(legacy) => {
-                    cached.state.segments = legacy.segments;
-                    cached.state.traits = legacy.traits;
-                }
-                RowBody::Binary {
-                    segments, traits, ..
-                } => {
-                    cached.raw_segments = segments;
-                    cached.raw_traits = traits;
-                }
-            }
-        }
-        cached.row = row;
-        cached.stored_timer = cached.state.next_timer();
-        // Drop state of definitions deleted since it was stored.
-        retain_known(&mut cached.raw_segments, &catalog.segments);
-        retain_known(&mut cached.state.segments, &catalog.segments);
-        retain_known(&mut cached.raw_traits, &catalog.traits);
-        retain_known(&mut cached.state.traits, &catalog.traits);
-        retain_known(&mut cached.state.segment_timers, &catalog.segments);
-        retain_known(&mut cached.state.trait_timers, &catalog.traits);
-        cache.insert(profile.to_owned(), cached);
+        cache.insert(profile.to_owned(), Cached::from_row(row, catalog)?);
     }
     Ok(cache.get_mut(profile).expect("just inserted"))
-}
-
-/// Removes the entries of `map` whose key is not in `known` (both in key order, so the usual
-/// case, every key known, is one merge walk).
-fn retain_known<V, W>(map: &mut BTreeMap<String, V>, known: &BTreeMap<String, W>) {
-    let mut known_keys = known.keys();
-    let all_known = map
-        .keys()
-        .all(|key| known_keys.by_ref().any(|known_key| known_key == key));
-    if !all_known {
-        map.retain(|key, _| known.contains_key(key));
-    }
 }
 
 impl SegmentEngine {
@@ -615,14 +690,15 @@ impl SegmentEngine {
         entries.sort_by(|left, right| left.0.cmp(&right.0));
         let mut scratch = Vec::new();
         for (profile, cached) in entries {
-            let timer = cached.state.next_timer();
+            let timer = cached.next_timer();
             tables.replace_segment_timer(&profile, cached.stored_timer, timer)?;
             if cached.is_empty() {
                 if !cached.row.is_empty() {
                     tables.remove_segment_state(&profile)?;
                 }
             } else {
-                tables.put_segment_state(&profile, &cached.encode(&profile, &mut scratch))?;
+                let row = cached.encode(&self.catalog, &profile, &mut scratch);
+                tables.put_segment_state(&profile, &row)?;
             }
         }
         Ok(())
@@ -669,41 +745,36 @@ impl SegmentEngine {
             }
             let cached = load_cached(cache, catalog, tables, profile.as_str())?;
             // When the profile has state for every definition and its traits cannot have
-            // changed, only the definitions the event is relevant to do anything.
-            let complete = cached.raw_segments.len() + cached.state.segments.len()
-                == catalog.segments.len()
-                && cached.raw_traits.len() + cached.state.traits.len() == catalog.traits.len();
-            let segment_list: Vec<(&String, &Arc<Compiled>)> = if complete && !traits_may_change {
-                relevant_here
-                    .segments
-                    .iter()
-                    .map(|(id, c)| (id, c))
-                    .collect()
-            } else {
-                catalog.segments.iter().collect()
-            };
-            let trait_list: Vec<(&String, &Arc<CompiledTrait>)> = if complete {
-                relevant_here.traits.iter().map(|(id, c)| (id, c)).collect()
-            } else {
-                catalog.traits.iter().collect()
-            };
-            // A complete profile has state for every definition; a list taken from
-            // `relevant_here` holds only definitions the event is relevant to.
+            // changed, only the definitions the event is relevant to do anything: then the
+            // positions visited are `relevant_here`'s, otherwise every position.
+            let complete = cached.is_complete();
             let segments_all_relevant = complete && !traits_may_change;
-            for (id, compiled) in segment_list {
-                let fresh = !complete && !cached.has_segment(id);
-                let relevant = segments_all_relevant || compiled.event_relevant(&view);
+            let segments_visited = if segments_all_relevant {
+                relevant_here.segments.len()
+            } else {
+                catalog.segment_list.len()
+            };
+            for index in 0..segments_visited {
+                let position = if segments_all_relevant {
+                    relevant_here.segments[index]
+                } else {
+                    index
+                };
+                let compiled = &catalog.segment_list[position].1;
+                let fresh = !complete && !cached.segments[position].is_present();
+                let relevant = segments_all_relevant
+                    || relevant_here.segments.binary_search(&position).is_ok();
                 let feed_traits = fresh || (traits_may_change && compiled.reads_traits());
                 if !relevant && !feed_traits {
                     continue;
                 }
                 if fresh {
-                    cached
-                        .state
-                        .segments
-                        .insert(id.clone(), ProfileState::new(compiled, profile.as_str()));
+                    cached.segments[position] =
+                        Slot::Decoded(ProfileState::new(compiled, profile.as_str()));
                 }
-                let state = cached.segment_mut(id, profile.as_str())?.expect("inserted");
+                let state = cached
+                    .segment_mut(position, profile.as_str())?
+                    .expect("present");
                 let mut timer = None;
                 if feed_traits {
                     if trait_values.is_none() {
@@ -720,25 +791,36 @@ impl SegmentEngine {
                     timer = Some(outcome.next_timer_ms);
                 }
                 if let Some(timer) = timer {
-                    set_timer(&mut cached.state.segment_timers, id, timer);
+                    cached.segment_timers[position] = timer;
                 }
             }
-            for (id, compiled) in trait_list {
-                let fresh = !complete && !cached.has_trait(id);
-                let relevant = complete || compiled.event_relevant(&view);
+            let traits_visited = if complete {
+                relevant_here.traits.len()
+            } else {
+                catalog.trait_list.len()
+            };
+            for index in 0..traits_visited {
+                let position = if complete {
+                    relevant_here.traits[index]
+                } else {
+                    index
+                };
+                let (id, compiled) = &catalog.trait_list[position];
+                let fresh = !complete && !cached.traits[position].is_present();
+                let relevant = complete || relevant_here.traits.binary_search(&position).is_ok();
                 if !relevant && !fresh {
                     continue;
                 }
                 if fresh {
-                    cached.state.traits.insert(id.clone(), compiled.new_state());
+                    cached.traits[position] = Slot::Decoded(compiled.new_state());
                 }
-                let state = cached.trait_mut(id)?.expect("inserted");
+                let state = cached.trait_mut(position)?.expect("present");
                 let outcome = if relevant {
                     compiled.on_event(state, &view, now_ms)
                 } else {
                     compiled.on_timer(state, now_ms)
                 };
-                set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
+                cached.trait_timers[position] = outcome.next_timer_ms;
                 if outcome.changed || fresh {
                     trait_updates.push((id.clone(), outcome.value));
                 }
@@ -835,33 +917,25 @@ impl SegmentEngine {
             {
                 let SegmentEngine { catalog, cache, .. } = &mut *self;
                 let cached = load_cached(cache, catalog, tables, profile.as_str())?;
-                for (id, compiled) in &catalog.segments {
-                    let due = cached
-                        .state
-                        .segment_timers
-                        .get(id)
-                        .is_some_and(|time| *time <= at_ms);
+                for (position, (_, compiled)) in catalog.segment_list.iter().enumerate() {
+                    let due = cached.segment_timers[position].is_some_and(|time| time <= at_ms);
                     if !due {
                         continue;
                     }
-                    if let Some(state) = cached.segment_mut(id, profile.as_str())? {
+                    if let Some(state) = cached.segment_mut(position, profile.as_str())? {
                         let outcome = on_timer(compiled, state, at_ms);
-                        set_timer(&mut cached.state.segment_timers, id, outcome.next_timer_ms);
+                        cached.segment_timers[position] = outcome.next_timer_ms;
                         changes.extend(outcome.changed);
                     }
                 }
-                for (id, compiled) in &catalog.traits {
-                    let due = cached
-                        .state
-                        .trait_timers
-                        .get(id)
-                        .is_some_and(|time| *time <= at_ms);
+                for (position, (id, compiled)) in catalog.trait_list.iter().enumerate() {
+                    let due = cached.trait_timers[position].is_some_and(|time| time <= at_ms);
                     if !due {
                         continue;
                     }
-                    if let Some(state) = cached.trait_mut(id)? {
+                    if let Some(state) = cached.trait_mut(position)? {
                         let outcome = compiled.on_timer(state, at_ms);
-                        set_timer(&mut cached.state.trait_timers, id, outcome.next_timer_ms);
+                        cached.trait_timers[position] = outcome.next_timer_ms;
                         if outcome.changed {
                             trait_updates.push((id.clone(), outcome.value));
                         }
@@ -908,8 +982,13 @@ impl SegmentEngine {
             })
             .collect();
         let traits = profile_traits(tables, survivor)?;
-        let mut rebuilt = ProfileSegmentState::default();
-        for (id, compiled) in &self.catalog.segments {
+        // The rebuilt states by catalog position, and the survivor's memberships before and
+        // after.
+        let segment_count = self.catalog.segment_list.len();
+        let mut segments = Vec::with_capacity(segment_count);
+        let mut segment_timers = Vec::with_capacity(segment_count);
+        let mut changes = Vec::new();
+        for (id, compiled) in &self.catalog.segment_list {
             let replay = SegmentReplay(compiled);
             let mut state = replay.new_state(survivor.as_str());
             replay_history(&replay, &mut state, &history, |view| {
@@ -917,31 +996,33 @@ impl SegmentEngine {
             });
             on_profile(compiled, &mut state, &traits, now_ms);
             let outcome = on_timer(compiled, &mut state, now_ms);
-            set_timer(&mut rebuilt.segment_timers, id, outcome.next_timer_ms);
-            rebuilt.segments.insert(id.clone(), state);
+            segment_timers.push(outcome.next_timer_ms);
+            let was = tables.segment_member(id, survivor.as_str())?.is_some();
+            if was != state.member {
+                changes.push(membership_change(id, state.member, now_ms));
+            }
+            segments.push(Slot::Decoded(state));
         }
+        let trait_count = self.catalog.trait_list.len();
+        let mut trait_states = Vec::with_capacity(trait_count);
+        let mut trait_timers = Vec::with_capacity(trait_count);
         let mut trait_updates = Vec::new();
-        for (id, compiled) in &self.catalog.traits {
+        for (id, compiled) in &self.catalog.trait_list {
             let replay = TraitReplay(compiled);
             let mut state = replay.new_state(survivor.as_str());
             replay_history(&replay, &mut state, &history, |view| {
                 compiled.event_relevant(view)
             });
             let outcome = compiled.on_timer(&mut state, now_ms);
-            set_timer(&mut rebuilt.trait_timers, id, outcome.next_timer_ms);
+            trait_timers.push(outcome.next_timer_ms);
             trait_updates.push((id.clone(), outcome.value));
-            rebuilt.traits.insert(id.clone(), state);
-        }
-        // The survivor's memberships before and after.
-        let mut changes = Vec::new();
-        for (id, state) in &rebuilt.segments {
-            let was = tables.segment_member(id, survivor.as_str())?.is_some();
-            if was != state.member {
-                changes.push(membership_change(id, state.member, now_ms));
-            }
+            trait_states.push(Slot::Decoded(state));
         }
         let cached = self.load(tables, survivor.as_str())?;
-        cached.replace(rebuilt);
+        cached.segments = segments;
+        cached.segment_timers = segment_timers;
+        cached.traits = trait_states;
+        cached.trait_timers = trait_timers;
         for change in changes {
             self.record_change(tables, survivor, &change)?;
         }
@@ -955,16 +1036,17 @@ impl SegmentEngine {
         tables: &mut WriteTables<'_>,
         profile: &ProfileId,
     ) -> Result<(), PipelineError> {
-        let cached = self.load(tables, profile.as_str())?;
-        cached.decode_all(profile.as_str())?;
-        let member_of: Vec<String> = cached
-            .state
-            .segments
-            .iter()
-            .filter(|(_, state)| state.member)
-            .map(|(id, _)| id.clone())
-            .collect();
-        cached.replace(ProfileSegmentState::default());
+        let SegmentEngine { catalog, cache, .. } = self;
+        let cached = load_cached(cache, catalog, tables, profile.as_str())?;
+        let mut member_of = Vec::new();
+        for (position, (id, _)) in catalog.segment_list.iter().enumerate() {
+            if let Some(state) = cached.segment_mut(position, profile.as_str())?
+                && state.member
+            {
+                member_of.push(id.clone());
+            }
+        }
+        cached.clear();
         for segment in member_of {
             tables.set_segment_member(&segment, profile.as_str(), None)?;
         }
@@ -1004,7 +1086,8 @@ impl SegmentEngine {
         offset: u64,
         at_ms: i64,
     ) -> Result<(), PipelineError> {
-        // Every cached state is written first: backfill works profile by profile on stored state.
+        // Every cached state is written first: backfill works profile by profile on stored
+        // state, and the cache is laid out by catalog positions, which change below.
         self.flush(tables)?;
         match kind {
             DefinitionKind::Segment => {
@@ -1107,6 +1190,7 @@ impl SegmentEngine {
         // A segment that reads no trait is given none: the same evaluation, without loading
         // (and writing back) every profile.
         let reads_traits = compiled.reads_traits();
+        let position = self.catalog.segment_position(key);
         for (profile, mut state) in states {
             let profile = ProfileId(profile);
             let traits = if reads_traits {
@@ -1118,10 +1202,9 @@ impl SegmentEngine {
             let outcome = on_timer(compiled, &mut state, at_ms);
             let was = tables.segment_member(key, profile.as_str())?.is_some();
             let cached = self.load(tables, profile.as_str())?;
-            set_timer(&mut cached.state.segment_timers, key, outcome.next_timer_ms);
+            cached.segment_timers[position] = outcome.next_timer_ms;
             let member = state.member;
-            cached.raw_segments.remove(key);
-            cached.state.segments.insert(key.to_owned(), state);
+            cached.segments[position] = Slot::Decoded(state);
             if member != was {
                 self.record_change(tables, &profile, &membership_change(key, member, at_ms))?;
             }
@@ -1144,13 +1227,13 @@ impl SegmentEngine {
         let entries = tables.all_timeline_offsets()?;
         let names = EventNames::new(vec![compiled.event_name()]);
         let states = backfill::replay(&entries, log, offset, &names, &TraitReplay(compiled))?;
+        let position = self.catalog.trait_position(key);
         for (profile, mut state) in states {
             let profile = ProfileId(profile);
             let outcome = compiled.on_timer(&mut state, at_ms);
             let cached = self.load(tables, profile.as_str())?;
-            set_timer(&mut cached.state.trait_timers, key, outcome.next_timer_ms);
-            cached.raw_traits.remove(key);
-            cached.state.traits.insert(key.to_owned(), state);
+            cached.trait_timers[position] = outcome.next_timer_ms;
+            cached.traits[position] = Slot::Decoded(state);
             set_computed_traits(tables, &profile, vec![(key.to_owned(), outcome.value)])?;
             if self.cache.len() >= 10_000 {
                 self.flush(tables)?;
