@@ -249,20 +249,20 @@ impl Pipeline {
                 Durability::CrashConsistent
             };
         let mut engine = self.segments.lock();
-        let decoded_with_properties = !engine.catalog.is_empty();
-        let mut decoded_records = decode_batch(records, decoded_with_properties).into_iter();
+        let mut decoded_records = decode_batch(records, engine.catalog.keep()).into_iter();
+        // A definition in this batch changes which events keep their properties: the records
+        // after it are decoded again with the new catalog.
+        let mut definitions_changed = false;
         let mut next_timer = None;
         let written = self.store.write_with(durability, |tables| -> Result<(), PipelineError> {
             let suppression_active = tables.suppression_count()? > 0;
             for record in records {
                 let decoded = decoded_records.next().expect("one decoding per record");
                 engine.begin_record(record.offset);
-                // A definition earlier in this batch can change whether properties are needed.
-                let keep_properties = !engine.catalog.is_empty();
-                let decoded = if keep_properties == decoded_with_properties {
-                    decoded
+                let decoded = if definitions_changed {
+                    slim::decode(&record.payload, engine.catalog.keep())
                 } else {
-                    slim::decode(&record.payload, keep_properties)
+                    decoded
                 };
                 let decoded = match decoded {
                     Ok(decoded) => decoded,
@@ -283,6 +283,7 @@ impl Pipeline {
                             ControlRecord::DefinitionPut { .. } | ControlRecord::DefinitionDelete { .. }
                         ) {
                             definitions_offset = Some(record.offset + 1);
+                            definitions_changed = true;
                         }
                         if let Some(pending) = self.apply_control(tables, &mut engine, record.offset, control)? {
                             erasures.push(pending);
@@ -649,12 +650,12 @@ const PARALLEL_DECODE_RECORDS: usize = 256;
 /// on the pipeline thread.
 fn decode_batch(
     records: &[Record],
-    keep_properties: bool,
+    keep: slim::Keep<'_>,
 ) -> Vec<Result<LogRecord, atrium_types::RecordError>> {
     let decode_all = |records: &[Record]| -> Vec<_> {
         records
             .iter()
-            .map(|record| slim::decode(&record.payload, keep_properties))
+            .map(|record| slim::decode(&record.payload, keep))
             .collect()
     };
     if records.len() < PARALLEL_DECODE_RECORDS {

@@ -292,6 +292,20 @@ impl SegmentCatalog {
         self.segments.is_empty() && self.traits.is_empty()
     }
 
+    /// Whether some definition reads events named `name`.
+    pub(crate) fn reads_event(&self, name: &str) -> bool {
+        self.by_event.contains_key(name)
+    }
+
+    /// Which events the pipeline decodes with their properties for this catalog.
+    pub(crate) fn keep(&self) -> crate::slim::Keep<'_> {
+        if self.is_empty() {
+            crate::slim::Keep::Needed
+        } else {
+            crate::slim::Keep::ReadBy(self)
+        }
+    }
+
     /// Where the engine keeps the state of the segment `id` (compiled).
     fn segment_position(&self, id: &str) -> usize {
         position_of(&self.segment_list, &mut 0, id).expect("a compiled segment")
@@ -1384,10 +1398,12 @@ fn read_event(log: &dyn EventLog, offset: u64) -> Result<Option<Value>, Pipeline
     Ok(records
         .into_iter()
         .find(|record| record.offset == offset)
-        .and_then(|record| match crate::slim::decode(&record.payload, true) {
-            Ok(LogRecord::Event(event)) => Some(event),
-            _ => None,
-        }))
+        .and_then(
+            |record| match crate::slim::decode(&record.payload, crate::slim::Keep::All) {
+                Ok(LogRecord::Event(event)) => Some(event),
+                _ => None,
+            },
+        ))
 }
 
 fn profile_traits(

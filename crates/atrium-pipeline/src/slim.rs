@@ -7,6 +7,8 @@ use std::fmt;
 
 use atrium_profiles::{CONTEXT_FIELDS, EVENT_FIELDS, is_order_event};
 use atrium_types::{LogRecord, RecordError};
+
+use crate::segments::SegmentCatalog;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -14,14 +16,26 @@ use serde_json::{Map, Value};
 /// Server-side exposures carry sticky bucket assignments in their properties.
 pub(crate) const EXPOSURE_EVENT: &str = "Experiment Viewed";
 
-/// With `keep_properties`, every event keeps its `properties` (the segment engine reads them);
-/// otherwise only order events (profiles' commerce facts) and `Experiment Viewed` events (their
-/// sticky bucket assignments) do.
+/// Which events keep their `properties` besides order events (profiles' commerce facts) and
+/// `Experiment Viewed` events (their sticky bucket assignments), which always do.
+#[derive(Clone, Copy)]
+pub(crate) enum Keep<'a> {
+    /// No other event (no segment or computed-trait definition).
+    Needed,
+    /// Events the segment engine reads: those whose name (a track event's `event`, a page or
+    /// screen's `name`) the catalog's definitions mention. Page and screen events keep `name`.
+    ReadBy(&'a SegmentCatalog),
+    /// Every event; page and screen events keep `name`.
+    All,
+}
+
+/// Decodes a stored record, events down to the fields the pipeline reads and, per `keep`, their
+/// properties.
 ///
 /// A repeated key counts with its last occurrence, like serde_json's own maps; the slim event's
 /// keys are in [`EVENT_FIELDS`] order, then `context` (its keys in [`CONTEXT_FIELDS`] order, and
 /// only when it is an object), `name`, `properties`.
-pub(crate) fn decode(payload: &[u8], keep_properties: bool) -> Result<LogRecord, RecordError> {
+pub(crate) fn decode(payload: &[u8], keep: Keep<'_>) -> Result<LogRecord, RecordError> {
     let mut scan: Scan<'_> = serde_json::from_slice(payload)?;
     // As a borrowed string: a `type` with escapes is no control record (nor a track event).
     let kind: Option<&str> = scan
@@ -49,14 +63,28 @@ pub(crate) fn decode(payload: &[u8], keep_properties: bool) -> Result<LogRecord,
         }
         event.insert("context".to_owned(), Value::Object(slim));
     }
-    if keep_properties && let Some(raw) = scan.name {
+    if !matches!(keep, Keep::Needed)
+        && let Some(raw) = scan.name
+    {
         event.insert("name".to_owned(), serde_json::from_str(raw.get())?);
     }
-    let name = event.get("event").and_then(Value::as_str);
+    let track_name = event.get("event").and_then(Value::as_str);
     let needed = |name: &str| is_order_event(name) || name == EXPOSURE_EVENT;
-    if (keep_properties || kind == Some("track") && name.is_some_and(needed))
-        && let Some(raw) = scan.properties
-    {
+    let keep_properties = match keep {
+        Keep::All => true,
+        _ if kind == Some("track") && track_name.is_some_and(needed) => true,
+        Keep::Needed => false,
+        // The name as the segment engine reads it (`segments::event_view`).
+        Keep::ReadBy(catalog) => {
+            let name = match kind.unwrap_or("track") {
+                "track" => track_name,
+                "page" | "screen" => event.get("name").and_then(Value::as_str),
+                _ => None,
+            };
+            catalog.reads_event(name.unwrap_or(""))
+        }
+    };
+    if keep_properties && let Some(raw) = scan.properties {
         event.insert("properties".to_owned(), serde_json::from_str(raw.get())?);
     }
     Ok(LogRecord::Event(Value::Object(event)))
@@ -289,7 +317,12 @@ mod tests {
     /// Same value, same key order (compared as serialized text).
     fn assert_agrees(payload: &[u8]) {
         for keep_properties in [false, true] {
-            let one_pass = decode(payload, keep_properties);
+            let keep = if keep_properties {
+                Keep::All
+            } else {
+                Keep::Needed
+            };
+            let one_pass = decode(payload, keep);
             let reference = decode_reference(payload, keep_properties);
             match (one_pass, reference) {
                 (Ok(LogRecord::Event(one_pass)), Ok(LogRecord::Event(reference))) => assert_eq!(
@@ -350,7 +383,7 @@ mod tests {
             atrium_gen::take_source(&mut event);
             event["atrium"] = serde_json::json!({"source": "web", "channel": "web"});
             let payload = serde_json::to_vec(&event).unwrap();
-            let LogRecord::Event(slim) = decode(&payload, false).unwrap() else {
+            let LogRecord::Event(slim) = decode(&payload, Keep::Needed).unwrap() else {
                 panic!("an event")
             };
             let full_ids = atrium_identity::extract_identifiers(&event, &rules);
@@ -376,7 +409,7 @@ mod tests {
     #[test]
     fn keeps_what_the_pipeline_reads_and_drops_the_rest() {
         let payload = br#"{"type":"track","event":"Product Viewed","userId":"u","properties":{"big":[1,2,3]},"context":{"page":{"url":"x"},"campaign":{"source":"g"},"traits":{"email":"a@b.c"}},"atrium":{"source":"web","channel":"web"}}"#;
-        let LogRecord::Event(event) = decode(payload, false).unwrap() else {
+        let LogRecord::Event(event) = decode(payload, Keep::Needed).unwrap() else {
             panic!("an event")
         };
         assert_eq!(event["userId"], "u");
@@ -386,21 +419,21 @@ mod tests {
         assert_eq!(event["atrium"]["channel"], "web");
 
         let order = br#"{"type":"track","event":"Order Completed","userId":"u","properties":{"order_id":"o","revenue":5}}"#;
-        let LogRecord::Event(event) = decode(order, false).unwrap() else {
+        let LogRecord::Event(event) = decode(order, Keep::Needed).unwrap() else {
             panic!("an event")
         };
         assert_eq!(event["properties"]["revenue"], 5);
         let exposure = br#"{"type":"track","event":"Experiment Viewed","userId":"u","properties":{"sticky_buckets":[]}}"#;
-        let LogRecord::Event(event) = decode(exposure, false).unwrap() else {
+        let LogRecord::Event(event) = decode(exposure, Keep::Needed).unwrap() else {
             panic!("an event")
         };
         assert_eq!(event["properties"]["sticky_buckets"], serde_json::json!([]));
 
         let control = br#"{"type":"atrium.erase","profile_id":"p","identifier_hashes":[],"requested_at":"x","suppress":true}"#;
         assert!(matches!(
-            decode(control, false).unwrap(),
+            decode(control, Keep::Needed).unwrap(),
             LogRecord::Control(_)
         ));
-        assert!(decode(b"[1]", false).is_err());
+        assert!(decode(b"[1]", Keep::Needed).is_err());
     }
 }
