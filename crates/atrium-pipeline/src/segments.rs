@@ -22,6 +22,7 @@
 //! Time is the log's: `receivedAt` of events, `at` of ticks and definition records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -609,6 +610,9 @@ pub(crate) struct SegmentEngine {
     record_offset: u64,
     /// (profile, user id, anonymous id) of the current record's derived events.
     record_ids: Option<(String, Option<String>, Option<String>)>,
+    /// Reused buffers of `record_change`: the message id and the derived event's JSON.
+    message_id: String,
+    derived_json: Vec<u8>,
 }
 
 /// The event as the evaluators see it.
@@ -859,10 +863,14 @@ impl SegmentEngine {
             ChangeKind::Exited => None,
         };
         tables.set_segment_member(&change.segment_id, profile.as_str(), entered)?;
-        let message_id = format!(
+        let mut message_id = std::mem::take(&mut self.message_id);
+        message_id.clear();
+        write!(
+            message_id,
             "{DERIVED_MESSAGE_PREFIX}{:020}-{:08}",
             self.record_offset, self.derived_in_record
-        );
+        )
+        .expect("writing to a string");
         self.derived_in_record += 1;
         // The profile's user and anonymous ids, looked up once per log record.
         if self
@@ -890,28 +898,18 @@ impl SegmentEngine {
         let (_, user_id, anonymous_id) = self.record_ids.as_ref().expect("just set");
         let timestamp = format_timestamp_ms(change.time_ms);
         let event = DerivedEvent {
-            kind: "track",
             event: change.event_name(),
             message_id: &message_id,
             timestamp: &timestamp,
-            properties: DerivedProperties {
-                segment_id: &change.segment_id,
-                profile_id: profile.as_str(),
-            },
-            context: DerivedContext {
-                library: DerivedLibrary {
-                    name: "atrium-segments",
-                },
-            },
-            atrium: DerivedMeta {
-                source: "atrium",
-                channel: "server",
-            },
+            segment_id: &change.segment_id,
+            profile_id: profile.as_str(),
             user_id: user_id.as_deref(),
             anonymous_id: anonymous_id.as_deref(),
         };
-        let bytes = serde_json::to_vec(&event).expect("derived events serialize");
-        tables.put_outbox(&message_id, &bytes)?;
+        self.derived_json.clear();
+        event.write_json(&mut self.derived_json);
+        tables.put_outbox(&message_id, &self.derived_json)?;
+        self.message_id = message_id;
         Ok(())
     }
 
@@ -1338,44 +1336,49 @@ fn segment_states_from_history(
     backfill::replay(entries, log, until, &names, &SegmentReplay(compiled))
 }
 
-/// A `Segment Entered` / `Segment Exited` event as queued in the outbox (members in this order).
-#[derive(Serialize)]
+/// A `Segment Entered` / `Segment Exited` event as queued in the outbox.
 struct DerivedEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
     event: &'a str,
-    #[serde(rename = "messageId")]
     message_id: &'a str,
     timestamp: &'a str,
-    properties: DerivedProperties<'a>,
-    context: DerivedContext<'a>,
-    atrium: DerivedMeta<'a>,
-    #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
+    segment_id: &'a str,
+    profile_id: &'a str,
     user_id: Option<&'a str>,
-    #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
     anonymous_id: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct DerivedProperties<'a> {
-    segment_id: &'a str,
-    profile_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct DerivedContext<'a> {
-    library: DerivedLibrary<'a>,
-}
-
-#[derive(Serialize)]
-struct DerivedLibrary<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize)]
-struct DerivedMeta<'a> {
-    source: &'a str,
-    channel: &'a str,
+impl DerivedEvent<'_> {
+    /// Appends the event as compact JSON, members in this order: `type`, `event`, `messageId`,
+    /// `timestamp`, `properties` (`segment_id`, `profile_id`), `context.library.name`,
+    /// `atrium` (`source`, `channel`), then `userId` and `anonymousId` when known. Written
+    /// directly, without building a value; strings are escaped by `serde_json`.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, text: &str| {
+            serde_json::to_writer(&mut *out, text).expect("a string serializes")
+        };
+        out.extend_from_slice(br#"{"type":"track","event":"#);
+        string(out, self.event);
+        out.extend_from_slice(br#","messageId":"#);
+        string(out, self.message_id);
+        out.extend_from_slice(br#","timestamp":"#);
+        string(out, self.timestamp);
+        out.extend_from_slice(br#","properties":{"segment_id":"#);
+        string(out, self.segment_id);
+        out.extend_from_slice(br#","profile_id":"#);
+        string(out, self.profile_id);
+        out.extend_from_slice(
+            br#"},"context":{"library":{"name":"atrium-segments"}},"atrium":{"source":"atrium","channel":"server"}"#,
+        );
+        if let Some(user_id) = self.user_id {
+            out.extend_from_slice(br#","userId":"#);
+            string(out, user_id);
+        }
+        if let Some(anonymous_id) = self.anonymous_id {
+            out.extend_from_slice(br#","anonymousId":"#);
+            string(out, anonymous_id);
+        }
+        out.push(b'}');
+    }
 }
 
 /// The change that makes `segment_id` membership `member` at `time_ms`.
@@ -1479,4 +1482,54 @@ pub fn preview(
         }
     }
     Ok(preview)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::DerivedEvent;
+
+    /// The hand-written JSON equals what `serde_json` makes of the same members.
+    #[test]
+    fn derived_events_are_written_as_serde_json_would() {
+        let tricky = "quote \" backslash \\ newline \n tab \t nul \u{0} é 😀 </script>";
+        for (user_id, anonymous_id) in [
+            (Some("u-1"), Some(tricky)),
+            (Some(tricky), None),
+            (None, Some("a-1")),
+            (None, None),
+        ] {
+            let event = DerivedEvent {
+                event: "Segment Entered",
+                message_id: "atrium-seg-00000000000000000042-00000001",
+                timestamp: "2026-11-23T21:00:00.000Z",
+                segment_id: tricky,
+                profile_id: "p:\u{1}\u{1f}",
+                user_id,
+                anonymous_id,
+            };
+            let mut written = Vec::new();
+            event.write_json(&mut written);
+            let mut expected = json!({
+                "type": "track",
+                "event": event.event,
+                "messageId": event.message_id,
+                "timestamp": event.timestamp,
+                "properties": {"segment_id": event.segment_id, "profile_id": event.profile_id},
+                "context": {"library": {"name": "atrium-segments"}},
+                "atrium": {"source": "atrium", "channel": "server"},
+            });
+            if let Some(user_id) = user_id {
+                expected["userId"] = json!(user_id);
+            }
+            if let Some(anonymous_id) = anonymous_id {
+                expected["anonymousId"] = json!(anonymous_id);
+            }
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
 }
