@@ -65,6 +65,28 @@ fn definition(kind: DefinitionKind, key: &str, body: Value, at_ms: i64) -> Vec<u
     })
 }
 
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat` (Linux;
+/// `NaN` elsewhere). On a shared machine it varies less than wall time.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after the name and state).
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // The kernel's USER_HZ is 100 on every Linux target Atrium runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Applies `records` through a fresh log and store; returns the seconds the pipeline took,
 /// (state bytes, profiles with state), and the digest of every table (equal digests: the same
 /// state, memberships and queued derived events).
@@ -86,10 +108,12 @@ fn apply(records: &[Vec<u8>]) -> (f64, u64, u64, String) {
         Pipeline::new(log.clone(), store, config, Arc::new(SystemClock)).expect("pipeline");
     let end = log.end_offset();
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     while pipeline.applied_offset() < end {
         pipeline.step().expect("step");
     }
     let seconds = started.elapsed().as_secs_f64();
+    println!("  (pipeline CPU {:.2} s)", cpu_seconds() - cpu_started);
     let (bytes, states) = pipeline
         .store()
         .read(|tables| tables.segment_state_size())

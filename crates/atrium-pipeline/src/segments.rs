@@ -993,6 +993,11 @@ impl SegmentEngine {
                 (event_view(event, time_ms), processing_time(event, time_ms))
             })
             .collect();
+        // What each event is relevant to, by catalog position (as `event_relevant` answers).
+        let relevance: Vec<Option<&Relevant>> = history
+            .iter()
+            .map(|(view, _)| self.catalog.by_event.get(view.name))
+            .collect();
         let traits = profile_traits(tables, survivor)?;
         // The rebuilt states by catalog position, and the survivor's memberships before and
         // after.
@@ -1000,11 +1005,12 @@ impl SegmentEngine {
         let mut segments = Vec::with_capacity(segment_count);
         let mut segment_timers = Vec::with_capacity(segment_count);
         let mut changes = Vec::new();
-        for (id, compiled) in &self.catalog.segment_list {
+        for (position, (id, compiled)) in self.catalog.segment_list.iter().enumerate() {
             let replay = SegmentReplay(compiled);
             let mut state = replay.new_state(survivor.as_str());
-            replay_history(&replay, &mut state, &history, |view| {
-                compiled.event_relevant(view)
+            replay_history(&replay, &mut state, &history, |index| {
+                relevance[index]
+                    .is_some_and(|relevant| relevant.segments.binary_search(&position).is_ok())
             });
             on_profile(compiled, &mut state, &traits, now_ms);
             let outcome = on_timer(compiled, &mut state, now_ms);
@@ -1019,11 +1025,12 @@ impl SegmentEngine {
         let mut trait_states = Vec::with_capacity(trait_count);
         let mut trait_timers = Vec::with_capacity(trait_count);
         let mut trait_updates = Vec::new();
-        for (id, compiled) in &self.catalog.trait_list {
+        for (position, (id, compiled)) in self.catalog.trait_list.iter().enumerate() {
             let replay = TraitReplay(compiled);
             let mut state = replay.new_state(survivor.as_str());
-            replay_history(&replay, &mut state, &history, |view| {
-                compiled.event_relevant(view)
+            replay_history(&replay, &mut state, &history, |index| {
+                relevance[index]
+                    .is_some_and(|relevant| relevant.traits.binary_search(&position).is_ok())
             });
             let outcome = compiled.on_timer(&mut state, now_ms);
             trait_timers.push(outcome.next_timer_ms);
@@ -1297,17 +1304,18 @@ impl Replay for TraitReplay<'_> {
 }
 
 /// Feeds `history` (views with their processing times, in order) to one evaluator. A run of
-/// events `relevant` rejects reaches it as one `skipped` call at the run's latest processing
-/// time, as in the backfill: the same state, without evaluating after every event.
+/// events `relevant` (given the event's index) rejects reaches it as one `skipped` call at the
+/// run's latest processing time, as in the backfill: the same state, without evaluating after
+/// every event.
 fn replay_history<R: Replay>(
     replay: &R,
     state: &mut R::State,
     history: &[(EventView<'_>, i64)],
-    relevant: impl Fn(&EventView<'_>) -> bool,
+    relevant: impl Fn(usize) -> bool,
 ) {
     let mut skipped: Option<(u64, i64)> = None;
-    for (view, now_ms) in history {
-        if relevant(view) {
+    for (index, (view, now_ms)) in history.iter().enumerate() {
+        if relevant(index) {
             if let Some((count, latest_ms)) = skipped.take() {
                 replay.skipped(state, count, latest_ms);
             }
