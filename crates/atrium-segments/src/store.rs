@@ -208,14 +208,23 @@ impl Summary {
         if value.is_null() {
             return;
         }
-        let key = value.to_string();
-        if let Some(count) = self.counts.get_mut(&key) {
-            *count += 1;
-        } else if self.counts.len() < MAX_DISTINCT_VALUES {
-            self.counts.insert(key, 1);
-        } else {
-            self.truncated = true;
+        // The key is the value's JSON text, written into a reused buffer: a value already
+        // counted costs no allocation (summaries of sliding windows are rebuilt per evaluation).
+        thread_local! {
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            serde_json::to_writer(&mut *key, value).expect("a JSON value serializes");
+            let key = std::str::from_utf8(key).expect("serde_json writes UTF-8");
+            if let Some(count) = self.counts.get_mut(key) {
+                *count += 1;
+            } else if self.counts.len() < MAX_DISTINCT_VALUES {
+                self.counts.insert(key.to_owned(), 1);
+            } else {
+                self.truncated = true;
+            }
+        });
     }
 
     pub fn avg(&self) -> Option<f64> {
