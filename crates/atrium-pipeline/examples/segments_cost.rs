@@ -114,10 +114,16 @@ fn apply(records: &[Vec<u8>]) -> (f64, u64, u64, String) {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!("  (pipeline CPU {:.2} s)", cpu_seconds() - cpu_started);
-    let (bytes, states) = pipeline
+    let (bytes, states, derived) = pipeline
         .store()
-        .read(|tables| tables.segment_state_size())
+        .read(|tables| {
+            let (bytes, states) = tables.segment_state_size()?;
+            Ok((bytes, states, tables.outbox_len()?))
+        })
         .expect("state size");
+    if derived > 0 {
+        println!("  ({derived} derived Segment Entered/Exited events queued)");
+    }
     let digest = pipeline.store().digest().expect("digest");
     (seconds, bytes, states, digest)
 }
