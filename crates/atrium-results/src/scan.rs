@@ -4,7 +4,7 @@
 //! The scan selects exposure rows (by the typed `experiment_id` column) and rows matching any
 //! metric component, restricted to the experiment's dates on `event_date` (so Parquet row
 //! groups of other days are skipped from their statistics) and on the exact timestamp. Units
-//! are resolved here rather than in SQL: the identity graph snapshot (`identities`) maps a
+//! are resolved here rather than in SQL: the identity graph snapshot's index maps a
 //! row's `user_id`, else its `anonymous_id`, to the profile it belongs to now, and an
 //! identifier the graph does not know stands for itself (`user_id:<id>` / `anonymous_id:<id>`),
 //! exactly like the `events_resolved` view. [`crate::sql::results_query`] is the same
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+use atrium_warehouse::IdentityIndex;
 use atrium_warehouse::datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use atrium_warehouse::datafusion::arrow::compute::cast;
 use atrium_warehouse::datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -213,37 +214,6 @@ impl ScannedUnit {
     }
 }
 
-/// The identity graph snapshot: each profile is a unit, numbered `0..profiles`, and its user
-/// and anonymous ids map to it. Shared read-only by the partitions of the scan.
-#[derive(Default)]
-struct Graph {
-    user_ids: FastMap<String, u32>,
-    anonymous_ids: FastMap<String, u32>,
-    profile_units: FastMap<String, u32>,
-}
-
-impl Graph {
-    fn add_identifier(&mut self, kind: &str, value: &str, profile: &str) {
-        let next = self.profile_units.len() as u32;
-        let unit = match self.profile_units.get(profile) {
-            Some(unit) => *unit,
-            None => {
-                self.profile_units.insert(profile.to_owned(), next);
-                next
-            }
-        };
-        match kind {
-            "user_id" => self.user_ids.insert(value.to_owned(), unit),
-            "anonymous_id" => self.anonymous_ids.insert(value.to_owned(), unit),
-            _ => None,
-        };
-    }
-
-    fn profiles(&self) -> usize {
-        self.profile_units.len()
-    }
-}
-
 /// Number of shards of an [`Interner`]: enough that the partitions rarely wait on each other.
 const INTERNER_SHARDS: usize = 64;
 
@@ -297,15 +267,15 @@ impl Interner {
 /// Unit numbers of the whole scan: the graph's profiles are `0..graph.profiles()`; a user or
 /// anonymous id the graph does not know stands for itself and gets the next free number.
 struct Units {
-    graph: Graph,
+    graph: Arc<IdentityIndex>,
     raw_user_ids: Interner,
     raw_anonymous_ids: Interner,
     next: AtomicU32,
 }
 
 impl Units {
-    fn new(graph: Graph) -> Self {
-        let next = AtomicU32::new(graph.profiles() as u32);
+    fn new(graph: Arc<IdentityIndex>) -> Self {
+        let next = AtomicU32::new(graph.profiles as u32);
         Units {
             graph,
             raw_user_ids: Interner::new(),
@@ -516,34 +486,11 @@ fn add_batch(
 
 async fn scan_in(
     ctx: SessionContext,
+    graph: Arc<IdentityIndex>,
     query: String,
     component_count: usize,
     with_dimension: bool,
 ) -> Result<Scanned, WarehouseError> {
-    let mut graph = Graph::default();
-    let identities = ctx
-        .sql(
-            "SELECT kind, value, profile_id FROM identities \
-             WHERE kind IN ('user_id', 'anonymous_id')",
-        )
-        .await?
-        .collect()
-        .await?;
-    for batch in &identities {
-        let kinds = column(batch, "kind", &DataType::Utf8)?;
-        let identifiers = column(batch, "value", &DataType::Utf8)?;
-        let profiles = column(batch, "profile_id", &DataType::Utf8)?;
-        for row in 0..batch.num_rows() {
-            let (Some(kind), Some(identifier), Some(profile)) = (
-                text_at(&kinds, row),
-                text_at(&identifiers, row),
-                text_at(&profiles, row),
-            ) else {
-                continue;
-            };
-            graph.add_identifier(kind, identifier, profile);
-        }
-    }
     // Late materialization: the scan's predicate is evaluated inside the Parquet reader, so the
     // identifier and value columns are decoded only for the rows that match (exposures of this
     // experiment and metric events, a small share of `events`).
@@ -608,8 +555,9 @@ pub(crate) fn scan(
     let query = scan_query(plan);
     let component_count = plan.components.len();
     let with_dimension = plan.dimension.is_some();
+    let graph = warehouse.graph_snapshot()?.index();
     warehouse.with_session(timeout, move |ctx| {
-        scan_in(ctx, query, component_count, with_dimension)
+        scan_in(ctx, graph, query, component_count, with_dimension)
     })
 }
 
@@ -619,7 +567,11 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{Exposure, Graph, Part, Units, civil_date, day_literal, merge};
+    use std::sync::Arc;
+
+    use atrium_warehouse::IdentityIndex;
+
+    use super::{Exposure, Part, Units, civil_date, day_literal, merge};
 
     /// One generated row: user and anonymous id (indexes into small pools, so units repeat
     /// and some are in the graph), time (small, so ties happen), exposure (variation,
@@ -633,11 +585,13 @@ mod tests {
     );
 
     fn units() -> Units {
-        let mut graph = Graph::default();
-        graph.add_identifier("user_id", "u0", "p0");
-        graph.add_identifier("anonymous_id", "a1", "p1");
-        graph.add_identifier("anonymous_id", "a2", "p0");
-        Units::new(graph)
+        // Profiles p0 (unit 0: user u0, anonymous a2) and p1 (unit 1: anonymous a1).
+        let mut graph = IdentityIndex::default();
+        graph.user_ids.insert("u0".into(), 0);
+        graph.anonymous_ids.insert("a1".into(), 1);
+        graph.anonymous_ids.insert("a2".into(), 0);
+        graph.profiles = 2;
+        Units::new(Arc::new(graph))
     }
 
     type Canonical = (
@@ -679,8 +633,8 @@ mod tests {
             .collect();
         let scanned = merge(units, folded);
         let mut names = vec![String::new(); scanned.units.len()];
-        for (profile, unit) in &units.graph.profile_units {
-            names[*unit as usize] = format!("profile:{profile}");
+        for (profile, unit) in [("p0", 0), ("p1", 1)] {
+            names[unit] = format!("profile:{profile}");
         }
         for (id, unit) in units.raw_user_ids.entries() {
             names[unit as usize] = format!("user_id:{id}");

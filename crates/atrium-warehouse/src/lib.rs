@@ -38,6 +38,7 @@
 //! byte-greppable (tests do, to prove no erased value remains on disk).
 
 mod erase;
+mod graph;
 mod json;
 mod manifest;
 mod query;
@@ -68,6 +69,7 @@ use parking_lot::Mutex;
 
 pub use datafusion;
 pub use erase::ErasureKeys;
+pub use graph::{GraphSnapshot, IdentityIndex};
 pub use manifest::{DataFile, LAYOUT_VERSION, MANIFEST_FILE, Manifest};
 pub use query::{ExportFormat, QueryOutput, SqlLimits};
 pub use rows::Table;
@@ -165,6 +167,9 @@ pub struct WarehouseConfig {
     pub query_memory_bytes: usize,
     /// Compression of the Parquet files the warehouse writes.
     pub compression: ParquetCompression,
+    /// An identity graph whose snapshot takes longer than this to read is refreshed in the
+    /// background instead of on the query path (see the `graph` module).
+    pub graph_sync_rebuild: Duration,
 }
 
 /// Compression codec of written Parquet files.
@@ -197,6 +202,7 @@ impl Default for WarehouseConfig {
             query_threads: 2,
             query_memory_bytes: 1 << 30,
             compression: ParquetCompression::Zstd,
+            graph_sync_rebuild: Duration::from_millis(50),
         }
     }
 }
@@ -229,13 +235,13 @@ const RETIRE_AFTER: Duration = Duration::from_secs(600);
 pub struct Warehouse {
     dir: PathBuf,
     log: Arc<dyn EventLog>,
-    store: Option<Arc<Store>>,
     erasure: ErasureKeys,
     config: WarehouseConfig,
     state: Mutex<State>,
     /// Serializes materializer steps, flushes and compactions (queries never take it).
     writer: Mutex<Vec<Retired>>,
-    snapshot: Mutex<Option<query::GraphSnapshot>>,
+    graph: Arc<graph::Snapshots>,
+    caches: query::FileCaches,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -294,15 +300,16 @@ impl Warehouse {
             next_offset: manifest.offset,
             ..Hot::default()
         };
+        let graph = Arc::new(graph::Snapshots::new(store, config.graph_sync_rebuild));
         Ok(Warehouse {
             dir,
             log,
-            store,
             erasure,
             config,
             state: Mutex::new(State { manifest, hot }),
             writer: Mutex::new(Vec::new()),
-            snapshot: Mutex::new(None),
+            graph,
+            caches: query::FileCaches::new(),
             runtime: Some(runtime),
         })
     }
@@ -434,6 +441,7 @@ impl Warehouse {
         }
         drop(state);
         if let Some((offset, hashes)) = erasure {
+            self.graph.erased_at(offset);
             self.erase_locked(offset, hashes, retired)?;
             self.state.lock().hot.next_offset = offset + 1;
         }

@@ -9,11 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atrium_store::Profile;
-use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::catalog::memory::MemorySchemaProvider;
@@ -24,12 +20,19 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, CachedFileMetadata, CachedFileMetadataEntry,
+    DEFAULT_FILE_STATISTICS_MEMORY_LIMIT, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
+    FileStatisticsCache, TableScopedPath,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures_util::StreamExt;
 
+use crate::graph::GraphSnapshot;
 use crate::{Table, Warehouse, WarehouseError};
 
 /// Limits of one query.
@@ -70,111 +73,32 @@ pub enum ExportFormat {
 
 const INTERNAL_SCHEMA: &str = "atrium_internal";
 
-/// Store tables, rebuilt when the pipeline's applied offset moves.
-pub(crate) struct GraphSnapshot {
-    offset: u64,
-    identities: RecordBatch,
-    profiles: RecordBatch,
+/// Parquet footers and per-file statistics, shared by every query's session so a query does
+/// not re-read what the previous one decoded. Files are written once under unique names, and
+/// DataFusion checks each entry against the file's size and modification time.
+pub(crate) struct FileCaches {
+    metadata: Arc<FileMetadataCache>,
+    statistics: Arc<FileStatisticsCache>,
 }
 
-fn identities_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("profile_id", DataType::Utf8, false),
-    ]))
-}
-
-fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-}
-
-fn profiles_schema() -> SchemaRef {
-    let text = |name| Field::new(name, DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        Field::new("profile_id", DataType::Utf8, false),
-        Field::new("first_seen", timestamp(), true),
-        Field::new("last_seen", timestamp(), true),
-        Field::new("event_count", DataType::Int64, false),
-        Field::new("order_count", DataType::Int64, false),
-        Field::new("gross_revenue", DataType::Float64, false),
-        Field::new("net_revenue", DataType::Float64, false),
-        Field::new("last_order_at", timestamp(), true),
-        text("first_touch_source"),
-        text("first_touch_medium"),
-        text("first_touch_campaign"),
-        text("last_touch_source"),
-        text("last_touch_medium"),
-        text("last_touch_campaign"),
-        text("traits"),
-    ]))
-}
-
-fn identities_batch(rows: &[(String, String)]) -> Result<RecordBatch, WarehouseError> {
-    let mut kind = StringBuilder::new();
-    let mut value = StringBuilder::new();
-    let mut profile = StringBuilder::new();
-    for (key, profile_id) in rows {
-        let (k, v) = key.split_once(':').unwrap_or(("", key));
-        kind.append_value(k);
-        value.append_value(v);
-        profile.append_value(profile_id);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(kind.finish()),
-        Arc::new(value.finish()),
-        Arc::new(profile.finish()),
-    ];
-    Ok(RecordBatch::try_new(identities_schema(), columns)?)
-}
-
-fn profiles_batch(profiles: &[Profile]) -> Result<RecordBatch, WarehouseError> {
-    let mut id = StringBuilder::new();
-    let mut first_seen = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut last_seen = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut events = Int64Builder::new();
-    let mut orders = Int64Builder::new();
-    let mut gross = Float64Builder::new();
-    let mut net = Float64Builder::new();
-    let mut last_order = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut touches: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::new()).collect();
-    let mut traits = StringBuilder::new();
-    for profile in profiles {
-        id.append_value(&profile.id);
-        first_seen.append_value(profile.first_seen_ms);
-        last_seen.append_value(profile.last_seen_ms);
-        events.append_value(profile.event_total as i64);
-        orders.append_value(profile.commerce.order_count as i64);
-        gross.append_value(profile.commerce.gross_revenue);
-        net.append_value(profile.commerce.net_revenue);
-        last_order.append_option(profile.commerce.last_order_ms);
-        for (index, touch) in [profile.first_touch.as_ref(), profile.last_touch.as_ref()]
-            .into_iter()
-            .enumerate()
-        {
-            touches[index * 3].append_option(touch.and_then(|t| t.source.as_deref()));
-            touches[index * 3 + 1].append_option(touch.and_then(|t| t.medium.as_deref()));
-            touches[index * 3 + 2].append_option(touch.and_then(|t| t.name.as_deref()));
+impl FileCaches {
+    pub(crate) fn new() -> FileCaches {
+        FileCaches {
+            metadata: Arc::new(DefaultCache::<
+                datafusion::object_store::path::Path,
+                CachedFileMetadataEntry,
+            >::new(DEFAULT_METADATA_CACHE_LIMIT)),
+            statistics: Arc::new(DefaultCache::<TableScopedPath, CachedFileMetadata>::new(
+                DEFAULT_FILE_STATISTICS_MEMORY_LIMIT,
+            )),
         }
-        traits.append_value(serde_json::Value::Object(profile.trait_values()).to_string());
     }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(id.finish()),
-        Arc::new(first_seen.finish()),
-        Arc::new(last_seen.finish()),
-        Arc::new(events.finish()),
-        Arc::new(orders.finish()),
-        Arc::new(gross.finish()),
-        Arc::new(net.finish()),
-        Arc::new(last_order.finish()),
-    ];
-    columns.extend(
-        touches
-            .iter_mut()
-            .map(|builder| Arc::new(builder.finish()) as ArrayRef),
-    );
-    columns.push(Arc::new(traits.finish()));
-    Ok(RecordBatch::try_new(profiles_schema(), columns)?)
+
+    fn config(&self) -> CacheManagerConfig {
+        CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(self.metadata.clone()))
+            .with_file_statistics_cache(Some(self.statistics.clone()))
+    }
 }
 
 /// The views that attribute rows to the profile their identifiers resolve to *now*.
@@ -182,45 +106,9 @@ const RESOLVED_VIEWS: [(&str, &str); 2] =
     [("events_resolved", "events"), ("orders_resolved", "orders")];
 
 impl Warehouse {
-    /// The identity graph and profiles as of the pipeline's latest commit (cached per offset).
-    fn graph_snapshot(&self) -> Result<(RecordBatch, RecordBatch), WarehouseError> {
-        let Some(store) = &self.store else {
-            return Ok((identities_batch(&[])?, profiles_batch(&[])?));
-        };
-        let offset = store.pipeline_offset()?;
-        let mut cached = self.snapshot.lock();
-        if let Some(snapshot) = cached.as_ref()
-            && snapshot.offset == offset
-        {
-            return Ok((snapshot.identities.clone(), snapshot.profiles.clone()));
-        }
-        let (offset, identifiers, profiles) = store.read(|tables| {
-            let offset = tables.pipeline_offset()?;
-            let identifiers = tables.search_identifiers("", usize::MAX)?;
-            let mut profiles = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = tables.list_profiles(cursor.as_deref(), 1_000)?;
-                profiles.extend(page.profiles);
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-            Ok((offset, identifiers, profiles))
-        })?;
-        let identifiers: Vec<(String, String)> = identifiers
-            .into_iter()
-            .map(|(key, profile)| (key, profile.0))
-            .collect();
-        let snapshot = GraphSnapshot {
-            offset,
-            identities: identities_batch(&identifiers)?,
-            profiles: profiles_batch(&profiles)?,
-        };
-        let result = (snapshot.identities.clone(), snapshot.profiles.clone());
-        *cached = Some(snapshot);
-        Ok(result)
+    /// The identity graph and profiles SQL sees now (see [`crate::graph`] for how fresh).
+    pub fn graph_snapshot(&self) -> Result<Arc<GraphSnapshot>, WarehouseError> {
+        self.graph.current()
     }
 
     /// A DataFusion session over a consistent snapshot of every table.
@@ -229,6 +117,7 @@ impl Warehouse {
             .with_target_partitions(self.config.query_threads.max(1))
             .with_information_schema(true);
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(self.caches.config())
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -280,9 +169,9 @@ impl Warehouse {
             ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_files"), cold)?;
             ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_hot"), Arc::new(hot_table))?;
         }
-        let (identities, profiles) = self.graph_snapshot()?;
-        ctx.register_batch("identities", identities)?;
-        ctx.register_batch("profiles", profiles)?;
+        let graph = self.graph_snapshot()?;
+        ctx.register_batch("identities", graph.identities.clone())?;
+        ctx.register_batch("profiles", graph.profiles.clone())?;
 
         Ok(ctx)
     }
@@ -348,12 +237,15 @@ impl Warehouse {
                 for table in Table::ALL {
                     counts.entry(table.name().to_owned()).or_default();
                 }
-                let (identities, profiles) = self.graph_snapshot()?;
-                for (name, batch) in [("identities", identities), ("profiles", profiles)] {
+                let graph = self.graph_snapshot()?;
+                for (name, batch) in [
+                    ("identities", &graph.identities),
+                    ("profiles", &graph.profiles),
+                ] {
                     counts.insert(name.into(), batch.num_rows() as u64);
                     crate::write_parquet(
                         &out.join(format!("{name}.parquet")),
-                        &[batch],
+                        &[batch.clone()],
                         self.config.compression,
                     )?;
                 }

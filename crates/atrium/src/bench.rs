@@ -165,6 +165,25 @@ struct Paced {
     visible_p99_ms: f64,
     visible_max_ms: f64,
     visible_samples: usize,
+    queryable_p50_ms: f64,
+    queryable_p99_ms: f64,
+    queryable_max_ms: f64,
+}
+
+/// Per request, sorted: ms from sending it until a consumer published an offset covering its
+/// events (`visible`: when each offset was seen, in order).
+fn lags_ms(sent: &[Sent], visible: &[(Instant, u64)]) -> Vec<f64> {
+    let mut lags: Vec<f64> = sent
+        .iter()
+        .filter_map(|sent| {
+            let index = visible.partition_point(|(_, offset)| *offset < sent.log_end);
+            visible
+                .get(index)
+                .map(|(at, _)| at.saturating_duration_since(sent.sent).as_secs_f64() * 1_000.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    lags
 }
 
 struct Replay {
@@ -291,7 +310,8 @@ fn run_phases(
             let before = histogram_buckets(freshness);
             // Client-side freshness: a thread records when each pipeline commit becomes visible
             // (applied offset published after the state transaction committed).
-            let watcher = VisibilityWatcher::start(server.state.pipeline.clone());
+            let watcher = VisibilityWatcher::pipeline(server.state.pipeline.clone());
+            let warehouse_watcher = VisibilityWatcher::warehouse(server.state.warehouse.clone());
             let pace = Duration::from_secs_f64(1.0 / batches_per_second as f64);
             let started = Instant::now();
             let sent = send_all(&client, &url, paced_bodies, args.concurrency, Some(pace)).await?;
@@ -300,17 +320,13 @@ fn run_phases(
             let end = atrium_log::EventLog::end_offset(&*server.state.log);
             let pipeline = server.state.pipeline.clone();
             tokio::task::spawn_blocking(move || pipeline.wait_applied(end, Duration::from_secs(600))).await?;
-            let visible = watcher.stop();
+            let warehouse = server.state.warehouse.clone();
+            tokio::task::spawn_blocking(move || warehouse.wait_visible(end, Duration::from_secs(600))).await?;
+            let lags = watcher.stop();
+            let lags = lags_ms(&sent, &lags);
+            let queryable = lags_ms(&sent, &warehouse_watcher.stop());
             let mut latencies: Vec<f64> = sent.iter().map(|sent| sent.latency_ms).collect();
             latencies.sort_by(f64::total_cmp);
-            let mut lags: Vec<f64> = sent
-                .iter()
-                .filter_map(|sent| {
-                    let index = visible.partition_point(|(_, applied)| *applied < sent.log_end);
-                    visible.get(index).map(|(at, _)| at.saturating_duration_since(sent.sent).as_secs_f64() * 1_000.0)
-                })
-                .collect();
-            lags.sort_by(f64::total_cmp);
             let after = histogram_buckets(freshness);
             let window: Vec<(f64, u64)> = after.iter().zip(&before).map(|((bound, now), (_, then))| (*bound, now - then)).collect();
             let paced = Paced {
@@ -323,6 +339,9 @@ fn run_phases(
                 visible_p99_ms: percentile(&lags, 0.99),
                 visible_max_ms: lags.last().copied().unwrap_or(f64::NAN),
                 visible_samples: lags.len(),
+                queryable_p50_ms: percentile(&queryable, 0.5),
+                queryable_p99_ms: percentile(&queryable, 0.99),
+                queryable_max_ms: queryable.last().copied().unwrap_or(f64::NAN),
             };
             println!(
                 "freshness at {offered:.0} events/s offered: server histogram (apply time - receivedAt) p50 <= {} ms, p99 <= {} ms ({} samples; bucket upper bounds); ack p50 {:.2} ms, p99 {:.2} ms",
@@ -335,6 +354,10 @@ fn run_phases(
             println!(
                 "freshness, client side (request sent -> pipeline commit covering it visible): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
                 paced.visible_p50_ms, paced.visible_p99_ms, paced.visible_max_ms, paced.visible_samples
+            );
+            println!(
+                "warehouse lag (request sent -> its rows visible to SQL): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                paced.queryable_p50_ms, paced.queryable_p99_ms, paced.queryable_max_ms
             );
             results.paced = Some(paced);
         }
@@ -494,23 +517,38 @@ struct VisibilityWatcher {
 }
 
 impl VisibilityWatcher {
-    fn start(pipeline: Arc<atrium_pipeline::Pipeline>) -> VisibilityWatcher {
+    /// Watches a consumer's published offset: `wait(next)` blocks (briefly) until `next` is
+    /// covered or a short timeout passes, and returns the offset published now.
+    fn start(wait: impl Fn(u64) -> u64 + Send + 'static) -> VisibilityWatcher {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            let mut last = pipeline.applied_offset();
+            let mut last = wait(0);
             while !flag.load(Ordering::Acquire) {
-                pipeline.wait_applied(last + 1, Duration::from_millis(20));
-                let applied = pipeline.applied_offset();
-                if applied > last {
-                    seen.push((Instant::now(), applied));
-                    last = applied;
+                let now = wait(last + 1);
+                if now > last {
+                    seen.push((Instant::now(), now));
+                    last = now;
                 }
             }
             seen
         });
         VisibilityWatcher { stop, thread }
+    }
+
+    fn pipeline(pipeline: Arc<atrium_pipeline::Pipeline>) -> VisibilityWatcher {
+        VisibilityWatcher::start(move |next| {
+            pipeline.wait_applied(next, Duration::from_millis(20));
+            pipeline.applied_offset()
+        })
+    }
+
+    fn warehouse(warehouse: Arc<atrium_warehouse::Warehouse>) -> VisibilityWatcher {
+        VisibilityWatcher::start(move |next| {
+            warehouse.wait_visible(next, Duration::from_millis(20));
+            warehouse.visible_offset()
+        })
     }
 
     fn stop(self) -> Vec<(Instant, u64)> {
@@ -978,6 +1016,19 @@ fn print_summary(args: &IngestBenchArgs, results: &Results) {
             "—".into(),
             verdict(paced.visible_p99_ms < 100.0).into(),
         ]);
+        rows.push([
+            format!(
+                "Event-to-queryable lag p99 at {} events/s offered",
+                thousands(paced.offered)
+            ),
+            format!(
+                "{:.1} ms measured by the client (p50 {:.1}, max {:.1})",
+                paced.queryable_p99_ms, paced.queryable_p50_ms, paced.queryable_max_ms
+            ),
+            "< 5 s".into(),
+            "—".into(),
+            verdict(paced.queryable_p99_ms < 5_000.0).into(),
+        ]);
     }
     if let Some(rss) = &results.rss {
         rows.push([
@@ -1088,4 +1139,24 @@ r"}"#,
         let text = "# HELP x\natrium_profiles_total 3\natrium_profiles 12\n";
         assert_eq!(metric(text, "atrium_profiles"), Some(12.0));
     }
+}
+
+/// A pipeline over `log` with its store at `<dir>/state.redb` and the server's default
+/// configuration (identity rules, salt under `dir`), as `atrium serve` would open it.
+pub fn pipeline_in(
+    log: Arc<atrium_log::SegmentedLog>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Arc<atrium_pipeline::Pipeline>> {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    let pipeline_config = atrium_server::state::pipeline_config(&config, dir)?;
+    let store = Arc::new(atrium_store::Store::open(dir.join("state.redb"))?);
+    Ok(Arc::new(atrium_pipeline::Pipeline::new(
+        log,
+        store,
+        pipeline_config,
+        Arc::new(atrium_types::SystemClock),
+    )?))
 }

@@ -426,6 +426,30 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Normalizes `batch` as collection would (source `web`) and appends it to the log.
+fn append_normalized(log: &atrium_log::SegmentedLog, batch: &[Value]) -> anyhow::Result<()> {
+    use atrium_log::EventLog;
+
+    let source = atrium_types::SourceConfig {
+        name: "web".into(),
+        channel: atrium_types::Channel::Web,
+    };
+    let normalized = atrium_collect::normalize_events(
+        &source,
+        atrium_types::Clock::now_ms(&atrium_types::SystemClock),
+        None,
+        batch,
+    )?;
+    let payloads: Vec<Vec<u8>> = normalized
+        .accepted
+        .into_iter()
+        .map(|event| event.payload)
+        .collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    log.append(&slices)?;
+    Ok(())
+}
+
 pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
     use atrium_log::EventLog;
 
@@ -440,10 +464,6 @@ pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
     let planted = atrium_gen::PlantedExperiment::ab(args.seed, "bench-exp", args.users, 0.1);
     if log.end_offset() == 0 {
         let started = Instant::now();
-        let source = atrium_types::SourceConfig {
-            name: "web".into(),
-            channel: atrium_types::Channel::Web,
-        };
         let experiment_events = planted.events();
         let filler = args.events.saturating_sub(experiment_events.len());
         let bar = crate::progress_bar(args.events as u64, "writing events to the log");
@@ -451,19 +471,7 @@ pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
         let start_ms = planted.start.timestamp_millis();
         let mut batch: Vec<Value> = Vec::with_capacity(1_000);
         let flush = |batch: &mut Vec<Value>| -> anyhow::Result<()> {
-            let normalized = atrium_collect::normalize_events(
-                &source,
-                atrium_types::Clock::now_ms(&atrium_types::SystemClock),
-                None,
-                batch,
-            )?;
-            let payloads: Vec<Vec<u8>> = normalized
-                .accepted
-                .into_iter()
-                .map(|event| event.payload)
-                .collect();
-            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            log.append(&slices)?;
+            append_normalized(&log, batch)?;
             bar.inc(batch.len() as u64);
             batch.clear();
             Ok(())
@@ -500,21 +508,30 @@ pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    // The identity graph comes from the real pipeline, as in a server: results resolve every
+    // row's user to its profile through it.
+    let pipeline = crate::bench::pipeline_in(log.clone(), &dir)?;
     let started = Instant::now();
-    let rules = atrium_identity::IdentityRules::default().compile()?;
-    let hasher = atrium_pipeline::IdentifierHasher::new(b"bench".to_vec());
+    let bar = crate::progress_bar(log.end_offset(), "identity graph (pipeline)");
+    while pipeline.applied_offset() < log.end_offset() {
+        pipeline.step()?;
+        bar.set_position(pipeline.applied_offset());
+    }
+    bar.finish_and_clear();
+    let graph_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
     let warehouse = atrium_warehouse::Warehouse::open(
         dir.join("warehouse"),
         log.clone(),
-        None,
-        atrium_warehouse::ErasureKeys::new(rules, hasher),
+        Some(pipeline.store().clone()),
+        atrium_warehouse::ErasureKeys::new(pipeline.rules().clone(), pipeline.hasher().clone()),
         atrium_warehouse::WarehouseConfig::default(),
     )?;
     warehouse.catch_up()?;
     warehouse.flush()?;
     let compacted = warehouse.compact()?;
     println!(
-        "warehouse materialized in {:.1} s ({compacted} files compacted); no identity graph (units are user ids)",
+        "identity graph applied in {graph_seconds:.1} s; warehouse materialized in {:.1} s ({compacted} files compacted)",
         started.elapsed().as_secs_f64()
     );
 
@@ -557,20 +574,38 @@ pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
     let scan = "SELECT count(*), sum(revenue), count(DISTINCT user_id) FROM events";
     let mut scan_seconds = Vec::new();
     let mut results_seconds = Vec::new();
+    let mut live_seconds = Vec::new();
     let mut report = None;
-    for _ in 0..args.runs.max(1) {
+    for run in 0..args.runs.max(1) {
         let started = Instant::now();
         warehouse.sql(scan, &limits)?;
         scan_seconds.push(started.elapsed().as_secs_f64());
         let started = Instant::now();
+        let cached = atrium_results::experiment_results(&warehouse, &spec, &metrics, &options)?;
+        results_seconds.push(started.elapsed().as_secs_f64());
+        // A live server: new events have moved the identity graph since the last query.
+        append_normalized(
+            &log,
+            &[json!({"type": "identify", "userId": format!("bench-late-{run}"), "traits": {}})],
+        )?;
+        pipeline.run_until_caught_up()?;
+        let started = Instant::now();
         report = Some(atrium_results::experiment_results(
             &warehouse, &spec, &metrics, &options,
         )?);
-        results_seconds.push(started.elapsed().as_secs_f64());
+        live_seconds.push(started.elapsed().as_secs_f64());
+        let exposed = |report: &atrium_results::Report| -> Vec<u64> {
+            report.variations.iter().map(|v| v.users).collect()
+        };
+        anyhow::ensure!(
+            report.as_ref().map(exposed) == Some(exposed(&cached)),
+            "an identify without exposure changed the exposed users"
+        );
     }
     let report = report.expect("at least one run");
     let scan_median = median(&mut scan_seconds);
     let results_median = median(&mut results_seconds);
+    let live_median = median(&mut live_seconds);
     let users: u64 = report
         .variations
         .iter()
@@ -586,6 +621,10 @@ pub fn run_results(args: ResultsBenchArgs) -> anyhow::Result<()> {
         results_median / scan_median,
         report.query_ms,
         report.analysis_ms
+    );
+    println!(
+        "  after one new event (graph re-read):  median {live_median:.3} s ({:.1}x the scan)",
+        live_median / scan_median
     );
     let purchase = &report.metrics[0].effects[0];
     println!(

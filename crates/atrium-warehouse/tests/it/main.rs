@@ -140,6 +140,16 @@ pub fn query(warehouse: &Warehouse, sql: &str) -> QueryOutput {
         .unwrap_or_else(|error| panic!("{sql}: {error}"))
 }
 
+/// The single text value of a one-row, one-column result.
+pub fn text(output: &QueryOutput) -> String {
+    assert_eq!(output.row_count, 1);
+    output.batches[0]
+        .column(0)
+        .as_string::<i32>()
+        .value(0)
+        .to_owned()
+}
+
 /// The single Int64 value of a one-row, one-column result.
 pub fn scalar(warehouse: &Warehouse, sql: &str) -> i64 {
     let output = query(warehouse, sql);

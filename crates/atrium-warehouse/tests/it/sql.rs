@@ -212,3 +212,84 @@ fn results_encode_as_json_csv_arrow_and_a_text_table() {
     assert_eq!(empty.to_json_rows().unwrap(), b"[]");
     assert_eq!(empty.to_csv().unwrap(), b"order_id\n");
 }
+
+/// A graph that is slow to read (here: every graph, `graph_sync_rebuild` is zero) is refreshed
+/// in the background: the first query after a merge still sees the previous snapshot and does
+/// not wait, a later one sees the merge. An erase record is never answered from a snapshot
+/// older than it.
+#[test]
+fn a_slow_graph_is_refreshed_in_the_background_but_never_past_an_erasure() {
+    use atrium_identity::Identifier;
+    use atrium_log::EventLog;
+    use atrium_types::{ControlRecord, LogRecord};
+
+    let harness = Harness::create();
+    harness.ingest(
+        "web",
+        Channel::Web,
+        &[
+            json!({"type": "track", "anonymousId": "anon-7", "event": "Product Viewed", "timestamp": "2026-01-01T10:01:00Z"}),
+            json!({"type": "identify", "anonymousId": "phone-7", "userId": "u7", "timestamp": "2026-01-01T11:00:00Z"}),
+        ],
+    );
+    harness.pipeline.run_until_caught_up().unwrap();
+    let warehouse = harness.warehouse(atrium_warehouse::WarehouseConfig {
+        graph_sync_rebuild: Duration::ZERO,
+        ..manual_config()
+    });
+    warehouse.catch_up().unwrap();
+    let profiles = "SELECT count(DISTINCT profile_id) FROM events_resolved";
+    assert_eq!(
+        scalar(&warehouse, profiles),
+        2,
+        "the first snapshot is read in line"
+    );
+
+    harness.ingest(
+        "web",
+        Channel::Web,
+        &[json!({"type": "identify", "anonymousId": "anon-7", "userId": "u7", "timestamp": "2026-01-01T10:05:00Z"})],
+    );
+    harness.pipeline.run_until_caught_up().unwrap();
+    warehouse.catch_up().unwrap();
+    let stale = warehouse.graph_snapshot().unwrap();
+    assert!(
+        stale.offset < harness.log.end_offset(),
+        "served the previous snapshot while the refresh runs"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scalar(&warehouse, profiles) != 1 {
+        assert!(Instant::now() < deadline, "the refresh never landed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        warehouse.graph_snapshot().unwrap().offset,
+        harness.log.end_offset()
+    );
+
+    // Erase the merged person: the next query reads the store again, in line.
+    let profile_id = query(
+        &warehouse,
+        "SELECT profile_id FROM identities WHERE kind = 'user_id' AND value = 'u7'",
+    );
+    let profile_id = crate::text(&profile_id);
+    let hasher = harness.pipeline.hasher();
+    let erase = LogRecord::encode_control(&ControlRecord::Erase {
+        profile_id,
+        identifier_hashes: [
+            ("user_id", "u7"),
+            ("anonymous_id", "anon-7"),
+            ("anonymous_id", "phone-7"),
+        ]
+        .into_iter()
+        .map(|(kind, value)| hasher.hash(&Identifier::new(kind, value)))
+        .collect(),
+        requested_at: "2026-06-01T00:00:00.000Z".into(),
+        suppress: true,
+    });
+    harness.log.append(&[erase.as_slice()]).unwrap();
+    harness.pipeline.run_until_caught_up().unwrap();
+    warehouse.catch_up().unwrap();
+    assert_eq!(scalar(&warehouse, "SELECT count(*) FROM profiles"), 0);
+    assert_eq!(scalar(&warehouse, "SELECT count(*) FROM identities"), 0);
+}
