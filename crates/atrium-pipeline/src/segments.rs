@@ -981,7 +981,8 @@ impl SegmentEngine {
         let offsets = tables.timeline_offsets(survivor)?;
         let mut events = Vec::with_capacity(offsets.len());
         for offset in offsets {
-            if let Some(event) = read_event(log, offset)? {
+            // Only the events some definition reads are fed with their properties.
+            if let Some(event) = read_event(log, offset, self.catalog.keep())? {
                 events.push(event);
             }
         }
@@ -1403,18 +1404,20 @@ fn membership_change(segment_id: &str, member: bool, time_ms: i64) -> Change {
 }
 
 /// The logged event at `offset`, decoded as the pipeline decodes events it applies (the fields
-/// the evaluators read, properties included).
-fn read_event(log: &dyn EventLog, offset: u64) -> Result<Option<Value>, PipelineError> {
+/// the evaluators read; properties as `keep` says).
+fn read_event(
+    log: &dyn EventLog,
+    offset: u64,
+    keep: crate::slim::Keep<'_>,
+) -> Result<Option<Value>, PipelineError> {
     let records = log.read(offset, 1)?;
     Ok(records
         .into_iter()
         .find(|record| record.offset == offset)
-        .and_then(
-            |record| match crate::slim::decode(&record.payload, crate::slim::Keep::All) {
-                Ok(LogRecord::Event(event)) => Some(event),
-                _ => None,
-            },
-        ))
+        .and_then(|record| match crate::slim::decode(&record.payload, keep) {
+            Ok(LogRecord::Event(event)) => Some(event),
+            _ => None,
+        }))
 }
 
 fn profile_traits(

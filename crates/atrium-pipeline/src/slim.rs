@@ -25,7 +25,9 @@ pub(crate) enum Keep<'a> {
     /// Events the segment engine reads: those whose name (a track event's `event`, a page or
     /// screen's `name`) the catalog's definitions mention. Page and screen events keep `name`.
     ReadBy(&'a SegmentCatalog),
-    /// Every event; page and screen events keep `name`.
+    /// Every event; page and screen events keep `name` (what the two-pass reference of the
+    /// tests decodes).
+    #[cfg(test)]
     All,
 }
 
@@ -71,6 +73,7 @@ pub(crate) fn decode(payload: &[u8], keep: Keep<'_>) -> Result<LogRecord, Record
     let track_name = event.get("event").and_then(Value::as_str);
     let needed = |name: &str| is_order_event(name) || name == EXPOSURE_EVENT;
     let keep_properties = match keep {
+        #[cfg(test)]
         Keep::All => true,
         _ if kind == Some("track") && track_name.is_some_and(needed) => true,
         Keep::Needed => false,
