@@ -56,9 +56,39 @@ def movielens_file():
 
 
 def cargo_example(*args):
+    """Runs the Rust harness; returns its output (also printed)."""
     command = ["cargo", "run", "--quiet", "--release", "-p", "atrium-recs",
                "--example", "offline_eval", "--", *args]
-    subprocess.run(command, check=True, cwd=CRATE)
+    done = subprocess.run(command, cwd=CRATE, stdout=subprocess.PIPE, text=True)
+    print(done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+    return done.stdout
+
+
+def model_row(report, name):
+    """(NDCG@10, train seconds) of one model's row in the harness's report."""
+    for line in report.splitlines():
+        if line.startswith(name):
+            fields = line[len(name):].split()
+            return float(fields[2]), float(fields[5])
+    sys.exit(f"no '{name}' row in the report")
+
+
+def summarize(rows):
+    """Per-seed NDCG@10 and training time of both libraries, then means and wins."""
+    print(f"== summary over {len(rows)} seeds (random 80/20 split and initial factors per seed)")
+    print(f"{'seed':>6} {'atrium NDCG':>12} {'implicit NDCG':>14} {'atrium s':>9} {'implicit s':>11}")
+    for seed, (ours, theirs) in rows:
+        print(f"{seed:>6} {ours[0]:>12.4f} {theirs[0]:>14.4f} {ours[1]:>9.3f} {theirs[1]:>11.3f}")
+    ndcg = [statistics.mean(r[i][0] for _, r in rows) for i in (0, 1)]
+    seconds = [statistics.median(r[i][1] for _, r in rows) for i in (0, 1)]
+    wins = sum(1 for _, (ours, theirs) in rows if ours[0] >= theirs[0])
+    faster = sum(1 for _, (ours, theirs) in rows if ours[1] <= theirs[1])
+    print(f"{'mean':>6} {ndcg[0]:>12.4f} {ndcg[1]:>14.4f} {seconds[0]:>9.3f} {seconds[1]:>11.3f}"
+          "  (train s: median)")
+    print(f"NDCG@10 >= implicit on {wins} of {len(rows)} seeds; "
+          f"training faster on {faster} of {len(rows)}")
 
 
 def load_train(out):
@@ -106,10 +136,23 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=str, default=None,
+                        help="comma-separated seeds: MovieLens only, one run per seed, then a "
+                             "summary (mean NDCG@10, median training time, wins)")
     parser.add_argument("--cholesky", action="store_true")
     parser.add_argument("--min-ndcg-ratio", type=float, default=0.0,
                         help="fail unless Atrium's NDCG@10 >= this fraction of implicit's")
     args = parser.parse_args()
+
+    if args.seeds:
+        movielens = ["--movielens", movielens_file()]
+        rows = []
+        for seed in (int(value) for value in args.seeds.split(",")):
+            args.seed = seed
+            report = run_one("movielens", movielens, args)
+            rows.append((seed, (model_row(report, "atrium ALS"), model_row(report, "implicit ALS"))))
+        summarize(rows)
+        return
 
     runs = []
     if args.dataset in ("movielens", "both"):
@@ -117,22 +160,27 @@ def main():
     if args.dataset in ("shop", "both"):
         runs.append(("shop", ["--shop", str(args.shop_events), "--temporal"]))
     for name, source in runs:
-        out = os.path.join(WORK, name)
-        os.makedirs(out, exist_ok=True)
-        for stale in glob.glob(os.path.join(out, "implicit*")):
-            os.remove(stale)
-        print(f"== {name}", flush=True)
-        cargo_example("split", *source, "--out", out, "--seed", str(args.seed))
-        train_implicit(out, args)
-        report = ["report", "--out", out, "--factors", str(args.factors),
-                  "--iterations", str(args.iterations),
-                  "--regularization", str(args.regularization), "--alpha", str(args.alpha),
-                  "--threads", str(args.threads), "--repeat", str(args.repeat),
-                  "--seed", str(args.seed)]
-        if args.cholesky:
-            report.append("--cholesky")
-        report += ["--min-ndcg-ratio", str(args.min_ndcg_ratio)]
-        cargo_example(*report)
+        run_one(name, source, args)
+
+
+def run_one(name, source, args):
+    """Splits `source` with `args.seed`, trains both libraries and returns the report."""
+    out = os.path.join(WORK, name)
+    os.makedirs(out, exist_ok=True)
+    for stale in glob.glob(os.path.join(out, "implicit*")):
+        os.remove(stale)
+    print(f"== {name}, seed {args.seed}", flush=True)
+    cargo_example("split", *source, "--out", out, "--seed", str(args.seed))
+    train_implicit(out, args)
+    report = ["report", "--out", out, "--factors", str(args.factors),
+              "--iterations", str(args.iterations),
+              "--regularization", str(args.regularization), "--alpha", str(args.alpha),
+              "--threads", str(args.threads), "--repeat", str(args.repeat),
+              "--seed", str(args.seed)]
+    if args.cholesky:
+        report.append("--cholesky")
+    report += ["--min-ndcg-ratio", str(args.min_ndcg_ratio)]
+    return cargo_example(*report)
 
 
 if __name__ == "__main__":
