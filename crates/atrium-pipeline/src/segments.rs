@@ -370,8 +370,8 @@ impl Cached {
     }
 
     /// A stored row (empty: none) laid out by `catalog`'s positions. States and timers of
-    /// definitions deleted since the row was written are dropped; the stored timer still
-    /// counts their timers (it is the one in `segment_timers`).
+    /// definitions deleted since the row was written are dropped; `stored_timer` still counts
+    /// their timers (it must name the profile's current entry in the `segment_timers` table).
     fn from_row(row: Vec<u8>, catalog: &SegmentCatalog) -> Result<Cached, StoreError> {
         let mut cached = Cached::empty(catalog);
         let mut stored_timer: Option<i64> = None;
