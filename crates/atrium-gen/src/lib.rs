@@ -17,6 +17,7 @@
 mod catalog;
 mod data;
 mod experiment;
+pub mod log;
 pub mod segments;
 
 use std::cmp::Ordering;

@@ -15,76 +15,20 @@ use atrium_identity::IdentityRules;
 use atrium_log::{EventLog, LogConfig, SegmentedLog};
 use atrium_pipeline::{IdentifierHasher, Pipeline, PipelineConfig};
 use atrium_store::Store;
-use atrium_types::{
-    Channel, ControlRecord, DefinitionKind, LogRecord, SourceConfig, SystemClock,
-    format_timestamp_ms, parse_timestamp_ms,
-};
-use serde_json::Value;
-
-fn channel_of(source: &str) -> Channel {
-    match source {
-        "web" => Channel::Web,
-        "pos" => Channel::Pos,
-        "email" => Channel::Email,
-        "backend" => Channel::Server,
-        _ => Channel::App,
-    }
-}
+use atrium_types::{DefinitionKind, SystemClock};
 
 /// The generated history as log payloads, received at their event time; with the first
 /// `receivedAt`.
 fn history(events: usize, seed: u64) -> (Vec<Vec<u8>>, i64) {
     let mut payloads = Vec::with_capacity(events);
     let mut first_ms = None;
-    for mut event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
-        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
-        let received = event
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp_ms)
-            .unwrap_or(0);
+    for event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
+        let (normalized, received) =
+            atrium_gen::log::log_payloads(event).expect("generated events normalize");
         first_ms.get_or_insert(received);
-        let config = SourceConfig {
-            name: source.clone(),
-            channel: channel_of(&source),
-        };
-        let normalized = atrium_collect::normalize_events(&config, received, None, &[event])
-            .expect("generated events normalize");
-        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
+        payloads.extend(normalized);
     }
     (payloads, first_ms.unwrap_or(0))
-}
-
-fn definition(kind: DefinitionKind, key: &str, body: Value, at_ms: i64) -> Vec<u8> {
-    LogRecord::encode_control(&ControlRecord::DefinitionPut {
-        kind,
-        key: key.to_owned(),
-        body,
-        version: 1,
-        at: format_timestamp_ms(at_ms),
-    })
-}
-
-/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat` (Linux;
-/// `NaN` elsewhere). On a shared machine it varies less than wall time.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line (11 and 12 after the name and state).
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|field| field.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    // The kernel's USER_HZ is 100 on every Linux target Atrium runs on.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Applies `records` through a fresh log and store; returns the seconds the pipeline took,
@@ -108,12 +52,15 @@ fn apply(records: &[Vec<u8>]) -> (f64, u64, u64, String) {
         Pipeline::new(log.clone(), store, config, Arc::new(SystemClock)).expect("pipeline");
     let end = log.end_offset();
     let started = Instant::now();
-    let cpu_started = cpu_seconds();
+    let cpu_started = atrium_types::process::cpu_seconds();
     while pipeline.applied_offset() < end {
         pipeline.step().expect("step");
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("  (pipeline CPU {:.2} s)", cpu_seconds() - cpu_started);
+    println!(
+        "  (pipeline CPU {:.2} s)",
+        atrium_types::process::cpu_seconds() - cpu_started
+    );
     let (bytes, states, derived) = pipeline
         .store()
         .read(|tables| {
@@ -148,7 +95,7 @@ fn main() {
     if mode != "reference" {
         let mut records = Vec::with_capacity(payloads.len() + segments + traits);
         for (id, body) in atrium_gen::segments::bench_computed_traits(traits) {
-            records.push(definition(
+            records.push(atrium_gen::log::definition_record(
                 DefinitionKind::ComputedTrait,
                 &id,
                 body,
@@ -156,7 +103,12 @@ fn main() {
             ));
         }
         for (id, body) in atrium_gen::segments::bench_segments(segments) {
-            records.push(definition(DefinitionKind::Segment, &id, body, first_ms - 1));
+            records.push(atrium_gen::log::definition_record(
+                DefinitionKind::Segment,
+                &id,
+                body,
+                first_ms - 1,
+            ));
         }
         records.extend(payloads.iter().cloned());
         let (seconds, bytes, states, digest) = apply(&records);

@@ -245,7 +245,7 @@ impl Warehouse {
                     counts.insert(name.into(), batch.num_rows() as u64);
                     crate::write_parquet(
                         &out.join(format!("{name}.parquet")),
-                        &[batch.clone()],
+                        std::slice::from_ref(batch),
                         self.config.compression,
                     )?;
                 }

@@ -1089,6 +1089,26 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// A pipeline over `log` with its store at `<dir>/state.redb` and the server's default
+/// configuration (identity rules, salt under `dir`), as `atrium serve` would open it.
+pub fn pipeline_in(
+    log: Arc<atrium_log::SegmentedLog>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Arc<atrium_pipeline::Pipeline>> {
+    let config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    let pipeline_config = atrium_server::state::pipeline_config(&config, dir)?;
+    let store = Arc::new(atrium_store::Store::open(dir.join("state.redb"))?);
+    Ok(Arc::new(atrium_pipeline::Pipeline::new(
+        log,
+        store,
+        pipeline_config,
+        Arc::new(atrium_types::SystemClock),
+    )?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1139,24 +1159,4 @@ r"}"#,
         let text = "# HELP x\natrium_profiles_total 3\natrium_profiles 12\n";
         assert_eq!(metric(text, "atrium_profiles"), Some(12.0));
     }
-}
-
-/// A pipeline over `log` with its store at `<dir>/state.redb` and the server's default
-/// configuration (identity rules, salt under `dir`), as `atrium serve` would open it.
-pub fn pipeline_in(
-    log: Arc<atrium_log::SegmentedLog>,
-    dir: &std::path::Path,
-) -> anyhow::Result<Arc<atrium_pipeline::Pipeline>> {
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    let pipeline_config = atrium_server::state::pipeline_config(&config, dir)?;
-    let store = Arc::new(atrium_store::Store::open(dir.join("state.redb"))?);
-    Ok(Arc::new(atrium_pipeline::Pipeline::new(
-        log,
-        store,
-        pipeline_config,
-        Arc::new(atrium_types::SystemClock),
-    )?))
 }

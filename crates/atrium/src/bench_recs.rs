@@ -404,7 +404,7 @@ async fn paced(
 ) -> anyhow::Result<Latencies> {
     let total = (u64::from(args.rate) * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = atrium_types::process::cpu_seconds();
     let outstanding = Arc::new(tokio::sync::Semaphore::new(2_000));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -438,7 +438,7 @@ async fn paced(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let cpu_seconds = atrium_types::process::cpu_seconds() - cpu_before;
     sorted_ms.sort_by(f64::total_cmp);
     Ok(Latencies {
         sorted_ms,
@@ -446,27 +446,6 @@ async fn paced(
         achieved_rate: total as f64 / elapsed,
         cpu_us_per_request: cpu_seconds * 1e6 / total as f64,
     })
-}
-
-/// User + system CPU time of this process so far (`/proc/self/stat`, clock ticks of 10 ms;
-/// NaN where it cannot be read).
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let Some(rest) = stat.rfind(')').map(|end| &stat[end + 1..]) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|field| field.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Agreement {

@@ -20,11 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use atrium_log::{EventLog, LogConfig, SegmentedLog};
 use atrium_pipeline::Pipeline;
-use atrium_store::Store;
-use atrium_types::{
-    Channel, Clock, ControlRecord, DefinitionKind, LogRecord, SourceConfig, SystemClock,
-    format_timestamp_ms,
-};
+use atrium_types::{Clock, DefinitionKind, LogRecord, SystemClock, format_timestamp_ms};
 use clap::Args;
 use serde_json::Value;
 
@@ -59,48 +55,16 @@ pub struct SegmentsBenchArgs {
     pub backfill_dir: Option<PathBuf>,
 }
 
-fn channel_of(source: &str) -> Channel {
-    match source {
-        "web" => Channel::Web,
-        "pos" => Channel::Pos,
-        "email" => Channel::Email,
-        "backend" => Channel::Server,
-        _ => Channel::App,
-    }
-}
-
-/// The generated history as log payloads, received "now" in event order.
+/// The generated history as log payloads, received at their event time.
 fn history(events: usize, seed: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     let bar = crate::progress_bar(events as u64, "generating");
     let mut payloads = Vec::with_capacity(events);
-    for mut event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
-        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
-        // Processing time follows event time, as if the shop had been live all along.
-        let received = event
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(atrium_types::parse_timestamp_ms)
-            .unwrap_or(0);
-        let config = SourceConfig {
-            name: source.clone(),
-            channel: channel_of(&source),
-        };
-        let normalized = atrium_collect::normalize_events(&config, received, None, &[event])?;
-        payloads.extend(normalized.accepted.into_iter().map(|event| event.payload));
+    for event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
+        payloads.extend(atrium_gen::log::log_payloads(event)?.0);
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(payloads)
-}
-
-fn definition(kind: DefinitionKind, key: &str, body: Value, at_ms: i64) -> Vec<u8> {
-    LogRecord::encode_control(&ControlRecord::DefinitionPut {
-        kind,
-        key: key.to_owned(),
-        body,
-        version: 1,
-        at: format_timestamp_ms(at_ms),
-    })
 }
 
 struct Run {
@@ -126,18 +90,7 @@ fn open(records: &[Vec<u8>]) -> anyhow::Result<Run> {
 /// The log and the pipeline of a data directory (created when missing).
 fn open_in(dir: &Path) -> anyhow::Result<(Arc<SegmentedLog>, Arc<Pipeline>)> {
     let log = Arc::new(SegmentedLog::open(LogConfig::new(dir.join("log")))?);
-    let config = atrium_server::Config {
-        data_dir: dir.to_path_buf(),
-        ..atrium_server::Config::default()
-    };
-    let pipeline_config = atrium_server::state::pipeline_config(&config, dir)?;
-    let store = Arc::new(Store::open(dir.join("state.redb"))?);
-    let pipeline = Arc::new(Pipeline::new(
-        log.clone(),
-        store,
-        pipeline_config,
-        Arc::new(SystemClock),
-    )?);
+    let pipeline = crate::bench::pipeline_in(log.clone(), dir)?;
     Ok((log, pipeline))
 }
 
@@ -192,7 +145,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     // With definitions before the first event.
     let mut records = Vec::with_capacity(events.len() + args.segments + args.traits);
     for (id, body) in atrium_gen::segments::bench_computed_traits(args.traits) {
-        records.push(definition(
+        records.push(atrium_gen::log::definition_record(
             DefinitionKind::ComputedTrait,
             &id,
             body,
@@ -200,7 +153,12 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
         ));
     }
     for (id, body) in atrium_gen::segments::bench_segments(args.segments) {
-        records.push(definition(DefinitionKind::Segment, &id, body, first_ms - 1));
+        records.push(atrium_gen::log::definition_record(
+            DefinitionKind::Segment,
+            &id,
+            body,
+            first_ms - 1,
+        ));
     }
     records.extend(events.iter().cloned());
     let with = open(&records)?;
@@ -221,7 +179,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     let backfill_id = format!("{backfill_id}_backfill");
     let mut backfill_body = backfill_body;
     backfill_body["id"] = Value::String(backfill_id.clone());
-    with.log.append(&[&definition(
+    with.log.append(&[&atrium_gen::log::definition_record(
         DefinitionKind::Segment,
         &backfill_id,
         backfill_body,
@@ -365,21 +323,10 @@ fn stream_history(log: &SegmentedLog, events: usize, seed: u64) -> anyhow::Resul
         batch.clear();
         Ok(())
     };
-    for mut event in atrium_gen::Generator::new(config) {
-        let source = atrium_gen::take_source(&mut event).unwrap_or_else(|| "web".to_owned());
-        let received = event
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(atrium_types::parse_timestamp_ms)
-            .unwrap_or(0);
+    for event in atrium_gen::Generator::new(config) {
+        let (payloads, received) = atrium_gen::log::log_payloads(event)?;
         last_ms = last_ms.max(received);
-        let source_config = SourceConfig {
-            name: source.clone(),
-            channel: channel_of(&source),
-        };
-        let normalized =
-            atrium_collect::normalize_events(&source_config, received, None, &[event])?;
-        batch.extend(normalized.accepted.into_iter().map(|event| event.payload));
+        batch.extend(payloads);
         if batch.len() >= 1_000 {
             append(&mut batch)?;
         }
@@ -505,7 +452,12 @@ fn run_backfill(args: &SegmentsBenchArgs) -> anyhow::Result<()> {
         "computed trait on a frequent event (Product Viewed count, 7 days)",
     ));
     for (step, (kind, id, body, what)) in definitions.into_iter().enumerate() {
-        log.append(&[&definition(kind, &id, body, last_ms + 1 + step as i64)])?;
+        log.append(&[&atrium_gen::log::definition_record(
+            kind,
+            &id,
+            body,
+            last_ms + 1 + step as i64,
+        )])?;
         let started = Instant::now();
         pipeline.run_until_caught_up()?;
         let seconds = started.elapsed().as_secs_f64();
