@@ -17,7 +17,7 @@
 mod catalog;
 mod data;
 mod experiment;
-pub mod log;
+pub mod harness;
 pub mod segments;
 
 use std::cmp::Ordering;

@@ -24,7 +24,7 @@ fn history(events: usize, seed: u64) -> (Vec<Vec<u8>>, i64) {
     let mut first_ms = None;
     for event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
         let (normalized, received) =
-            atrium_gen::log::log_payloads(event).expect("generated events normalize");
+            atrium_gen::harness::log_payloads(event).expect("generated events normalize");
         first_ms.get_or_insert(received);
         payloads.extend(normalized);
     }
@@ -52,14 +52,14 @@ fn apply(records: &[Vec<u8>]) -> (f64, u64, u64, String) {
         Pipeline::new(log.clone(), store, config, Arc::new(SystemClock)).expect("pipeline");
     let end = log.end_offset();
     let started = Instant::now();
-    let cpu_started = atrium_types::process::cpu_seconds();
+    let cpu_started = atrium_gen::harness::cpu_seconds();
     while pipeline.applied_offset() < end {
         pipeline.step().expect("step");
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "  (pipeline CPU {:.2} s)",
-        atrium_types::process::cpu_seconds() - cpu_started
+        atrium_gen::harness::cpu_seconds() - cpu_started
     );
     let (bytes, states, derived) = pipeline
         .store()
@@ -95,7 +95,7 @@ fn main() {
     if mode != "reference" {
         let mut records = Vec::with_capacity(payloads.len() + segments + traits);
         for (id, body) in atrium_gen::segments::bench_computed_traits(traits) {
-            records.push(atrium_gen::log::definition_record(
+            records.push(atrium_gen::harness::definition_record(
                 DefinitionKind::ComputedTrait,
                 &id,
                 body,
@@ -103,7 +103,7 @@ fn main() {
             ));
         }
         for (id, body) in atrium_gen::segments::bench_segments(segments) {
-            records.push(atrium_gen::log::definition_record(
+            records.push(atrium_gen::harness::definition_record(
                 DefinitionKind::Segment,
                 &id,
                 body,

@@ -5,7 +5,6 @@
 
 pub mod codec;
 pub mod metrics;
-pub mod process;
 pub mod raw_json;
 pub mod record;
 pub mod source;

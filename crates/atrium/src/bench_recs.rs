@@ -404,7 +404,7 @@ async fn paced(
 ) -> anyhow::Result<Latencies> {
     let total = (u64::from(args.rate) * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
-    let cpu_before = atrium_types::process::cpu_seconds();
+    let cpu_before = atrium_gen::harness::cpu_seconds();
     let outstanding = Arc::new(tokio::sync::Semaphore::new(2_000));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -438,7 +438,7 @@ async fn paced(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_seconds = atrium_types::process::cpu_seconds() - cpu_before;
+    let cpu_seconds = atrium_gen::harness::cpu_seconds() - cpu_before;
     sorted_ms.sort_by(f64::total_cmp);
     Ok(Latencies {
         sorted_ms,

@@ -60,7 +60,7 @@ fn history(events: usize, seed: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     let bar = crate::progress_bar(events as u64, "generating");
     let mut payloads = Vec::with_capacity(events);
     for event in atrium_gen::Generator::new(atrium_gen::GenConfig::for_events(seed, events)) {
-        payloads.extend(atrium_gen::log::log_payloads(event)?.0);
+        payloads.extend(atrium_gen::harness::log_payloads(event)?.0);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -145,7 +145,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     // With definitions before the first event.
     let mut records = Vec::with_capacity(events.len() + args.segments + args.traits);
     for (id, body) in atrium_gen::segments::bench_computed_traits(args.traits) {
-        records.push(atrium_gen::log::definition_record(
+        records.push(atrium_gen::harness::definition_record(
             DefinitionKind::ComputedTrait,
             &id,
             body,
@@ -153,7 +153,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
         ));
     }
     for (id, body) in atrium_gen::segments::bench_segments(args.segments) {
-        records.push(atrium_gen::log::definition_record(
+        records.push(atrium_gen::harness::definition_record(
             DefinitionKind::Segment,
             &id,
             body,
@@ -179,7 +179,7 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     let backfill_id = format!("{backfill_id}_backfill");
     let mut backfill_body = backfill_body;
     backfill_body["id"] = Value::String(backfill_id.clone());
-    with.log.append(&[&atrium_gen::log::definition_record(
+    with.log.append(&[&atrium_gen::harness::definition_record(
         DefinitionKind::Segment,
         &backfill_id,
         backfill_body,
@@ -324,7 +324,7 @@ fn stream_history(log: &SegmentedLog, events: usize, seed: u64) -> anyhow::Resul
         Ok(())
     };
     for event in atrium_gen::Generator::new(config) {
-        let (payloads, received) = atrium_gen::log::log_payloads(event)?;
+        let (payloads, received) = atrium_gen::harness::log_payloads(event)?;
         last_ms = last_ms.max(received);
         batch.extend(payloads);
         if batch.len() >= 1_000 {
@@ -452,7 +452,7 @@ fn run_backfill(args: &SegmentsBenchArgs) -> anyhow::Result<()> {
         "computed trait on a frequent event (Product Viewed count, 7 days)",
     ));
     for (step, (kind, id, body, what)) in definitions.into_iter().enumerate() {
-        log.append(&[&atrium_gen::log::definition_record(
+        log.append(&[&atrium_gen::harness::definition_record(
             kind,
             &id,
             body,

@@ -1,5 +1,6 @@
-//! Generated events as the log holds them, for benchmarks and harnesses that apply history
-//! without the HTTP layer: normalized as collection would, and definition records.
+//! What benchmarks and harnesses need around generated events when they apply history without
+//! the HTTP layer: events as log payloads (normalized as collection would), definition records,
+//! and the process's CPU time.
 
 use atrium_collect::CollectError;
 use atrium_types::{
@@ -51,4 +52,26 @@ pub fn definition_record(kind: DefinitionKind, key: &str, body: Value, at_ms: i6
         version: 1,
         at: format_timestamp_ms(at_ms),
     })
+}
+
+/// User + system CPU seconds this process has used so far (`/proc/self/stat`); `NaN` where it
+/// cannot be read.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // The fields after the command name (in parentheses, and it may hold spaces).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name and state.
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // Clock ticks: USER_HZ is 100 on every Linux target.
+    (ticks(11) + ticks(12)) / 100.0
 }
