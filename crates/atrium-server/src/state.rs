@@ -201,6 +201,7 @@ impl AppState {
             store.clone(),
             &pipeline,
         )?);
+        warehouse.warm_graph();
         let recs = Arc::new(
             atrium_recserve::RecService::open(
                 log.clone(),

@@ -8,7 +8,9 @@
 //! between two background rebuilds the refresher pauses [`REFRESH_PAUSE_FACTOR`] times the
 //! rebuild's own duration, so refreshing never takes more than a fifth of a core. A snapshot
 //! older than an erase record the materializer has met is never served stale: erased profiles
-//! leave SQL before the erase record's rows are reported gone.
+//! leave SQL before the erase record's rows are reported gone. The server reads the first
+//! snapshot in the background at start ([`Snapshots::warm`]); a query arriving before it is
+//! done waits for that read instead of starting a second one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -21,7 +23,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::WarehouseError;
 
@@ -123,6 +125,8 @@ pub(crate) struct Snapshots {
     store: Option<Arc<Store>>,
     sync_rebuild: Duration,
     state: Mutex<State>,
+    /// Signalled when a background read ends.
+    refreshed: Condvar,
 }
 
 #[derive(Default)]
@@ -140,6 +144,15 @@ impl Snapshots {
             store,
             sync_rebuild,
             state: Mutex::new(State::default()),
+            refreshed: Condvar::new(),
+        }
+    }
+
+    /// Starts reading the first snapshot in the background (no-op once there is one).
+    pub(crate) fn warm(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        if state.current.is_none() {
+            self.start_refresh(&mut state);
         }
     }
 
@@ -150,6 +163,9 @@ impl Snapshots {
             None => 0,
         };
         let mut state = self.state.lock();
+        while state.current.is_none() && state.refreshing {
+            self.refreshed.wait(&mut state);
+        }
         if let Some(snapshot) = state.current.clone() {
             if snapshot.offset == offset {
                 return Ok(snapshot);
@@ -190,6 +206,7 @@ impl Snapshots {
         let built = GraphSnapshot::build(self.store.as_deref());
         let mut state = self.state.lock();
         state.refreshing = false;
+        self.refreshed.notify_all();
         match built {
             Ok(snapshot) => {
                 tracing::debug!(

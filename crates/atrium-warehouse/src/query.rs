@@ -111,6 +111,12 @@ impl Warehouse {
         self.graph.current()
     }
 
+    /// Reads the first graph snapshot in the background, so the first query does not wait for
+    /// it (a server calls this at start).
+    pub fn warm_graph(&self) {
+        self.graph.warm();
+    }
+
     /// A DataFusion session over a consistent snapshot of every table.
     pub fn session(&self) -> Result<SessionContext, WarehouseError> {
         let config = SessionConfig::new()
