@@ -52,11 +52,7 @@ pub enum SqlError {
 
 /// The SQL text of `compiled` evaluated at `now_ms` (see the module docs).
 pub fn compile_sql(compiled: &Compiled, now_ms: i64) -> Result<String, SqlError> {
-    let mut builder = Builder {
-        now: now_ms,
-        ctes: Vec::new(),
-        joins: Vec::new(),
-    };
+    let mut builder = Builder::new(now_ms);
     let predicate = builder.node(&compiled.root)?;
     let mut sql = String::new();
     let _ = writeln!(
@@ -105,11 +101,7 @@ fn rfm_inputs_select(counted: &str, revenue: &str, now: i64) -> String {
 /// id. The population [`crate::rfm_quintiles`] reads. Errors name the definition's path
 /// (`/window`: `since_entry`; `/where`: a filter that needs a time).
 pub fn compile_rfm_inputs_sql(definition: &CompiledTrait, now_ms: i64) -> Result<String, SqlError> {
-    let builder = Builder {
-        now: now_ms,
-        ctes: Vec::new(),
-        joins: Vec::new(),
-    };
+    let builder = Builder::new(now_ms);
     let matches = matcher_sql("/where", &definition.matcher, "e")?;
     let window = builder.window_sql("/window", definition.spec.window, "e.t")?;
     let counted = format!("{matches} AND {window}");
@@ -365,6 +357,14 @@ fn time_bound(bound: TimeValue, zone: &str) -> String {
 }
 
 impl Builder {
+    fn new(now: i64) -> Builder {
+        Builder {
+            now,
+            ctes: Vec::new(),
+            joins: Vec::new(),
+        }
+    }
+
     fn alias(&self) -> String {
         format!("n{}", self.joins.len() + 1)
     }

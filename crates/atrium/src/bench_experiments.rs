@@ -430,12 +430,8 @@ fn median(values: &mut [f64]) -> f64 {
 fn append_normalized(log: &atrium_log::SegmentedLog, batch: &[Value]) -> anyhow::Result<()> {
     use atrium_log::EventLog;
 
-    let source = atrium_types::SourceConfig {
-        name: "web".into(),
-        channel: atrium_types::Channel::Web,
-    };
     let normalized = atrium_collect::normalize_events(
-        &source,
+        &atrium_gen::harness::source_config("web"),
         atrium_types::Clock::now_ms(&atrium_types::SystemClock),
         None,
         batch,

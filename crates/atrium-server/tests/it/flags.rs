@@ -8,16 +8,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// PUTs a definition, asserts 202, and waits until the pipeline applied it.
-pub(crate) async fn put_applied(server: &TestServer, path: &str, body: &Value) -> Value {
-    let (status, written) = server.admin_put(path, body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{path}: {written}");
-    server
-        .wait_applied(written["min_offset"].as_u64().expect("min_offset"))
-        .await;
-    written
-}
-
 async fn features(server: &TestServer, client_key: &str) -> reqwest::Response {
     server
         .client

@@ -260,3 +260,13 @@ pub fn metric(text: &str, name: &str) -> f64 {
         })
         .unwrap_or_else(|| panic!("metric {name} not found"))
 }
+
+/// PUTs a definition, asserts 202, and waits until the pipeline applied it.
+pub async fn put_applied(server: &TestServer, path: &str, body: &Value) -> Value {
+    let (status, written) = server.admin_put(path, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{path}: {written}");
+    server
+        .wait_applied(written["min_offset"].as_u64().expect("min_offset"))
+        .await;
+    written
+}

@@ -48,12 +48,21 @@ fn orders(users: i64, now: i64) -> Value {
     json!({ "batch": batch })
 }
 
-async fn put_and_wait(server: &TestServer, path: &str, body: &Value) {
-    let (status, written) = server.admin_put(path, body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{path}: {written}");
+/// A server (RFM schedule every `period` seconds, 0: never) holding `users` customers' orders,
+/// with the quintile RFM trait `rfm_q` defined.
+async fn shop_with_quintile_trait(period: u64, users: i64) -> TestServer {
+    let server =
+        TestServer::start_with(move |config| config.segments.rfm_period_seconds = period).await;
+    let (status, body, _) = server.ingest("/v1/batch", &orders(users, now_ms())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.catch_up().await;
+    put_applied(
+        &server,
+        "/v1/computed-traits/rfm_q",
+        &json!({"kind": "rfm", "rfm": {"quintiles": true}}),
+    )
+    .await;
     server
-        .wait_applied(written["min_offset"].as_u64().unwrap())
-        .await;
 }
 
 async fn trait_value(server: &TestServer, user: &str, key: &str) -> Value {
@@ -82,17 +91,7 @@ fn assert_close(actual: &Value, expected: [f64; 4]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quintile_rfm_scores_are_recomputed_across_profiles() {
-    let server = TestServer::start_with(|config| config.segments.rfm_period_seconds = 0).await;
-    let (status, body, _) = server.ingest("/v1/batch", &orders(25, now_ms())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    server.catch_up().await;
-
-    put_and_wait(
-        &server,
-        "/v1/computed-traits/rfm_q",
-        &json!({"kind": "rfm", "rfm": {"quintiles": true}}),
-    )
-    .await;
+    let server = shop_with_quintile_trait(0, 25).await;
     // Not computed yet: null for everyone.
     assert_eq!(trait_value(&server, "u_1", "rfm_q").await, Value::Null);
 
@@ -161,7 +160,7 @@ async fn quintile_rfm_scores_are_recomputed_across_profiles() {
         error["message"].as_str().unwrap().contains("`nope`"),
         "{error}"
     );
-    put_and_wait(
+    put_applied(
         &server,
         "/v1/computed-traits/ltv",
         &json!({"kind": "lifetime_value"}),
@@ -179,7 +178,7 @@ async fn quintile_rfm_scores_are_recomputed_across_profiles() {
             .contains("is a `lifetime_value` trait, not `rfm`"),
         "{error}"
     );
-    put_and_wait(
+    put_applied(
         &server,
         "/v1/computed-traits/rfm_fixed",
         &json!({"kind": "rfm", "rfm": {"recency_days": [1, 7, 30, 90], "frequency": [1, 2, 5, 10], "monetary": [50, 100, 500, 1000]}}),
@@ -225,16 +224,7 @@ async fn quintile_rfm_scores_are_recomputed_across_profiles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_computes_new_quintile_traits() {
-    let server = TestServer::start_with(|config| config.segments.rfm_period_seconds = 1).await;
-    let (status, body, _) = server.ingest("/v1/batch", &orders(5, now_ms())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    server.catch_up().await;
-    put_and_wait(
-        &server,
-        "/v1/computed-traits/rfm_q",
-        &json!({"kind": "rfm", "rfm": {"quintiles": true}}),
-    )
-    .await;
+    let server = shop_with_quintile_trait(1, 5).await;
     let deadline = Instant::now() + DEADLINE;
     let computed = loop {
         let (status, stored) = server.admin_get("/v1/computed-traits/rfm_q").await;

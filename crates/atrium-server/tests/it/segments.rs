@@ -14,14 +14,6 @@ fn order(user: &str, order_id: &str, revenue: f64) -> Value {
            "properties": {"order_id": order_id, "revenue": revenue, "currency": "USD"}})
 }
 
-async fn put_and_wait(server: &TestServer, path: &str, body: &Value) {
-    let (status, written) = server.admin_put(path, body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{path}: {written}");
-    server
-        .wait_applied(written["min_offset"].as_u64().unwrap())
-        .await;
-}
-
 async fn members(server: &TestServer, segment: &str) -> Vec<String> {
     let (status, page) = server
         .admin_get(&format!("/v1/segments/{segment}/members"))
@@ -53,7 +45,7 @@ async fn segments_backfill_update_in_real_time_and_explain_themselves() {
         assert_eq!(status, StatusCode::OK);
     }
     server.catch_up().await;
-    put_and_wait(
+    put_applied(
         &server,
         "/v1/computed-traits/ltv",
         &json!({"kind": "lifetime_value"}),
@@ -101,7 +93,7 @@ async fn segments_backfill_update_in_real_time_and_explain_themselves() {
     assert_eq!(replayed["engine"], "replay");
     assert_eq!(replayed["count"], 1);
     assert_eq!(replayed["sample"], preview["sample"]);
-    put_and_wait(&server, "/v1/segments/big_spender", &big_spender).await;
+    put_applied(&server, "/v1/segments/big_spender", &big_spender).await;
 
     let u_1 = profile_id(&server, "user_id:u_1").await;
     let u_2 = profile_id(&server, "user_id:u_2").await;
@@ -268,13 +260,13 @@ async fn bad_segment_definitions_get_precise_errors() {
         )
         .await;
     assert_error(status, &body, 400, "invalid_definition");
-    put_and_wait(
+    put_applied(
         &server,
         "/v1/segments/b",
         &json!({"condition": {"op": "performed", "event": "X"}}),
     )
     .await;
-    put_and_wait(
+    put_applied(
         &server,
         "/v1/segments/a",
         &json!({"condition": {"op": "in_segment", "id": "b"}}),

@@ -6,7 +6,6 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::flags::put_applied;
 use crate::harness::*;
 
 const USERS: usize = 40;

@@ -373,13 +373,21 @@ fn reference_members(
     members
 }
 
-proptest! {
-    // 24 cases by default (about 15 s in a debug build); `PROPTEST_CASES=500` for a longer run.
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(24),
+/// `default` cases unless `PROPTEST_CASES` says otherwise; shrinking bounded.
+fn cases_from_env(default: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(default),
         max_shrink_iters: 200,
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+proptest! {
+    // 24 cases by default (about 15 s in a debug build); `PROPTEST_CASES=500` for a longer run.
+    #![proptest_config(cases_from_env(24))]
 
     /// Random segment trees × random histories (merges through identify and alias, late
     /// events, times on window edges): at several times the compiled SQL over the warehouse
@@ -496,11 +504,7 @@ fn sql_rfm_inputs(warehouse: &Warehouse, sql: &str) -> BTreeMap<String, [f64; 3]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(16),
-        max_shrink_iters: 200,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(cases_from_env(16))]
 
     /// The RFM inputs the quintile recompute reads from the warehouse are, for every profile
     /// with a counted order, the reference evaluator's days since the last order, order count
