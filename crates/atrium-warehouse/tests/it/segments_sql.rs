@@ -4,7 +4,6 @@
 //! query (`atrium_segments::compile_rfm_inputs_sql`) reads the evaluator's per-profile values.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use atrium_log::EventLog;
 use atrium_segments::{
@@ -15,9 +14,9 @@ use atrium_types::{
     Channel, ControlRecord, DefinitionKind, LogRecord, SourceConfig, format_timestamp_ms,
     parse_timestamp_ms,
 };
+use atrium_warehouse::Warehouse;
 use atrium_warehouse::datafusion::arrow::array::{Array, AsArray};
 use atrium_warehouse::datafusion::arrow::datatypes::Float64Type;
-use atrium_warehouse::{SqlLimits, Warehouse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -283,13 +282,7 @@ fn control(harness: &Harness, record: &ControlRecord) {
 }
 
 fn sql_members(warehouse: &Warehouse, sql: &str) -> BTreeSet<String> {
-    let limits = SqlLimits {
-        timeout: Duration::from_secs(60),
-        max_rows: 100_000,
-    };
-    let output = warehouse
-        .sql(sql, &limits)
-        .unwrap_or_else(|error| panic!("{error}\n{sql}"));
+    let output = crate::query(warehouse, sql);
     let mut members = BTreeSet::new();
     for batch in &output.batches {
         let column = batch.column(0).as_string::<i32>();
@@ -467,13 +460,7 @@ proptest! {
 
 /// Each profile's RFM inputs from `compile_rfm_inputs_sql`, by profile id.
 fn sql_rfm_inputs(warehouse: &Warehouse, sql: &str) -> BTreeMap<String, [f64; 3]> {
-    let limits = SqlLimits {
-        timeout: Duration::from_secs(60),
-        max_rows: 100_000,
-    };
-    let output = warehouse
-        .sql(sql, &limits)
-        .unwrap_or_else(|error| panic!("{error}\n{sql}"));
+    let output = crate::query(warehouse, sql);
     let mut inputs = BTreeMap::new();
     for batch in &output.batches {
         let ids = batch
