@@ -32,8 +32,8 @@ use atrium_segments::codec::{Reader, Writer};
 use atrium_segments::{
     Catalog, Change, ChangeKind, CodecError, Compiled, CompiledTrait, ComputedTraitDefinition,
     Definition, EventView, ProfileState, TraitState, decode_profile_state, decode_trait_state,
-    encode_profile_state, encode_trait_state, on_event, on_profile, on_timer, validate,
-    validate_computed_trait,
+    encode_profile_state, encode_trait_state, on_event, on_profile, on_timer, profile_state_member,
+    validate, validate_computed_trait,
 };
 use atrium_store::{ReadTables, StoreError, WriteTables};
 use atrium_types::{DefinitionKind, LogRecord, format_timestamp_ms, parse_timestamp_ms};
@@ -65,7 +65,14 @@ pub struct ProfileSegmentState {
 }
 
 /// First byte of a binary `segment_states` row (JSON rows of earlier versions start with `{`).
-const ROW_VERSION: u8 = 1;
+/// Version 2 front-codes the definition ids; version 1 rows (ids written in full) are still
+/// read.
+const ROW_VERSION: u8 = 2;
+const ROW_VERSION_FULL_IDS: u8 = 1;
+
+fn is_binary_row(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(&ROW_VERSION | &ROW_VERSION_FULL_IDS))
+}
 
 fn row_error(error: CodecError) -> StoreError {
     StoreError::Decode {
@@ -80,14 +87,17 @@ impl ProfileSegmentState {
     /// Layout of a row (the binary form of `atrium_segments::codec`): the version byte, the
     /// profile id (once, not in every state), then for segments and for computed traits a
     /// count and, in id order, `id, timer, length, state`; then timers without a state (none
-    /// are written today). Rows written as JSON by earlier versions are still read.
+    /// are written today). Ids are front-coded within each list: the length of the prefix
+    /// shared with the previous id, then the rest (version 1 rows hold whole ids). Rows
+    /// written as JSON by earlier versions are still read.
     pub fn decode(bytes: &[u8]) -> Result<ProfileSegmentState, StoreError> {
-        if bytes.first() != Some(&ROW_VERSION) {
+        if !is_binary_row(bytes) {
             return decode_legacy_row(bytes);
         }
-        let (profile_id, entries) = parse_row(bytes)?;
         let mut state = ProfileSegmentState::default();
-        for entry in entries {
+        // The profile id precedes every entry; read it first for the states' decoding.
+        let profile_id = Reader::new(&bytes[1..]).str().map_err(row_error)?;
+        parse_row(bytes, |entry| {
             let id = entry.id.to_owned();
             match entry.list {
                 List::Segments => {
@@ -110,7 +120,8 @@ impl ProfileSegmentState {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(state)
     }
 }
@@ -139,49 +150,64 @@ struct RowEntry<'a> {
     state: Option<Range<usize>>,
 }
 
-/// Parses a binary row (see [`ProfileSegmentState::decode`]) into the profile id and the
-/// entries, segments first, each list in id order (timers without a state last).
-fn parse_row(bytes: &[u8]) -> Result<(&str, Vec<RowEntry<'_>>), StoreError> {
+/// Parses a binary row (see [`ProfileSegmentState::decode`]): gives `visit` the entries,
+/// segments first, each list in id order (timers without a state last), and returns the
+/// profile id.
+fn parse_row<'a>(
+    bytes: &'a [u8],
+    mut visit: impl FnMut(RowEntry<'_>) -> Result<(), StoreError>,
+) -> Result<&'a str, StoreError> {
+    let front_coded = bytes.first() == Some(&ROW_VERSION);
     let mut reader = Reader::new(&bytes[1..]);
-    let parsed = (|| -> Result<(&str, Vec<RowEntry<'_>>), CodecError> {
-        let profile_id = reader.str()?;
-        let mut entries = Vec::new();
-        for list in [List::Segments, List::Traits] {
-            let count = reader.len()?;
-            entries.reserve(count);
-            for _ in 0..count {
-                let id = reader.str()?;
-                let timer = reader.opt_i64()?;
-                let length = reader.len()?;
-                let start = 1 + reader.position();
-                reader.take(length)?;
-                entries.push(RowEntry {
-                    list,
-                    id,
-                    timer,
-                    state: Some(start..start + length),
-                });
+    let profile_id = reader.str().map_err(row_error)?;
+    // The current id of the list being read (front-coded rows).
+    let mut id = String::new();
+    let next_id =
+        |reader: &mut Reader<'a>, id: &mut String, first: bool| -> Result<(), CodecError> {
+            if first {
+                id.clear();
             }
-        }
-        for list in [List::Segments, List::Traits] {
-            let count = reader.len()?;
-            for _ in 0..count {
-                let id = reader.str()?;
-                let timer = Some(reader.i64()?);
-                entries.push(RowEntry {
-                    list,
-                    id,
-                    timer,
-                    state: None,
-                });
+            let shared = if front_coded { reader.len()? } else { 0 };
+            if shared > id.len() || !id.is_char_boundary(shared) {
+                return Err(reader.error("bad shared id prefix"));
             }
+            id.truncate(shared);
+            id.push_str(reader.str()?);
+            Ok(())
+        };
+    for list in [List::Segments, List::Traits] {
+        let count = reader.len().map_err(row_error)?;
+        for index in 0..count {
+            next_id(&mut reader, &mut id, index == 0).map_err(row_error)?;
+            let timer = reader.opt_i64().map_err(row_error)?;
+            let length = reader.len().map_err(row_error)?;
+            let start = 1 + reader.position();
+            reader.take(length).map_err(row_error)?;
+            visit(RowEntry {
+                list,
+                id: &id,
+                timer,
+                state: Some(start..start + length),
+            })?;
         }
-        if !reader.is_empty() {
-            return Err(reader.error("trailing bytes"));
+    }
+    for list in [List::Segments, List::Traits] {
+        let count = reader.len().map_err(row_error)?;
+        for index in 0..count {
+            next_id(&mut reader, &mut id, index == 0).map_err(row_error)?;
+            let timer = Some(reader.i64().map_err(row_error)?);
+            visit(RowEntry {
+                list,
+                id: &id,
+                timer,
+                state: None,
+            })?;
         }
-        Ok((profile_id, entries))
-    })();
-    parsed.map_err(row_error)
+    }
+    if !reader.is_empty() {
+        return Err(row_error(reader.error("trailing bytes")));
+    }
+    Ok(profile_id)
 }
 
 /// The compiled definitions, kept in memory and in step with the `definitions` table.
@@ -380,17 +406,16 @@ impl Cached {
                 stored_timer = Some(stored_timer.map_or(timer, |held| held.min(timer)));
             }
         };
-        if row.first() == Some(&ROW_VERSION) {
-            let (_, entries) = parse_row(&row)?;
+        if is_binary_row(&row) {
             let (mut segment_hint, mut trait_hint) = (0, 0);
-            for entry in entries {
+            parse_row(&row, |entry| {
                 earliest(entry.timer);
                 match entry.list {
                     List::Segments => {
                         let Some(position) =
                             position_of(&catalog.segment_list, &mut segment_hint, entry.id)
                         else {
-                            continue;
+                            return Ok(());
                         };
                         if entry.timer.is_some() {
                             cached.segment_timers[position] = entry.timer;
@@ -403,7 +428,7 @@ impl Cached {
                         let Some(position) =
                             position_of(&catalog.trait_list, &mut trait_hint, entry.id)
                         else {
-                            continue;
+                            return Ok(());
                         };
                         if entry.timer.is_some() {
                             cached.trait_timers[position] = entry.timer;
@@ -413,7 +438,8 @@ impl Cached {
                         }
                     }
                 }
-            }
+                Ok(())
+            })?;
         } else if !row.is_empty() {
             let legacy = decode_legacy_row(&row)?;
             let mut hint = 0;
@@ -469,6 +495,16 @@ impl Cached {
         })
     }
 
+    /// Whether the profile is a member of the segment at `position`, as its state says (the
+    /// state and `segment_members` change together), without decoding a state not decoded yet.
+    fn segment_member(&self, position: usize) -> Result<bool, StoreError> {
+        match &self.segments[position] {
+            Slot::Absent => Ok(false),
+            Slot::Raw(range) => profile_state_member(&self.row[range.clone()]).map_err(row_error),
+            Slot::Decoded(state) => Ok(state.member),
+        }
+    }
+
     fn trait_mut(&mut self, position: usize) -> Result<Option<&mut TraitState>, StoreError> {
         if let Slot::Raw(range) = &self.traits[position] {
             let decoded = decode_trait_state(&self.row[range.clone()]).map_err(row_error)?;
@@ -507,9 +543,17 @@ impl Cached {
             && self.next_timer().is_none()
     }
 
-    /// The row to store (see [`ProfileSegmentState::decode`]); `scratch` is reused.
-    fn encode(&self, catalog: &SegmentCatalog, profile: &str, scratch: &mut Vec<u8>) -> Vec<u8> {
-        let mut writer = Writer::new(Vec::with_capacity(self.row.len() + 256));
+    /// The row to store (see [`ProfileSegmentState::decode`]), written into `out` (cleared
+    /// first); `scratch` is reused.
+    fn encode(
+        &self,
+        catalog: &SegmentCatalog,
+        profile: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let mut writer = Writer::new(std::mem::take(out));
         writer.u8(ROW_VERSION);
         writer.str(profile);
         // Segments, then computed traits, in id order (= catalog order).
@@ -519,33 +563,41 @@ impl Cached {
             .filter(|slot| slot.is_present())
             .count();
         writer.u64(present as u64);
+        let mut previous = "";
         for (position, slot) in self.segments.iter().enumerate() {
             let id = &catalog.segment_list[position].0;
             let timer = self.segment_timers[position];
             match slot {
-                Slot::Absent => {}
-                Slot::Raw(range) => write_slot(&mut writer, id, timer, &self.row[range.clone()]),
+                Slot::Absent => continue,
+                Slot::Raw(range) => {
+                    write_slot(&mut writer, previous, id, timer, &self.row[range.clone()])
+                }
                 Slot::Decoded(state) => {
                     scratch.clear();
                     encode_profile_state(state, scratch);
-                    write_slot(&mut writer, id, timer, scratch);
+                    write_slot(&mut writer, previous, id, timer, scratch);
                 }
             }
+            previous = id;
         }
         let present = self.traits.iter().filter(|slot| slot.is_present()).count();
         writer.u64(present as u64);
+        let mut previous = "";
         for (position, slot) in self.traits.iter().enumerate() {
             let id = &catalog.trait_list[position].0;
             let timer = self.trait_timers[position];
             match slot {
-                Slot::Absent => {}
-                Slot::Raw(range) => write_slot(&mut writer, id, timer, &self.row[range.clone()]),
+                Slot::Absent => continue,
+                Slot::Raw(range) => {
+                    write_slot(&mut writer, previous, id, timer, &self.row[range.clone()])
+                }
                 Slot::Decoded(state) => {
                     scratch.clear();
                     encode_trait_state(state, scratch);
-                    write_slot(&mut writer, id, timer, scratch);
+                    write_slot(&mut writer, previous, id, timer, scratch);
                 }
             }
+            previous = id;
         }
         // Timers without a state.
         write_orphan_timers(
@@ -557,12 +609,26 @@ impl Cached {
         write_orphan_timers(&mut writer, &self.traits, &self.trait_timers, |position| {
             &catalog.trait_list[position].0
         });
-        writer.bytes
+        *out = writer.bytes;
     }
 }
 
-fn write_slot(writer: &mut Writer, id: &str, timer: Option<i64>, state: &[u8]) {
-    writer.str(id);
+/// Writes `id` front-coded after `previous` (the list's previous id, `""` for the first).
+fn write_id(writer: &mut Writer, previous: &str, id: &str) {
+    let mut shared = previous
+        .bytes()
+        .zip(id.bytes())
+        .take_while(|(left, right)| left == right)
+        .count();
+    while !id.is_char_boundary(shared) {
+        shared -= 1;
+    }
+    writer.u64(shared as u64);
+    writer.str(&id[shared..]);
+}
+
+fn write_slot(writer: &mut Writer, previous: &str, id: &str, timer: Option<i64>, state: &[u8]) {
+    write_id(writer, previous, id);
     writer.opt_i64(timer);
     writer.u64(state.len() as u64);
     writer.raw(state);
@@ -581,9 +647,12 @@ fn write_orphan_timers<'a, S>(
             .filter(|(position, timer)| timer.is_some() && !slots[*position].is_present())
     };
     writer.u64(orphans().count() as u64);
+    let mut previous = "";
     for (position, timer) in orphans() {
-        writer.str(id_of(position));
+        let id = id_of(position);
+        write_id(writer, previous, id);
         writer.i64(timer.expect("filtered"));
+        previous = id;
     }
 }
 
@@ -706,7 +775,8 @@ impl SegmentEngine {
     pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
         let mut entries: Vec<(String, Cached)> = self.cache.drain().collect();
         entries.sort_by(|left, right| left.0.cmp(&right.0));
-        let mut scratch = Vec::new();
+        // One buffer for every row and one for every state: no allocation per row.
+        let (mut row, mut scratch) = (Vec::new(), Vec::new());
         for (profile, cached) in entries {
             let timer = cached.next_timer();
             tables.replace_segment_timer(&profile, cached.stored_timer, timer)?;
@@ -715,7 +785,7 @@ impl SegmentEngine {
                     tables.remove_segment_state(&profile)?;
                 }
             } else {
-                let row = cached.encode(&self.catalog, &profile, &mut scratch);
+                cached.encode(&self.catalog, &profile, &mut row, &mut scratch);
                 tables.put_segment_state(&profile, &row)?;
             }
         }
@@ -1000,9 +1070,14 @@ impl SegmentEngine {
             .map(|(view, _)| self.catalog.by_event.get(view.name))
             .collect();
         let traits = profile_traits(tables, survivor)?;
-        // The rebuilt states by catalog position, and the survivor's memberships before and
-        // after.
+        // The survivor's memberships before the merge, as its states say.
         let segment_count = self.catalog.segment_list.len();
+        let previous = load_cached(&mut self.cache, &self.catalog, tables, survivor.as_str())?;
+        let mut was_member = Vec::with_capacity(segment_count);
+        for position in 0..segment_count {
+            was_member.push(previous.segment_member(position)?);
+        }
+        // The rebuilt states by catalog position, and the survivor's memberships after.
         let mut segments = Vec::with_capacity(segment_count);
         let mut segment_timers = Vec::with_capacity(segment_count);
         let mut changes = Vec::new();
@@ -1016,8 +1091,7 @@ impl SegmentEngine {
             on_profile(compiled, &mut state, &traits, now_ms);
             let outcome = on_timer(compiled, &mut state, now_ms);
             segment_timers.push(outcome.next_timer_ms);
-            let was = tables.segment_member(id, survivor.as_str())?.is_some();
-            if was != state.member {
+            if was_member[position] != state.member {
                 changes.push(membership_change(id, state.member, now_ms));
             }
             segments.push(Slot::Decoded(state));
@@ -1060,9 +1134,7 @@ impl SegmentEngine {
         let cached = load_cached(cache, catalog, tables, profile.as_str())?;
         let mut member_of = Vec::new();
         for (position, (id, _)) in catalog.segment_list.iter().enumerate() {
-            if let Some(state) = cached.segment_mut(position, profile.as_str())?
-                && state.member
-            {
+            if cached.segment_member(position)? {
                 member_of.push(id.clone());
             }
         }
@@ -1497,9 +1569,65 @@ pub fn preview(
 
 #[cfg(test)]
 mod tests {
+    use atrium_segments::codec::Writer;
     use serde_json::json;
 
-    use super::DerivedEvent;
+    use super::{DerivedEvent, List, ROW_VERSION, ROW_VERSION_FULL_IDS, parse_row, write_slot};
+
+    /// An entry as `parse_row` gives it: list, id, timer, state bytes (`None`: timer only).
+    type Seen = (List, String, Option<i64>, Option<Vec<u8>>);
+
+    /// The profile id and entries of a row.
+    fn entries(row: &[u8]) -> (String, Vec<Seen>) {
+        let mut seen = Vec::new();
+        let profile = parse_row(row, |entry| {
+            let state = entry.state.map(|range| row[range].to_vec());
+            seen.push((entry.list, entry.id.to_owned(), entry.timer, state));
+            Ok(())
+        })
+        .unwrap();
+        (profile.to_owned(), seen)
+    }
+
+    /// Front-coded ids (version 2) read back as the whole ids a version 1 row holds, including
+    /// ids whose common bytes end inside a character.
+    #[test]
+    fn front_coded_ids_read_like_whole_ids() {
+        let segments = ["bench_001", "bench_002", "bench_010", "zé", "zê", "zêa"];
+        let traits = ["a", "ab", "b"];
+        let mut rows = Vec::new();
+        for version in [ROW_VERSION_FULL_IDS, ROW_VERSION] {
+            let mut writer = Writer::new(Vec::new());
+            writer.u8(version);
+            writer.str("profile-1");
+            for ids in [&segments[..], &traits[..]] {
+                writer.u64(ids.len() as u64);
+                let mut previous = "";
+                for (index, id) in ids.iter().enumerate() {
+                    let state = [index as u8; 3];
+                    let timer = (index % 2 == 0).then_some(index as i64 * 1_000);
+                    if version == ROW_VERSION {
+                        write_slot(&mut writer, previous, id, timer, &state);
+                    } else {
+                        writer.str(id);
+                        writer.opt_i64(timer);
+                        writer.u64(state.len() as u64);
+                        writer.raw(&state);
+                    }
+                    previous = id;
+                }
+            }
+            writer.u64(0);
+            writer.u64(0);
+            rows.push(writer.bytes);
+        }
+        let (full, front_coded) = (entries(&rows[0]), entries(&rows[1]));
+        assert_eq!(full, front_coded);
+        assert_eq!(full.0, "profile-1");
+        let ids: Vec<&str> = full.1.iter().map(|entry| entry.1.as_str()).collect();
+        assert_eq!(ids, [&segments[..], &traits[..]].concat());
+        assert!(rows[1].len() < rows[0].len());
+    }
 
     /// The hand-written JSON equals what `serde_json` makes of the same members.
     #[test]

@@ -32,9 +32,15 @@ fn write_entries(writer: &mut Writer, entries: &[Entry]) {
     }
 }
 
+/// Room for one more element than decoded: a state is decoded to take an event, and a list
+/// decoded at its exact length would be copied into a new allocation by that first insert.
+fn with_spare<T>(count: usize) -> Vec<T> {
+    Vec::with_capacity(count + 1)
+}
+
 fn read_entries(reader: &mut Reader<'_>) -> Result<Vec<Entry>, CodecError> {
     let count = reader.len()?;
-    let mut entries = Vec::with_capacity(count);
+    let mut entries = with_spare(count);
     let (mut time, mut seq) = (0i64, 0i64);
     for _ in 0..count {
         time = time.wrapping_add(reader.i64()?);
@@ -205,7 +211,7 @@ fn write_times(writer: &mut Writer, times: &[i64]) {
 
 fn read_times(reader: &mut Reader<'_>) -> Result<Vec<i64>, CodecError> {
     let count = reader.len()?;
-    let mut times = Vec::with_capacity(count);
+    let mut times = with_spare(count);
     let mut previous = 0i64;
     for _ in 0..count {
         previous = previous.wrapping_add(reader.i64()?);
@@ -235,7 +241,7 @@ fn write_keyed(writer: &mut Writer, list: &[Keyed]) {
 
 fn read_keyed(reader: &mut Reader<'_>) -> Result<Vec<Keyed>, CodecError> {
     let count = reader.len()?;
-    let mut list = Vec::with_capacity(count);
+    let mut list = with_spare(count);
     let mut previous = 0i64;
     for _ in 0..count {
         previous = previous.wrapping_add(reader.i64()?);
@@ -355,6 +361,14 @@ pub fn encode_profile_state(state: &ProfileState, out: &mut Vec<u8>) {
         write_node(&mut writer, node);
     }
     *out = writer.bytes;
+}
+
+/// Whether a segment's state written by [`encode_profile_state`] says the profile is a member,
+/// read without decoding the rest.
+pub fn profile_state_member(bytes: &[u8]) -> Result<bool, CodecError> {
+    let mut reader = Reader::new(bytes);
+    reader.opt_i64()?;
+    reader.bool()
 }
 
 /// Decodes one segment's state written by [`encode_profile_state`]; the whole slice must be

@@ -60,6 +60,7 @@ use serde_json::{Value, json};
 
 pub use codec::{
     CodecError, decode_profile_state, decode_trait_state, encode_profile_state, encode_trait_state,
+    profile_state_member,
 };
 pub use computed::{CompiledTrait, TraitOutcome, TraitState};
 pub use condition::{lookup, lookup_trait};

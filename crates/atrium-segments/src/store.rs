@@ -215,8 +215,8 @@ impl Summary {
         }
         KEY.with_borrow_mut(|key| {
             key.clear();
-            serde_json::to_writer(&mut *key, value).expect("a JSON value serializes");
-            let key = std::str::from_utf8(key).expect("serde_json writes UTF-8");
+            write_json_key(key, value);
+            let key = std::str::from_utf8(key).expect("JSON text is UTF-8");
             if let Some(count) = self.counts.get_mut(key) {
                 *count += 1;
             } else if self.counts.len() < MAX_DISTINCT_VALUES {
@@ -234,6 +234,26 @@ impl Summary {
             Some(self.sum / self.numeric_count as f64)
         }
     }
+}
+
+/// Appends `value`'s JSON text as `serde_json` writes it; a string that needs no escape
+/// (the usual property value) is copied between quotes without going through the serializer.
+fn write_json_key(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(text) if !text.bytes().any(needs_escape) => {
+            out.reserve(text.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        _ => serde_json::to_writer(&mut *out, value).expect("a JSON value serializes"),
+    }
+}
+
+/// The bytes `serde_json` escapes in a string: the quote, the backslash and control characters
+/// below 0x20.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 /// The state of one event-measuring node.
@@ -352,6 +372,47 @@ impl Store {
         match self {
             Store::Summary(summary) => u64::from(summary.truncated),
             Store::Entries { dropped, .. } => *dropped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::write_json_key;
+
+    /// The fast path for plain strings writes what `serde_json` writes.
+    #[test]
+    fn json_keys_are_serde_json_text() {
+        let mut values: Vec<Value> = [
+            "",
+            "shoes",
+            "é 😀",
+            "</script>",
+            "a/b",
+            "\u{7f}",
+            "quote \"",
+            "back\\slash",
+            "tab\t",
+            "nul\u{0}",
+            "\u{1f}",
+            " ",
+        ]
+        .into_iter()
+        .map(Value::from)
+        .collect();
+        values.extend([
+            json!(1),
+            json!(1.5),
+            json!(true),
+            json!(["a", 1]),
+            json!({"k": "v"}),
+        ]);
+        for value in values {
+            let mut written = Vec::new();
+            write_json_key(&mut written, &value);
+            assert_eq!(written, serde_json::to_vec(&value).unwrap(), "{value:?}");
         }
     }
 }
