@@ -817,17 +817,17 @@ impl SegmentEngine {
             let SegmentEngine { catalog, cache, .. } = self;
             // An event no definition mentions changes nothing but time, which timers cover: a
             // profile that already has state is not even loaded.
-            let known = cache.contains_key(profile.as_str())
-                || tables.has_segment_state(profile.as_str())?;
             static NONE: Relevant = Relevant {
                 segments: Vec::new(),
                 traits: Vec::new(),
             };
             let relevant_here = catalog.by_event.get(view.name).unwrap_or(&NONE);
-            if known
-                && relevant_here.segments.is_empty()
+            let concerns_no_definition = relevant_here.segments.is_empty()
                 && relevant_here.traits.is_empty()
-                && !(traits_may_change && catalog.reads_traits)
+                && !(traits_may_change && catalog.reads_traits);
+            if concerns_no_definition
+                && (cache.contains_key(profile.as_str())
+                    || tables.has_segment_state(profile.as_str())?)
             {
                 return Ok(());
             }

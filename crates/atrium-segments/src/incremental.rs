@@ -20,7 +20,7 @@ use crate::EventView;
 use crate::condition::{CompiledCondition, lookup, lookup_trait, values_equal};
 use crate::model::{ConsentState, SubscriptionState};
 use crate::store::{CWindow, Entry, Store};
-use crate::validate::{CNode, Compiled, Kind};
+use crate::validate::{CMeasure, CNode, Compiled, Kind};
 use crate::{Change, ChangeKind, Outcome, bucket};
 
 /// The most times kept per sequence step, and events per side of a `not_followed_by`, for
@@ -583,10 +583,13 @@ pub(crate) fn eval(node: &CNode, state: &ProfileState, now: i64) -> bool {
             let NodeState::Measure(store) = &state.nodes[*slot] else {
                 return false;
             };
-            let summary = store.summary(spec, now, state.entry_ms);
-            measure
-                .of(&summary)
-                .is_some_and(|measured| cmp.operator.apply(measured, cmp.value))
+            let measured = match measure {
+                CMeasure::Distinct(_) => {
+                    Some(store.distinct_count(spec, now, state.entry_ms) as f64)
+                }
+                _ => measure.of(&store.summary(spec, now, state.entry_ms)),
+            };
+            measured.is_some_and(|measured| cmp.operator.apply(measured, cmp.value))
         }
         Kind::FirstLast { slot, .. } => matches!(
             &state.nodes[*slot],

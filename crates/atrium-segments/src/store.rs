@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -350,6 +351,48 @@ impl Store {
         }
     }
 
+    /// `summary(spec, now, entry_ms).counts.len()` (the distinct values of the entries inside
+    /// the window, by JSON text, at most [`MAX_DISTINCT_VALUES`]) without building the map: a
+    /// sliding window's values are written into one reused buffer, sorted and counted.
+    pub fn distinct_count(&self, spec: &StoreSpec, now: i64, entry_ms: Option<i64>) -> usize {
+        let entries = match self {
+            Store::Summary(summary) => return summary.counts.len(),
+            Store::Entries { .. } if !spec.tracks.counts => return 0,
+            Store::Entries { entries, .. } => entries,
+        };
+        thread_local! {
+            /// JSON texts of the values, and where each one is in the text.
+            static KEYS: std::cell::RefCell<(Vec<u8>, Vec<Range<usize>>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        KEYS.with_borrow_mut(|(text, ranges)| {
+            text.clear();
+            ranges.clear();
+            let mut push = |value: &Value| {
+                // As `Summary::count_value`: nulls are not values.
+                if !value.is_null() {
+                    let start = text.len();
+                    write_json_key(text, value);
+                    ranges.push(start..text.len());
+                }
+            };
+            for entry in entries {
+                if !spec.window.contains(entry.time, now, entry_ms) {
+                    continue;
+                }
+                match &entry.value {
+                    Value::Array(items) if spec.tracks.flatten_arrays => {
+                        items.iter().for_each(&mut push)
+                    }
+                    value => push(value),
+                }
+            }
+            ranges.sort_unstable_by(|left, right| text[left.clone()].cmp(&text[right.clone()]));
+            ranges.dedup_by(|right, left| text[right.clone()] == text[left.clone()]);
+            ranges.len().min(MAX_DISTINCT_VALUES)
+        })
+    }
+
     /// The next instant after `now` at which an entry enters or leaves the window.
     pub fn next_change(&self, spec: &StoreSpec, now: i64) -> Option<i64> {
         match self {
@@ -380,7 +423,63 @@ impl Store {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::write_json_key;
+    use super::{CWindow, Entry, StoreSpec, Tracks, write_json_key};
+
+    /// `distinct_count` counts what the summary's distinct-value map holds, for sliding and
+    /// fixed windows, with nulls, arrays (flattened or not) and values equal as numbers but
+    /// not as text.
+    #[test]
+    fn distinct_count_equals_the_summary_count() {
+        let values = [
+            json!("a"),
+            json!("b"),
+            json!("a"),
+            Value::Null,
+            json!(1),
+            json!(1.0),
+            json!(["a", "c"]),
+            json!(["a", null]),
+            json!("quote \""),
+            json!({"k": 1}),
+        ];
+        for flatten_arrays in [false, true] {
+            for window in [
+                CWindow::Last { length: 5_000 },
+                CWindow::BetweenAgo {
+                    from: 8_000,
+                    to: 2_000,
+                },
+                CWindow::AllTime,
+            ] {
+                let spec = StoreSpec {
+                    window,
+                    tracks: Tracks {
+                        ends: false,
+                        counts: true,
+                        flatten_arrays,
+                    },
+                    keep_newest: None,
+                };
+                let mut store = spec.new_store();
+                for (seq, value) in values.iter().enumerate() {
+                    let entry = Entry {
+                        time: seq as i64 * 1_000,
+                        seq: seq as u64,
+                        value: value.clone(),
+                    };
+                    store.insert(&spec, entry, 9_000, None);
+                }
+                for now in [9_000, 11_000, 30_000] {
+                    let expected = store.summary(&spec, now, None).counts.len();
+                    assert_eq!(
+                        store.distinct_count(&spec, now, None),
+                        expected,
+                        "{window:?} {now}"
+                    );
+                }
+            }
+        }
+    }
 
     /// The fast path for plain strings writes what `serde_json` writes.
     #[test]
