@@ -258,7 +258,9 @@ impl CompiledTrait {
         state.store.prune(&self.spec, now);
         let (value, next_timer_ms) = self.value_and_timer(&state.store, now, state.entry_ms);
         let changed = value != state.value;
-        state.value = value.clone();
+        if changed {
+            state.value = value.clone();
+        }
         TraitOutcome {
             value,
             changed,
