@@ -124,7 +124,7 @@ impl LiveState {
     pub fn apply(&mut self, offset: u64, payload: &[u8], hasher: Option<&IdentifierHasher>) {
         debug_assert!(offset >= self.next_offset);
         self.next_offset = offset + 1;
-        match LogRecord::decode(payload) {
+        match LogRecord::decode_keeping(payload, &LIVE_FIELDS) {
             Ok(LogRecord::Event(event)) => self.apply_event(&event),
             Ok(LogRecord::Control(ControlRecord::CatalogPut { items, .. })) => {
                 for (position, value) in items.iter().enumerate() {
@@ -326,6 +326,10 @@ impl LiveState {
         self.rankings_dirty
     }
 }
+
+/// The top-level event fields the live model reads; the rest of an event (its context above
+/// all) is skipped when decoding.
+const LIVE_FIELDS: [&str; 5] = ["event", "userId", "anonymousId", "timestamp", "properties"];
 
 /// `user_id:…` when the event has a user id, else `anonymous_id:…` (normalized like identity
 /// resolution does, so the key names an identifier of the visitor's profile graph).

@@ -145,8 +145,96 @@ impl LogRecord {
         Ok(LogRecord::Event(value))
     }
 
+    /// Decodes a record like [`LogRecord::decode`], except that an event keeps only its
+    /// top-level `keys` (and `type`): the other values are skipped without being built, which
+    /// is most of the decoding cost for a consumer that reads a few fields. Control records are
+    /// decoded in full.
+    pub fn decode_keeping(payload: &[u8], keys: &[&str]) -> Result<LogRecord, RecordError> {
+        use serde::Deserializer as _;
+        let mut deserializer = serde_json::Deserializer::from_slice(payload);
+        let map = deserializer
+            .deserialize_map(Keeping { keys })
+            .map_err(|error| {
+                if error.is_data() {
+                    RecordError::NotAnObject
+                } else {
+                    RecordError::Json(error)
+                }
+            })?;
+        deserializer.end()?;
+        let is_control = map
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|kind| kind.starts_with("atrium."));
+        if is_control {
+            return LogRecord::decode(payload);
+        }
+        Ok(LogRecord::Event(Value::Object(map)))
+    }
+
     pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
         serde_json::to_vec(record).expect("control records always serialize")
+    }
+}
+
+/// Collects the top-level entries of an object whose key is `type` or one of `keys`; a repeated
+/// key counts with its last occurrence, like serde_json's own maps.
+struct Keeping<'k> {
+    keys: &'k [&'k str],
+}
+
+impl<'de> serde::de::Visitor<'de> for Keeping<'_> {
+    type Value = serde_json::Map<String, Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kept = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(KeyIn { keys: self.keys })? {
+            match key {
+                Some(key) => {
+                    kept.insert(key.to_owned(), map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// A map key, as the kept key it equals (`type` or one of `keys`) or `None`, without
+/// allocating for the keys that are skipped.
+struct KeyIn<'k> {
+    keys: &'k [&'k str],
+}
+
+impl<'de, 'k> serde::de::DeserializeSeed<'de> for KeyIn<'k> {
+    type Value = Option<&'k str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'k> serde::de::Visitor<'de> for KeyIn<'k> {
+    type Value = Option<&'k str>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        if key == "type" {
+            return Ok(Some("type"));
+        }
+        Ok(self.keys.iter().copied().find(|kept| *kept == key))
     }
 }
 
@@ -165,7 +253,7 @@ mod tests {
         let bytes = LogRecord::encode_control(&erase);
         assert_eq!(
             LogRecord::decode(&bytes).unwrap(),
-            LogRecord::Control(erase)
+            LogRecord::Control(erase.clone())
         );
         let event = br#"{"type":"track","event":"x"}"#;
         assert!(matches!(
@@ -173,6 +261,21 @@ mod tests {
             LogRecord::Event(_)
         ));
         assert!(LogRecord::decode(b"[1]").is_err());
+        assert!(LogRecord::decode_keeping(b"[1]", &["event"]).is_err());
+        assert!(LogRecord::decode_keeping(b"{\"type\":", &["event"]).is_err());
+        assert!(LogRecord::decode_keeping(b"{} x", &["event"]).is_err());
+        let kept = LogRecord::decode_keeping(
+            br#"{"type":"track","event":"a","context":{"x":[1]},"userId":1,"event":"b"}"#,
+            &["event", "userId"],
+        );
+        assert_eq!(
+            kept.unwrap(),
+            LogRecord::Event(serde_json::json!({"type": "track", "event": "b", "userId": 1}))
+        );
+        assert_eq!(
+            LogRecord::decode_keeping(&bytes, &["event"]).unwrap(),
+            LogRecord::Control(erase.clone())
+        );
         let put = ControlRecord::DefinitionPut {
             kind: DefinitionKind::SavedGroup,
             key: "beta".into(),

@@ -43,7 +43,10 @@ mod json;
 mod manifest;
 mod query;
 mod rows;
+#[cfg(test)]
+mod rows_oracle;
 mod segment_functions;
+mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -390,18 +393,19 @@ impl Warehouse {
         let mut grouped: BTreeMap<(Table, i32), Vec<rows::Row>> = BTreeMap::new();
         let mut event_rows = 0;
         for (index, record) in records.iter().enumerate() {
-            let event = match LogRecord::decode(&record.payload) {
-                Ok(LogRecord::Event(event)) => event,
-                Ok(LogRecord::Control(ControlRecord::Erase {
-                    identifier_hashes, ..
-                })) => {
+            let event = match stored::decode(&record.payload) {
+                Ok(stored::Record::Event(event)) => event,
+                Ok(stored::Record::Control(LogRecord::Control(ControlRecord::Erase {
+                    identifier_hashes,
+                    ..
+                }))) => {
                     erasure = Some((record.offset, identifier_hashes));
                     next_offset = record.offset;
                     read = index + 1;
                     break;
                 }
                 // Other control records (definitions) are not rows.
-                Ok(LogRecord::Control(_)) => continue,
+                Ok(stored::Record::Control(_)) => continue,
                 Err(error) => {
                     tracing::warn!(offset = record.offset, %error, "warehouse skips undecodable log record");
                     continue;

@@ -310,11 +310,25 @@ impl Warehouse {
         F: FnOnce(SessionContext) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, WarehouseError>> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let ctx = self.session()?;
+        let session_ms = started.elapsed().as_secs_f64() * 1e3;
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let task = self.runtime().spawn(async move {
+            let views_started = std::time::Instant::now();
             let result = match add_views(&ctx).await {
-                Ok(()) => work(ctx).await,
+                Ok(()) => {
+                    let views_ms = views_started.elapsed().as_secs_f64() * 1e3;
+                    let work_started = std::time::Instant::now();
+                    let result = work(ctx).await;
+                    tracing::debug!(
+                        session_ms,
+                        views_ms,
+                        work_ms = work_started.elapsed().as_secs_f64() * 1e3,
+                        "warehouse session work done"
+                    );
+                    result
+                }
                 Err(error) => Err(WarehouseError::from(error)),
             };
             let _ = sender.send(result);

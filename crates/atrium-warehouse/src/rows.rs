@@ -11,9 +11,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use serde_json::{Map, Value};
 
-const MS_PER_DAY: i64 = 86_400_000;
+use crate::stored::{self, Context, Origin, Page, Product, Properties, Scalar, Stored};
+
+pub(crate) const MS_PER_DAY: i64 = 86_400_000;
 
 /// The tables the materializer writes (profiles and identities are snapshots of the store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -224,7 +225,7 @@ pub enum Cell {
 pub type Row = Vec<Cell>;
 
 /// The rows one event contributes, with the day (days since the epoch) they are filed under.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct EventRows {
     pub day: i32,
     pub event: Row,
@@ -233,103 +234,100 @@ pub struct EventRows {
 }
 
 /// Converts one stored (normalized) Segment event at `offset` into table rows.
-pub fn event_rows(offset: u64, event: &Value) -> EventRows {
-    let received_ms = text(event, &["receivedAt"]).and_then(|t| parse_timestamp_ms(&t));
-    let time_ms = text(event, &["timestamp"])
+pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
+    let received_ms = event
+        .received_at
+        .text()
+        .and_then(|t| parse_timestamp_ms(&t));
+    let time_ms = event
+        .timestamp
+        .text()
         .and_then(|t| parse_timestamp_ms(&t))
         .or(received_ms)
         .unwrap_or(0);
     let day = time_ms.div_euclid(MS_PER_DAY) as i32;
     let origin = [
         Cell::UInt(offset),
-        text_cell(event, &["messageId"]),
+        cell(&event.message_id),
         Cell::Int(time_ms),
         received_ms.map_or(Cell::Null, Cell::Int),
         Cell::Int(i64::from(day)),
     ];
-    let event_type = text(event, &["type"]).unwrap_or_else(|| "track".into());
-    let event_name = text(event, &["event"]);
-    let source = text_cell(event, &["atrium", "source"]);
-    let channel = text_cell(event, &["atrium", "channel"]);
-    let anonymous_id = id_cell(event, "anonymousId");
-    let user_id = id_cell(event, "userId");
-    let empty = Map::new();
-    let properties = event
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let props = |key: &str| properties.get(key).and_then(scalar_text);
-    let prop_cell = |key: &str| props(key).map_or(Cell::Null, Cell::Text);
-    let prop_float = |key: &str| {
-        properties
-            .get(key)
-            .and_then(number)
-            .map_or(Cell::Null, Cell::Float)
-    };
+    let event_type = event.kind.text().unwrap_or_else(|| "track".into());
+    let event_name = event.event.text();
+    let no_origin = Origin::default();
+    let atrium = event.atrium.0.as_ref().unwrap_or(&no_origin);
+    let source = cell(&atrium.source);
+    let channel = cell(&atrium.channel);
+    let anonymous_id = id_cell(&event.anonymous_id);
+    let user_id = id_cell(&event.user_id);
+    let properties: Properties = stored::object(event.properties);
+    let context: Context<'_> = stored::object(event.context);
     let is_page = event_type == "page" || event_type == "screen";
-    let page = |key: &str| {
-        let in_context = text(event, &["context", "page", key]);
-        match in_context {
-            Some(value) => Cell::Text(value),
-            None if is_page => prop_cell(key),
-            None => Cell::Null,
-        }
+    let no_page = Page::default();
+    let context_page = context.page.0.as_ref().unwrap_or(&no_page);
+    let page = |in_context: &Scalar, in_properties: &Scalar| match in_context.text() {
+        Some(value) => Cell::Text(value),
+        None if is_page => cell(in_properties),
+        None => Cell::Null,
     };
-    let traits = event
-        .get("traits")
-        .or_else(|| event.get("context").and_then(|c| c.get("traits")));
+    let campaign = context.campaign.0.unwrap_or_default();
+    let device = context.device.0.unwrap_or_default();
+    let os = context.os.0.unwrap_or_default();
+    let app = context.app.0.unwrap_or_default();
+    let location = context.location.0.unwrap_or_default();
+    let traits = event.traits.or(context.traits);
+    let either = |snake: &Scalar, camel: &Scalar| {
+        snake
+            .text()
+            .or_else(|| camel.text())
+            .map_or(Cell::Null, Cell::Text)
+    };
 
     let mut row = Vec::with_capacity(EVENT_COLUMNS.len());
     row.extend(origin.iter().cloned());
     row.extend([
         Cell::Text(event_type.clone()),
         event_name.clone().map_or(Cell::Null, Cell::Text),
-        text_cell(event, &["name"]),
+        cell(&event.name),
         source.clone(),
         channel.clone(),
         anonymous_id.clone(),
         user_id.clone(),
-        text_cell(event, &["context", "campaign", "source"]),
-        text_cell(event, &["context", "campaign", "medium"]),
-        text_cell(event, &["context", "campaign", "name"]),
-        text_cell(event, &["context", "campaign", "term"]),
-        text_cell(event, &["context", "campaign", "content"]),
-        page("url"),
-        page("path"),
-        page("referrer"),
-        page("title"),
-        text_cell(event, &["context", "device", "type"]),
-        text_cell(event, &["context", "os", "name"]),
-        text_cell(event, &["context", "os", "version"]),
-        text_cell(event, &["context", "app", "name"]),
-        text_cell(event, &["context", "app", "version"]),
-        text_cell(event, &["context", "locale"]),
-        text_cell(event, &["context", "location", "country"]),
-        text_cell(event, &["context", "location", "city"]),
-        text_cell(event, &["context", "ip"]),
-        text_cell(event, &["context", "userAgent"]),
-        prop_cell("order_id"),
-        prop_float("revenue"),
-        prop_float("value"),
-        prop_cell("currency"),
-        prop_cell("product_id"),
-        prop_cell("sku"),
-        prop_cell("category"),
-        prop_float("price"),
-        properties
-            .get("quantity")
-            .and_then(integer)
-            .map_or(Cell::Null, Cell::Int),
-        prop_cell("coupon"),
-        props("experiment_id")
-            .or_else(|| props("experimentId"))
-            .map_or(Cell::Null, Cell::Text),
-        props("variation_id")
-            .or_else(|| props("variationId"))
-            .map_or(Cell::Null, Cell::Text),
-        json_cell(event.get("properties")),
-        json_cell(traits),
-        json_cell(event.get("context")),
+        cell(&campaign.source),
+        cell(&campaign.medium),
+        cell(&campaign.name),
+        cell(&campaign.term),
+        cell(&campaign.content),
+        page(&context_page.url, &properties.url),
+        page(&context_page.path, &properties.path),
+        page(&context_page.referrer, &properties.referrer),
+        page(&context_page.title, &properties.title),
+        cell(&device.kind),
+        cell(&os.name),
+        cell(&os.version),
+        cell(&app.name),
+        cell(&app.version),
+        cell(&context.locale),
+        cell(&location.country),
+        cell(&location.city),
+        cell(&context.ip),
+        cell(&context.user_agent),
+        cell(&properties.order_id),
+        float_cell(&properties.revenue),
+        float_cell(&properties.value),
+        cell(&properties.currency),
+        cell(&properties.product_id),
+        cell(&properties.sku),
+        cell(&properties.category),
+        float_cell(&properties.price),
+        properties.quantity.integer().map_or(Cell::Null, Cell::Int),
+        cell(&properties.coupon),
+        either(&properties.experiment_id, &properties.experiment_id_camel),
+        either(&properties.variation_id, &properties.variation_id_camel),
+        stored::raw_text(event.properties).map_or(Cell::Null, Cell::Text),
+        stored::raw_text(traits).map_or(Cell::Null, Cell::Text),
+        stored::raw_text(event.context).map_or(Cell::Null, Cell::Text),
     ]);
     debug_assert_eq!(row.len(), EVENT_COLUMNS.len());
 
@@ -345,42 +343,32 @@ pub fn event_rows(offset: u64, event: &Value) -> EventRows {
     let Some(status) = order_status(&name) else {
         return rows;
     };
-    let products: &[Value] = properties
-        .get("products")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice);
+    let products = &properties.products.0;
+    let no_product = Product::default();
     let mut item_count = 0i64;
     for (index, product) in products.iter().enumerate() {
-        let field = |key: &str| {
-            product
-                .get(key)
-                .and_then(scalar_text)
-                .map_or(Cell::Null, Cell::Text)
-        };
-        let quantity = product.get("quantity").and_then(integer);
+        let product = product.0.as_ref().unwrap_or(&no_product);
+        let quantity = product.quantity.integer();
         item_count += quantity.unwrap_or(1);
         let mut line = Vec::with_capacity(ORDER_LINE_COLUMNS.len());
         line.extend(origin.iter().cloned());
         line.extend([
             Cell::Text(name.clone()),
-            prop_cell("order_id"),
+            cell(&properties.order_id),
             Cell::Int(index as i64),
-            field("product_id"),
-            field("sku"),
-            field("name"),
-            field("category"),
-            field("brand"),
-            field("variant"),
-            product
-                .get("price")
-                .and_then(number)
-                .map_or(Cell::Null, Cell::Float),
+            cell(&product.product_id),
+            cell(&product.sku),
+            cell(&product.name),
+            cell(&product.category),
+            cell(&product.brand),
+            cell(&product.variant),
+            float_cell(&product.price),
             quantity.map_or(Cell::Null, Cell::Int),
-            match field("coupon") {
-                Cell::Null => prop_cell("coupon"),
+            match cell(&product.coupon) {
+                Cell::Null => cell(&properties.coupon),
                 coupon => coupon,
             },
-            prop_cell("currency"),
+            cell(&properties.currency),
             source.clone(),
             channel.clone(),
             anonymous_id.clone(),
@@ -394,20 +382,20 @@ pub fn event_rows(offset: u64, event: &Value) -> EventRows {
     order.extend([
         Cell::Text(name),
         Cell::Text(status.into()),
-        prop_cell("order_id"),
-        prop_cell("checkout_id"),
+        cell(&properties.order_id),
+        cell(&properties.checkout_id),
         source,
         channel,
         anonymous_id,
         user_id,
-        prop_float("revenue"),
-        prop_float("total"),
-        prop_float("subtotal"),
-        prop_float("shipping"),
-        prop_float("tax"),
-        prop_float("discount"),
-        prop_cell("coupon"),
-        prop_cell("currency"),
+        float_cell(&properties.revenue),
+        float_cell(&properties.total),
+        float_cell(&properties.subtotal),
+        float_cell(&properties.shipping),
+        float_cell(&properties.tax),
+        float_cell(&properties.discount),
+        cell(&properties.coupon),
+        cell(&properties.currency),
         Cell::Int(products.len() as i64),
         Cell::Int(item_count),
     ]);
@@ -417,7 +405,7 @@ pub fn event_rows(offset: u64, event: &Value) -> EventRows {
 }
 
 /// The e-commerce spec v2 order events (and their legacy spellings), as a status word.
-fn order_status(event_name: &str) -> Option<&'static str> {
+pub(crate) fn order_status(event_name: &str) -> Option<&'static str> {
     match event_name {
         "Order Completed" | "Completed Order" => Some("completed"),
         "Order Updated" | "Updated Order" => Some("updated"),
@@ -427,57 +415,19 @@ fn order_status(event_name: &str) -> Option<&'static str> {
     }
 }
 
-fn lookup<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |current, key| current.get(key))
+fn cell(value: &Scalar) -> Cell {
+    value.text().map_or(Cell::Null, Cell::Text)
 }
 
-fn text(value: &Value, path: &[&str]) -> Option<String> {
-    lookup(value, path).and_then(scalar_text)
-}
-
-fn text_cell(value: &Value, path: &[&str]) -> Cell {
-    text(value, path).map_or(Cell::Null, Cell::Text)
+fn float_cell(value: &Scalar) -> Cell {
+    value.number().map_or(Cell::Null, Cell::Float)
 }
 
 /// `userId` / `anonymousId` as identity resolution keys them: scalars as text, trimmed.
-fn id_cell(event: &Value, key: &str) -> Cell {
-    match event.get(key).and_then(scalar_text) {
+fn id_cell(value: &Scalar) -> Cell {
+    match value.text() {
         Some(id) if !id.trim().is_empty() => Cell::Text(id.trim().to_owned()),
         _ => Cell::Null,
-    }
-}
-
-fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
-}
-
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64(),
-        Value::String(text) => text.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
-        _ => None,
-    }
-}
-
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(number) => number
-            .as_i64()
-            .or_else(|| number.as_f64().map(|f| f.round() as i64)),
-        Value::String(text) => text.trim().parse::<i64>().ok(),
-        _ => None,
-    }
-}
-
-fn json_cell(value: Option<&Value>) -> Cell {
-    match value {
-        None | Some(Value::Null) => Cell::Null,
-        Some(value) => Cell::Text(value.to_string()),
     }
 }
 
@@ -577,7 +527,11 @@ mod tests {
             "properties": {"order_id": "o1", "revenue": "42.5", "currency": "EUR",
                 "products": [{"product_id": "p1", "price": 10, "quantity": 2}, {"sku": "s2"}]}
         });
-        let rows = event_rows(7, &event);
+        let payload = serde_json::to_vec(&event).unwrap();
+        let Ok(stored::Record::Event(stored)) = stored::decode(&payload) else {
+            panic!("an event");
+        };
+        let rows = event_rows(7, &stored);
         assert_eq!(rows.day, 20_454);
         assert_eq!(rows.lines.len(), 2);
         let batch = build_batch(Table::Events, &[rows.event]).unwrap();
