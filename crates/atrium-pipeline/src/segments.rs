@@ -225,6 +225,9 @@ pub struct SegmentCatalog {
     by_event: HashMap<String, Relevant>,
     /// Whether some segment reads profile traits.
     reads_traits: bool,
+    /// The top-level event property keys some definition reads, sorted: events keep only
+    /// these properties (`slim::decode`).
+    property_keys: Vec<String>,
 }
 
 /// The definitions one event name is relevant to.
@@ -313,6 +316,19 @@ impl SegmentCatalog {
             .segments
             .values()
             .any(|compiled| compiled.reads_traits());
+        let mut roots = std::collections::BTreeSet::new();
+        for compiled in self.segments.values() {
+            compiled.property_roots(&mut roots);
+        }
+        for compiled in self.traits.values() {
+            compiled.property_roots(&mut roots);
+        }
+        self.property_keys = roots.into_iter().map(str::to_owned).collect();
+    }
+
+    /// The top-level event property keys some definition reads, sorted.
+    pub(crate) fn property_keys(&self) -> &[String] {
+        &self.property_keys
     }
 
     pub fn is_empty(&self) -> bool {

@@ -72,11 +72,12 @@ pub(crate) fn decode(payload: &[u8], keep: Keep<'_>) -> Result<LogRecord, Record
     }
     let track_name = event.get("event").and_then(Value::as_str);
     let needed = |name: &str| is_order_event(name) || name == EXPOSURE_EVENT;
-    let keep_properties = match keep {
+    // `None`: no properties; `Some(None)`: all of them; `Some(Some(keys))`: those top-level keys.
+    let keep_properties: Option<Option<&[String]>> = match keep {
         #[cfg(test)]
-        Keep::All => true,
-        _ if kind == Some("track") && track_name.is_some_and(needed) => true,
-        Keep::Needed => false,
+        Keep::All => Some(None),
+        _ if kind == Some("track") && track_name.is_some_and(needed) => Some(None),
+        Keep::Needed => None,
         // The name as the segment engine reads it (`segments::event_view`).
         Keep::ReadBy(catalog) => {
             let name = match kind.unwrap_or("track") {
@@ -84,13 +85,87 @@ pub(crate) fn decode(payload: &[u8], keep: Keep<'_>) -> Result<LogRecord, Record
                 "page" | "screen" => event.get("name").and_then(Value::as_str),
                 _ => None,
             };
-            catalog.reads_event(name.unwrap_or(""))
+            catalog
+                .reads_event(name.unwrap_or(""))
+                .then_some(Some(catalog.property_keys()))
         }
     };
-    if keep_properties && let Some(raw) = scan.properties {
-        event.insert("properties".to_owned(), serde_json::from_str(raw.get())?);
+    if let (Some(keys), Some(raw)) = (keep_properties, scan.properties) {
+        event.insert("properties".to_owned(), decode_properties(raw.get(), keys)?);
     }
     Ok(LogRecord::Event(Value::Object(event)))
+}
+
+/// `properties` in full (`keys` is `None`), or, when it is an object, only its members whose key
+/// is one of `keys` (sorted): what reading the paths under those keys needs.
+fn decode_properties(raw: &str, keys: Option<&[String]>) -> Result<Value, serde_json::Error> {
+    match keys {
+        Some(keys) if raw.starts_with('{') => {
+            let mut deserializer = serde_json::Deserializer::from_str(raw);
+            let kept = deserializer.deserialize_map(KeptMembers { keys })?;
+            deserializer.end()?;
+            Ok(Value::Object(kept))
+        }
+        _ => serde_json::from_str(raw),
+    }
+}
+
+/// The members of an object whose key is one of `keys` (sorted); the other values are skipped
+/// without being built. A repeated key keeps its last value, as a full decode does.
+struct KeptMembers<'k> {
+    keys: &'k [String],
+}
+
+impl<'de> Visitor<'de> for KeptMembers<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(key) = map.next_key_seed(KeptKey { keys: self.keys })? {
+            match key {
+                Some(key) => {
+                    kept.insert(key, map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// A member's key: `Some` (owned) when it is one of `keys`, `None` (no allocation) otherwise.
+struct KeptKey<'k> {
+    keys: &'k [String],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeptKey<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeptKey<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        let kept = self
+            .keys
+            .binary_search_by(|candidate| candidate.as_str().cmp(key))
+            .is_ok();
+        Ok(kept.then(|| key.to_owned()))
+    }
 }
 
 /// The top level of one payload: values of the fields the pipeline reads, by position in
@@ -438,5 +513,31 @@ mod tests {
             LogRecord::Control(_)
         ));
         assert!(decode(b"[1]", Keep::Needed).is_err());
+    }
+
+    /// Kept members equal the full decode's members under the same keys (nested values, a
+    /// repeated key's last value, escaped keys); a non-object is decoded in full.
+    #[test]
+    fn kept_properties_are_the_full_properties_under_the_keys() {
+        let keys = [
+            "cart_id".to_owned(),
+            "products".to_owned(),
+            "re\"venue".to_owned(),
+        ];
+        let raw = r#"{"name": "x", "products": [{"category": "a"}], "cart_id": 1, "cart_id": 2,
+            "re\"venue": 3.5, "big": {"deep": [1, 2, 3]}, "r\u0065venue": 9}"#;
+        let full: Value = serde_json::from_str(raw).unwrap();
+        let kept = decode_properties(raw, Some(&keys)).unwrap();
+        let mut expected = Map::new();
+        for key in &keys {
+            expected.insert(key.clone(), full[key.as_str()].clone());
+        }
+        assert_eq!(kept, Value::Object(expected));
+        assert_eq!(kept["cart_id"], serde_json::json!(2));
+        for raw in [r#"[1, {"a": 2}]"#, "\"text\"", "null", "{}"] {
+            let full: Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(decode_properties(raw, Some(&keys)).unwrap(), full);
+        }
+        assert_eq!(decode_properties(raw, None).unwrap(), full);
     }
 }

@@ -18,6 +18,8 @@
 //!   (see [`crate::RfmThresholds`] and the `rfm` module), `null` without orders, and `null`
 //!   for population-quintile thresholds not computed yet.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value, json};
 
@@ -92,6 +94,39 @@ impl CompiledTrait {
     /// The one event name [`CompiledTrait::event_relevant`] accepts.
     pub fn event_name(&self) -> &str {
         &self.matcher.event
+    }
+
+    /// Adds to `roots` the top-level event property keys [`CompiledTrait::on_event`] reads
+    /// (those of `entry_value` and of the event filters).
+    pub fn property_roots<'a>(&'a self, roots: &mut BTreeSet<&'a str>) {
+        crate::validate::matcher_property_roots(&self.matcher, roots);
+        let property = self.property.as_deref();
+        match self.kind {
+            TraitKind::EventCounter => {}
+            TraitKind::Aggregation
+            | TraitKind::MostFrequent
+            | TraitKind::FirstValue
+            | TraitKind::LastValue
+            | TraitKind::UniqueList
+            | TraitKind::UniqueListCount => {
+                if let Some(path) = property {
+                    roots.insert(crate::validate::property_root(path));
+                }
+            }
+            TraitKind::LifetimeValue
+            | TraitKind::OrderCount
+            | TraitKind::AverageOrderValue
+            | TraitKind::DaysSinceLastOrder
+            | TraitKind::Rfm => {
+                roots.insert(crate::validate::property_root(
+                    property.unwrap_or("revenue"),
+                ));
+            }
+            TraitKind::FavouriteCategory => {
+                roots.insert("category");
+                roots.insert("products");
+            }
+        }
     }
 
     /// The value an event contributes, or `None` when the event does not count.

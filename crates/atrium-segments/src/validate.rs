@@ -105,6 +105,65 @@ impl Compiled {
     pub fn reads_traits(&self) -> bool {
         !self.trait_paths.is_empty()
     }
+
+    /// Adds to `roots` the top-level event property keys the segment's evaluation reads (the
+    /// first segment of every property path of its filters, measures, `has` conditions, joins
+    /// and computed traits): an event whose properties keep only these keys evaluates the same.
+    pub fn property_roots<'a>(&'a self, roots: &mut BTreeSet<&'a str>) {
+        collect_property_roots(&self.root, roots);
+    }
+}
+
+/// The top-level key a property path starts with (as `condition::lookup` walks it).
+pub(crate) fn property_root(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+pub(crate) fn matcher_property_roots<'a>(matcher: &'a Matcher, roots: &mut BTreeSet<&'a str>) {
+    for filter in &matcher.filters {
+        roots.insert(property_root(&filter.path));
+    }
+}
+
+fn collect_property_roots<'a>(node: &'a CNode, roots: &mut BTreeSet<&'a str>) {
+    match &node.kind {
+        Kind::All(children) | Kind::Any(children) => children
+            .iter()
+            .for_each(|child| collect_property_roots(child, roots)),
+        Kind::Not(child) => collect_property_roots(child, roots),
+        Kind::InSegment { root, .. } => collect_property_roots(root, roots),
+        Kind::Performed {
+            matcher, measure, ..
+        } => {
+            matcher_property_roots(matcher, roots);
+            if let Some(path) = measure.property() {
+                roots.insert(property_root(path));
+            }
+        }
+        Kind::FirstLast { matcher, has, .. } => {
+            matcher_property_roots(matcher, roots);
+            for condition in has {
+                roots.insert(property_root(&condition.path));
+            }
+        }
+        Kind::Sequence { steps, .. } => steps
+            .iter()
+            .for_each(|step| matcher_property_roots(step, roots)),
+        Kind::NotFollowedBy {
+            first, then, join, ..
+        } => {
+            matcher_property_roots(first, roots);
+            matcher_property_roots(then, roots);
+            for path in join {
+                roots.insert(property_root(path));
+            }
+        }
+        Kind::Computed { definition, .. } => definition.property_roots(roots),
+        Kind::Trait(_)
+        | Kind::Consent { .. }
+        | Kind::Subscription { .. }
+        | Kind::RandomBucket { .. } => {}
+    }
 }
 
 fn collect_event_names<'a>(node: &'a CNode, names: &mut Vec<&'a str>) {
