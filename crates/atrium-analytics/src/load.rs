@@ -272,7 +272,19 @@ pub(crate) fn load(
 
 async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, WarehouseError> {
     let frame = ctx.sql(sql).await?;
-    Ok(frame.collect().await?)
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return Ok(frame.collect().await?);
+    }
+    // At trace level, the executed plan with each operator's metrics (rows, time).
+    let plan = frame.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+    tracing::trace!(
+        sql,
+        plan = %datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+            .indent(false),
+        "analytics query executed"
+    );
+    Ok(batches)
 }
 
 async fn read_all(

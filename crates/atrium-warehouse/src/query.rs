@@ -122,6 +122,9 @@ impl Warehouse {
         let config = SessionConfig::new()
             .with_target_partitions(self.config.query_threads.max(1))
             .with_information_schema(true);
+        // The warehouse writes no bloom filters: looking for them in every row group is wasted.
+        let mut config = config;
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(self.caches.config())
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
