@@ -54,6 +54,19 @@ pub fn definition_record(kind: DefinitionKind, key: &str, body: Value, at_ms: i6
     })
 }
 
+/// The definition records of the segment benchmarks: `traits` computed traits, then
+/// `segments` segments (`crate::segments::bench_computed_traits` / `bench_segments`), all at
+/// `at_ms`.
+pub fn bench_definition_records(segments: usize, traits: usize, at_ms: i64) -> Vec<Vec<u8>> {
+    let traits = crate::segments::bench_computed_traits(traits)
+        .into_iter()
+        .map(|(id, body)| definition_record(DefinitionKind::ComputedTrait, &id, body, at_ms));
+    let segments = crate::segments::bench_segments(segments)
+        .into_iter()
+        .map(|(id, body)| definition_record(DefinitionKind::Segment, &id, body, at_ms));
+    traits.chain(segments).collect()
+}
+
 /// User + system CPU seconds this process has used so far (`/proc/self/stat`); `NaN` where it
 /// cannot be read.
 pub fn cpu_seconds() -> f64 {

@@ -17,7 +17,7 @@ use atrium_identity::IdentityRules;
 use atrium_log::{EventLog, LogConfig, SegmentedLog};
 use atrium_pipeline::{IdentifierHasher, Pipeline, PipelineConfig, ProfileSegmentState};
 use atrium_store::Store;
-use atrium_types::{DefinitionKind, SystemClock};
+use atrium_types::SystemClock;
 use sha2::{Digest, Sha256};
 
 /// The generated history as log payloads, received at their event time; with the first
@@ -136,23 +136,8 @@ fn main() {
         reference_seconds = Some(seconds);
     }
     if mode != "reference" {
-        let mut records = Vec::with_capacity(payloads.len() + segments + traits);
-        for (id, body) in atrium_gen::segments::bench_computed_traits(traits) {
-            records.push(atrium_gen::harness::definition_record(
-                DefinitionKind::ComputedTrait,
-                &id,
-                body,
-                first_ms - 1,
-            ));
-        }
-        for (id, body) in atrium_gen::segments::bench_segments(segments) {
-            records.push(atrium_gen::harness::definition_record(
-                DefinitionKind::Segment,
-                &id,
-                body,
-                first_ms - 1,
-            ));
-        }
+        let mut records =
+            atrium_gen::harness::bench_definition_records(segments, traits, first_ms - 1);
         records.extend(payloads.iter().cloned());
         let (seconds, bytes, states, digest) = apply(&records);
         println!(

@@ -573,48 +573,24 @@ impl Cached {
         writer.u8(ROW_VERSION);
         writer.str(profile);
         // Segments, then computed traits, in id order (= catalog order).
-        let present = self
-            .segments
-            .iter()
-            .filter(|slot| slot.is_present())
-            .count();
-        writer.u64(present as u64);
-        let mut previous = "";
-        for (position, slot) in self.segments.iter().enumerate() {
-            let id = &catalog.segment_list[position].0;
-            let timer = self.segment_timers[position];
-            match slot {
-                Slot::Absent => continue,
-                Slot::Raw(range) => {
-                    write_slot(&mut writer, previous, id, timer, &self.row[range.clone()])
-                }
-                Slot::Decoded(state) => {
-                    scratch.clear();
-                    encode_profile_state(state, scratch);
-                    write_slot(&mut writer, previous, id, timer, scratch);
-                }
-            }
-            previous = id;
-        }
-        let present = self.traits.iter().filter(|slot| slot.is_present()).count();
-        writer.u64(present as u64);
-        let mut previous = "";
-        for (position, slot) in self.traits.iter().enumerate() {
-            let id = &catalog.trait_list[position].0;
-            let timer = self.trait_timers[position];
-            match slot {
-                Slot::Absent => continue,
-                Slot::Raw(range) => {
-                    write_slot(&mut writer, previous, id, timer, &self.row[range.clone()])
-                }
-                Slot::Decoded(state) => {
-                    scratch.clear();
-                    encode_trait_state(state, scratch);
-                    write_slot(&mut writer, previous, id, timer, scratch);
-                }
-            }
-            previous = id;
-        }
+        write_slots(
+            &mut writer,
+            &self.row,
+            &self.segments,
+            &self.segment_timers,
+            |position| &catalog.segment_list[position].0,
+            scratch,
+            encode_profile_state,
+        );
+        write_slots(
+            &mut writer,
+            &self.row,
+            &self.traits,
+            &self.trait_timers,
+            |position| &catalog.trait_list[position].0,
+            scratch,
+            encode_trait_state,
+        );
         // Timers without a state.
         write_orphan_timers(
             &mut writer,
@@ -648,6 +624,36 @@ fn write_slot(writer: &mut Writer, previous: &str, id: &str, timer: Option<i64>,
     writer.opt_i64(timer);
     writer.u64(state.len() as u64);
     writer.raw(state);
+}
+
+/// Writes the present slots of one list (count, then each front-coded id, timer and state);
+/// raw states are copied from `row`, decoded ones encoded through `scratch`.
+fn write_slots<'a, S>(
+    writer: &mut Writer,
+    row: &[u8],
+    slots: &[Slot<S>],
+    timers: &[Option<i64>],
+    id_of: impl Fn(usize) -> &'a str,
+    scratch: &mut Vec<u8>,
+    encode_state: fn(&S, &mut Vec<u8>),
+) {
+    let present = slots.iter().filter(|slot| slot.is_present()).count();
+    writer.u64(present as u64);
+    let mut previous = "";
+    for (position, slot) in slots.iter().enumerate() {
+        let id = id_of(position);
+        let timer = timers[position];
+        match slot {
+            Slot::Absent => continue,
+            Slot::Raw(range) => write_slot(writer, previous, id, timer, &row[range.clone()]),
+            Slot::Decoded(state) => {
+                scratch.clear();
+                encode_state(state, scratch);
+                write_slot(writer, previous, id, timer, scratch);
+            }
+        }
+        previous = id;
+    }
 }
 
 fn write_orphan_timers<'a, S>(

@@ -20,6 +20,40 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+/// Reads every scalar JSON value (booleans, numbers, strings, null) as `$value`, in a visitor.
+macro_rules! reads_scalars_as {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
 /// A JSON value where a scalar is read: absent (also for null, objects and arrays) or the
 /// scalar, numbers as serde_json reads them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,13 +143,11 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_none<E>(self) -> Result<Scalar, E> {
                 Ok(Scalar::Absent)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Absent)
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+                skip_seq(seq).map(|()| Scalar::Absent)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Absent)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+                skip_map(map).map(|()| Scalar::Absent)
             }
         }
         deserializer.deserialize_any(ScalarVisitor)
@@ -143,28 +175,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
                 T::deserialize(MapAccessDeserializer::new(map)).map(|value| Obj(Some(value)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Obj<T>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Obj(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Obj<T>, A::Error> {
+                skip_seq(seq).map(|()| Obj(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-            fn visit_unit<E>(self) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
+            reads_scalars_as!(Obj(None));
         }
         deserializer.deserialize_any(ObjVisitor(PhantomData))
     }
@@ -195,28 +209,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
                 }
                 Ok(Arr(items))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Arr<T>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Arr(Vec::new()))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Arr<T>, A::Error> {
+                skip_map(map).map(|()| Arr(Vec::new()))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
-            fn visit_unit<E>(self) -> Result<Arr<T>, E> {
-                Ok(Arr(Vec::new()))
-            }
+            reads_scalars_as!(Arr(Vec::new()));
         }
         deserializer.deserialize_any(ArrVisitor(PhantomData))
     }

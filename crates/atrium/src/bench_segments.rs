@@ -143,23 +143,8 @@ pub fn run(args: SegmentsBenchArgs) -> anyhow::Result<()> {
     drop(reference);
 
     // With definitions before the first event.
-    let mut records = Vec::with_capacity(events.len() + args.segments + args.traits);
-    for (id, body) in atrium_gen::segments::bench_computed_traits(args.traits) {
-        records.push(atrium_gen::harness::definition_record(
-            DefinitionKind::ComputedTrait,
-            &id,
-            body,
-            first_ms - 1,
-        ));
-    }
-    for (id, body) in atrium_gen::segments::bench_segments(args.segments) {
-        records.push(atrium_gen::harness::definition_record(
-            DefinitionKind::Segment,
-            &id,
-            body,
-            first_ms - 1,
-        ));
-    }
+    let mut records =
+        atrium_gen::harness::bench_definition_records(args.segments, args.traits, first_ms - 1);
     records.extend(events.iter().cloned());
     let with = open(&records)?;
     let with_seconds = apply_all(&with, "with segments")?;
