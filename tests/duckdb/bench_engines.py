@@ -7,8 +7,12 @@ DuckDB runs the same hand-written SQL the cross-check (crosscheck.py) verifies, 
 last-touch attribution, which uses an ASOF join (its fastest form); events are a view over the
 Parquet files joined to the identity snapshot, so every query reads the files like Atrium does.
 chDB runs ClickHouse's own forms: windowFunnel for the funnel, an ASOF join for last touch.
+Both engines time daily revenue in two forms, over `events` and over the `orders` table (which
+holds the same order rows: Atrium reads it for order-only KPIs); `atrium bench analytics`
+compares against the faster form.
 
 Usage: bench_engines.py --export DIR --requests FILE [--runs 3] [--engines duckdb,chdb]
+                        [--queries daily_revenue,last_touch]
 """
 
 import argparse
@@ -54,12 +58,12 @@ def duckdb_queries(export, requests):
     lo, hi = crosscheck.bound_ms(revenue["from"], tz), crosscheck.bound_ms(revenue["to"], tz)
     lookback = 30 * 86_400_000
 
-    def daily_revenue():
+    def daily_revenue(table, condition):
         con.execute(f"""
             SELECT strftime(date_trunc('day', timezone({q(tz)}, timestamp)), '%Y-%m-%d') AS day, channel,
                    sum(coalesce(revenue, 0)) AS revenue
-            FROM read_parquet({q(os.path.join(export, 'events', '*', '*.parquet'))}, hive_partitioning = false)
-            WHERE type = 'track' AND event = 'Order Completed'
+            FROM read_parquet({q(os.path.join(export, table, '*', '*.parquet'))}, hive_partitioning = false)
+            WHERE {condition}
               AND timestamp >= to_timestamp({lo / 1000}) AND timestamp < to_timestamp({hi / 1000})
             GROUP BY ALL""").fetchall()
 
@@ -77,7 +81,8 @@ def duckdb_queries(export, requests):
     return con, {
         "funnel": lambda: crosscheck.duck_funnel(con, funnel),
         "retention": lambda: crosscheck.duck_retention(con, retention),
-        "daily_revenue": daily_revenue,
+        "daily_revenue": lambda: daily_revenue("events", "type = 'track' AND event = 'Order Completed'"),
+        "daily_revenue_orders": lambda: daily_revenue("orders", "event = 'Order Completed'"),
         "last_touch": last_touch,
     }
 
@@ -88,6 +93,7 @@ def chdb_queries(export, requests):
 
     sess = chs.Session()
     events = os.path.join(export, "events", "*", "*.parquet")
+    orders = os.path.join(export, "orders", "*", "*.parquet")
     identities = os.path.join(export, "identities.parquet")
     resolved = f"""
         (SELECT e.*,
@@ -111,6 +117,14 @@ def chdb_queries(export, requests):
     def run(sql):
         sess.query(sql, "CSV")
 
+    def daily_revenue(files, condition):
+        return f"""
+            SELECT toDate(timestamp, '{tz}') AS day, channel, sum(ifNull(revenue, 0))
+            FROM file('{files}', Parquet)
+            WHERE {condition}
+              AND toUnixTimestamp64Milli(timestamp) >= {lo} AND toUnixTimestamp64Milli(timestamp) < {hi}
+            GROUP BY day, channel"""
+
     return sess, {
         "funnel": lambda: run(f"""
             SELECT level, count() FROM (
@@ -128,12 +142,8 @@ def chdb_queries(export, requests):
             FROM first AS f INNER JOIN seen AS s ON s.pid = f.pid
             WHERE period BETWEEN 0 AND {retention['periods']}
             GROUP BY cohort, period"""),
-        "daily_revenue": lambda: run(f"""
-            SELECT toDate(timestamp, '{tz}') AS day, channel, sum(ifNull(revenue, 0))
-            FROM file('{events}', Parquet)
-            WHERE type = 'track' AND event = 'Order Completed'
-              AND toUnixTimestamp64Milli(timestamp) >= {lo} AND toUnixTimestamp64Milli(timestamp) < {hi}
-            GROUP BY day, channel"""),
+        "daily_revenue": lambda: run(daily_revenue(events, "type = 'track' AND event = 'Order Completed'")),
+        "daily_revenue_orders": lambda: run(daily_revenue(orders, "event = 'Order Completed'")),
         "last_touch": lambda: run(f"""
             WITH c AS (SELECT pid, ts, ifNull(revenue, 0) AS revenue FROM {resolved}
                        WHERE ekey = 'Order Completed' AND ts >= {lo} AND ts < {hi}),
@@ -152,6 +162,7 @@ def main():
     parser.add_argument("--requests", required=True, help="JSON list: funnel, retention, kpis, attribution requests")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--engines", default="duckdb,chdb")
+    parser.add_argument("--queries", default="", help="comma-separated query names (default: all)")
     args = parser.parse_args()
     with open(args.requests) as f:
         requests = json.load(f)
@@ -170,7 +181,11 @@ def main():
         except ImportError as error:
             print(json.dumps({"engine": engine, "error": f"not installed: {error}"}), flush=True)
             continue
+        selected = [q for q in args.queries.split(",") if q]
         for name, work in queries.items():
+            # A query's other forms (`<query>_<form>`) run with it.
+            if selected and name not in selected and name.rsplit("_", 1)[0] not in selected:
+                continue
             try:
                 seconds = timed(args.runs, work)
                 print(json.dumps({"engine": engine, "version": version, "query": name, "seconds": seconds}), flush=True)

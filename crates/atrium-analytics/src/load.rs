@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atrium_warehouse::{Warehouse, WarehouseError};
+use atrium_warehouse::{IdentityIndex, Warehouse, WarehouseError};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StringViewArray,
@@ -153,33 +153,54 @@ impl Rows {
 }
 
 /// People: the identity graph snapshot, trait filters and trait breakdown labels.
-#[derive(Debug, Default)]
+///
+/// Profile numbers `0..graph.profiles` are the snapshot's ([`IdentityIndex`], built once per
+/// snapshot and shared by every query on it); identifiers the graph does not know (yet), and
+/// profiles with traits but no identifier, are numbered after them, per query.
+#[derive(Default)]
 pub(crate) struct People {
-    by_user_id: FastMap<Box<str>, u32>,
-    by_anonymous_id: FastMap<Box<str>, u32>,
-    profile_ids: Dict,
-    /// Per profile id: passes the trait filters.
+    graph: Arc<IdentityIndex>,
+    /// Keys of the profiles numbered after the graph's (`graph.profiles + id - 1`).
+    extra: Dict,
+    /// Per profile number: passes the trait filters.
     allowed: Vec<bool>,
-    /// Per profile id: interned trait breakdown label.
+    /// Per profile number: interned trait breakdown label.
     trait_group: Vec<u32>,
     traits: FastMap<u32, Value>,
     trait_filters: Vec<Predicate>,
     trait_breakdown: Option<Vec<String>>,
 }
 
+impl std::fmt::Debug for People {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("People")
+            .field("graph_profiles", &self.graph.profiles)
+            .field("extra", &self.extra)
+            .finish_non_exhaustive()
+    }
+}
+
 impl People {
-    /// Number of profile indices handed out (including unresolved identifiers).
+    /// Number of profile numbers handed out (including unresolved identifiers).
     pub fn count(&self) -> usize {
-        self.profile_ids.values.len()
+        self.graph.profiles + self.extra.values.len() - 1
     }
 
-    fn profile_index(&mut self, profile_id: &str, labels: &mut Dict) -> u32 {
-        if let Some(id) = self.profile_ids.get(profile_id) {
-            return id;
+    /// Whether traits filter or break down profiles (each profile then needs its flags).
+    fn uses_traits(&self) -> bool {
+        !self.trait_filters.is_empty() || self.trait_breakdown.is_some()
+    }
+
+    /// The number of the profile an identifier key outside the graph stands for.
+    fn profile_index(&mut self, key: &str, labels: &mut Dict) -> u32 {
+        if let Some(id) = self.extra.get(key) {
+            return (self.graph.profiles as u32) + id - 1;
         }
-        let id = self.profile_ids.intern(profile_id);
-        self.flag(id, labels);
-        id
+        let number = (self.graph.profiles as u32) + self.extra.intern(key) - 1;
+        if self.uses_traits() {
+            self.flag(number, labels);
+        }
+        number
     }
 
     /// Computes the trait-filter flag and trait breakdown label of profile `id`.
@@ -213,10 +234,10 @@ impl People {
     fn resolve(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Result<u32, String> {
         let user_id = user_id.filter(|text| !text.is_empty());
         let anonymous_id = anonymous_id.filter(|text| !text.is_empty());
-        if let Some(id) = user_id.and_then(|text| self.by_user_id.get(text)) {
+        if let Some(id) = user_id.and_then(|text| self.graph.user_ids.get(text)) {
             return Ok(*id);
         }
-        if let Some(id) = anonymous_id.and_then(|text| self.by_anonymous_id.get(text)) {
+        if let Some(id) = anonymous_id.and_then(|text| self.graph.anonymous_ids.get(text)) {
             return Ok(*id);
         }
         Err(match (user_id, anonymous_id) {
@@ -264,8 +285,13 @@ pub(crate) fn load(
     breakdown: Option<Field>,
     specs: Vec<LoadSpec>,
 ) -> Result<Loaded, AnalyticsError> {
+    let graph = if people {
+        warehouse.graph_snapshot()?.index()
+    } else {
+        Arc::default()
+    };
     let loaded = warehouse.with_session(timeout, move |ctx| async move {
-        read_all(ctx, people, filters, trait_filters, breakdown, specs).await
+        read_all(ctx, graph, people, filters, trait_filters, breakdown, specs).await
     })?;
     Ok(loaded)
 }
@@ -289,6 +315,7 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, Wa
 
 async fn read_all(
     ctx: SessionContext,
+    graph: Arc<IdentityIndex>,
     resolve: bool,
     filters: Vec<Predicate>,
     trait_filters: Vec<Predicate>,
@@ -297,6 +324,7 @@ async fn read_all(
 ) -> Result<Loaded, WarehouseError> {
     let mut labels = Dict::default();
     let mut people = People {
+        graph,
         trait_breakdown: match &breakdown {
             Some(Field::Trait(path)) => Some(path.clone()),
             _ => None,
@@ -304,9 +332,15 @@ async fn read_all(
         trait_filters,
         ..People::default()
     };
-    if !people.trait_filters.is_empty() || people.trait_breakdown.is_some() {
+    if people.uses_traits() {
         let batches = collect(&ctx, "SELECT profile_id, traits FROM profiles").await?;
-        let mut pending = Vec::new();
+        let graph = people.graph.clone();
+        let numbers: FastMap<&str, u32> = graph
+            .profile_ids
+            .iter()
+            .enumerate()
+            .map(|(number, id)| (id.as_str(), number as u32))
+            .collect();
         for batch in &batches {
             let ids = StrCol::new(batch.column(0))?;
             let traits = StrCol::new(batch.column(1))?;
@@ -314,38 +348,16 @@ async fn read_all(
                 let (Some(id), Some(text)) = (ids.get(row), traits.get(row)) else {
                     continue;
                 };
+                let number = match numbers.get(id) {
+                    Some(&number) => number,
+                    None => graph.profiles as u32 + people.extra.intern(id) - 1,
+                };
                 let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-                pending.push((id.to_owned(), value));
+                people.traits.insert(number, value);
             }
         }
-        for (id, value) in pending {
-            let index = people.profile_ids.intern(&id);
-            people.traits.insert(index, value);
-            people.flag(index, &mut labels);
-        }
-    }
-    let identities = if resolve {
-        "SELECT kind, value, profile_id FROM identities WHERE kind IN ('user_id', 'anonymous_id')"
-    } else {
-        "SELECT kind, value, profile_id FROM identities WHERE false"
-    };
-    let batches = collect(&ctx, identities).await?;
-    for batch in &batches {
-        let kinds = StrCol::new(batch.column(0))?;
-        let values = StrCol::new(batch.column(1))?;
-        let ids = StrCol::new(batch.column(2))?;
-        for row in 0..batch.num_rows() {
-            let (Some(kind), Some(value), Some(id)) =
-                (kinds.get(row), values.get(row), ids.get(row))
-            else {
-                continue;
-            };
-            let index = people.profile_index(id, &mut labels);
-            if kind == "user_id" {
-                people.by_user_id.insert(value.into(), index);
-            } else {
-                people.by_anonymous_id.insert(value.into(), index);
-            }
+        for number in 0..people.count() as u32 {
+            people.flag(number, &mut labels);
         }
     }
     let mut names = Dict::default();
@@ -411,6 +423,21 @@ pub(crate) struct GroupedSpec {
     /// Further text columns of `events` to group by (never `type` or `event`).
     pub columns: Vec<&'static str>,
     pub calendar: Calendar,
+    /// Read the `orders` table instead of `events`: every name is an order event and every
+    /// column one of `orders`' (see [`GroupedSpec::orders_hold`]). Same rows, a fraction of the
+    /// bytes: `orders` holds nothing but the order events.
+    pub orders: bool,
+}
+
+impl GroupedSpec {
+    /// Whether `orders` holds every row and column this load reads.
+    pub fn orders_hold(names: &[String], columns: &[&str]) -> bool {
+        let schema = atrium_warehouse::Table::Orders.schema();
+        names
+            .iter()
+            .all(|name| atrium_warehouse::order_status(name).is_some())
+            && columns.iter().all(|column| schema.index_of(column).is_ok())
+    }
 }
 
 /// One group of a grouped load.
@@ -487,16 +514,28 @@ fn grouped_sql(spec: &GroupedSpec) -> String {
         "\"event\"".to_owned(),
     ];
     keys.extend(spec.columns.iter().map(|column| format!("\"{column}\"")));
-    let keys = keys.join(", ");
     let names: Vec<&str> = spec.names.iter().map(String::as_str).collect();
+    // `orders` rows are all `track` events.
+    let (table, kind, condition) = if spec.orders {
+        let quoted: Vec<String> = names.iter().map(|name| quote(name)).collect();
+        (
+            "orders",
+            "'track' AS \"type\"",
+            format!("event IN ({})", quoted.join(", ")),
+        )
+    } else {
+        ("events", "\"type\"", names_condition(&names))
+    };
+    let inner = keys[2..].join(", ");
+    let keys = keys.join(", ");
     format!(
         "SELECT {keys}, count(*) AS n, sum(coalesce(revenue, 0.0)) AS revenue \
-         FROM (SELECT {BUCKET_FUNCTION}(\"timestamp\") AS bucket, * FROM events \
-               WHERE \"timestamp\" >= {} AND \"timestamp\" < {} AND {}) \
+         FROM (SELECT {BUCKET_FUNCTION}(\"timestamp\") AS bucket, {kind}, {inner}, revenue \
+               FROM {table} \
+               WHERE \"timestamp\" >= {} AND \"timestamp\" < {} AND {condition}) \
          GROUP BY {keys}",
         quote(&atrium_types::format_timestamp_ms(spec.from_ms)),
         quote(&atrium_types::format_timestamp_ms(spec.to_ms)),
-        names_condition(&names),
     )
 }
 

@@ -50,6 +50,8 @@ pub struct IdentityIndex {
     pub user_ids: HashMap<String, u32, foldhash::fast::RandomState>,
     pub anonymous_ids: HashMap<String, u32, foldhash::fast::RandomState>,
     pub profiles: usize,
+    /// Each number's profile id (`profiles` of them).
+    pub profile_ids: Vec<String>,
 }
 
 impl GraphSnapshot {
@@ -108,7 +110,10 @@ fn index_of(identities: &RecordBatch) -> IdentityIndex {
     let mut numbers: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
     for row in 0..identities.num_rows() {
         let next = numbers.len() as u32;
-        let number = *numbers.entry(profiles.value(row)).or_insert(next);
+        let number = *numbers.entry(profiles.value(row)).or_insert_with(|| {
+            index.profile_ids.push(profiles.value(row).to_owned());
+            next
+        });
         let map = match kinds.value(row) {
             "user_id" => &mut index.user_ids,
             "anonymous_id" => &mut index.anonymous_ids,
@@ -116,7 +121,7 @@ fn index_of(identities: &RecordBatch) -> IdentityIndex {
         };
         map.insert(values.value(row).to_owned(), number);
     }
-    index.profiles = numbers.len();
+    index.profiles = index.profile_ids.len();
     index
 }
 
@@ -203,7 +208,19 @@ impl Snapshots {
     }
 
     fn refresh(&self) {
-        let built = GraphSnapshot::build(self.store.as_deref());
+        // When queries used the current snapshot's index, the next one gets its index here, off
+        // the query path.
+        let indexed = self
+            .state
+            .lock()
+            .current
+            .as_ref()
+            .is_some_and(|current| current.index.get().is_some());
+        let built = GraphSnapshot::build(self.store.as_deref()).inspect(|snapshot| {
+            if indexed {
+                snapshot.index();
+            }
+        });
         let mut state = self.state.lock();
         state.refreshing = false;
         self.refreshed.notify_all();

@@ -7,6 +7,15 @@
 //! (`<table>/date=YYYY-MM-DD/part-<first offset>-<last offset>.parquet`), and background
 //! compaction merges a day's small files into one.
 //!
+//! # Layout
+//!
+//! Every file, a flush's or a compaction's, holds its rows *clustered* by the columns selective
+//! reads filter on ([`Table::cluster_columns`]: event type and name, then campaign source, then
+//! time), in data pages of at most [`PAGE_ROWS`] rows. Every page carries min/max statistics in the page
+//! index, so a query for one event name (`Order Completed`, a funnel step) or for campaign
+//! touches decodes the few pages holding them instead of the whole day. Row order carries no
+//! meaning: readers that need time order sort by `(timestamp, offset)`.
+//!
 //! # Crash safety
 //!
 //! `manifest.json` is the commit point: it holds the next log offset to read and the list of
@@ -75,7 +84,7 @@ pub use erase::ErasureKeys;
 pub use graph::{GraphSnapshot, IdentityIndex};
 pub use manifest::{DataFile, LAYOUT_VERSION, MANIFEST_FILE, Manifest};
 pub use query::{ExportFormat, QueryOutput, SqlLimits};
-pub use rows::Table;
+pub use rows::{Table, order_status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -170,6 +179,8 @@ pub struct WarehouseConfig {
     pub query_memory_bytes: usize,
     /// Compression of the Parquet files the warehouse writes.
     pub compression: ParquetCompression,
+    /// Most rows per Parquet data page (see the crate's "Layout"; default [`PAGE_ROWS`]).
+    pub page_rows: usize,
     /// An identity graph whose snapshot takes longer than this to read is refreshed in the
     /// background instead of on the query path (see the `graph` module).
     pub graph_sync_rebuild: Duration,
@@ -205,6 +216,7 @@ impl Default for WarehouseConfig {
             query_threads: 2,
             query_memory_bytes: 1 << 30,
             compression: ParquetCompression::Zstd,
+            page_rows: PAGE_ROWS,
             graph_sync_rebuild: Duration::from_millis(50),
         }
     }
@@ -352,6 +364,25 @@ impl Warehouse {
     pub fn step(&self) -> Result<usize, WarehouseError> {
         let mut retired = self.writer.lock();
         let read = self.read_batch(&mut retired)?;
+        self.flush_if_due(&mut retired)?;
+        Ok(read)
+    }
+
+    /// Reads the whole log, flushing (and compacting) whenever the hot tier is due like
+    /// [`Warehouse::step`] does, so a long backlog never sits in memory; the tail stays in the
+    /// hot tier. Returns the visible offset.
+    pub fn catch_up(&self) -> Result<u64, WarehouseError> {
+        let mut retired = self.writer.lock();
+        while self.visible_offset() < self.log.end_offset() {
+            if self.read_batch(&mut retired)? == 0 {
+                break;
+            }
+            self.flush_if_due(&mut retired)?;
+        }
+        Ok(self.visible_offset())
+    }
+
+    fn flush_if_due(&self, retired: &mut Vec<Retired>) -> Result<(), WarehouseError> {
         let flush_due = {
             let state = self.state.lock();
             state.hot.event_rows >= self.config.flush_rows
@@ -362,20 +393,9 @@ impl Warehouse {
         };
         if flush_due {
             self.flush_locked(FlushMode::Commit)?;
-            self.compact_locked(&mut retired)?;
+            self.compact_locked(retired)?;
         }
-        Ok(read)
-    }
-
-    /// Reads the whole log into the hot tier (no flush). Returns the visible offset.
-    pub fn catch_up(&self) -> Result<u64, WarehouseError> {
-        let mut retired = self.writer.lock();
-        while self.visible_offset() < self.log.end_offset() {
-            if self.read_batch(&mut retired)? == 0 {
-                break;
-            }
-        }
-        Ok(self.visible_offset())
+        Ok(())
     }
 
     /// Reads up to `read_batch` records; an erase record ends the batch: the records before it
@@ -514,11 +534,7 @@ impl Warehouse {
                     file.last_offset,
                 );
                 let new_path = self.dir.join(&relative);
-                write_parquet(
-                    &new_path,
-                    std::slice::from_ref(&kept),
-                    self.config.compression,
-                )?;
+                write_parquet(&new_path, std::slice::from_ref(&kept), &self.config)?;
                 dirs.insert(new_path.parent().expect("has parent").to_path_buf());
                 written.push(new_path);
                 file.path = relative;
@@ -596,7 +612,7 @@ impl Warehouse {
         let mut files = Vec::with_capacity(batches.len());
         let mut dirs = BTreeSet::new();
         for ((table, day), parts) in &batches {
-            let batch = concat_batches(&table.schema(), parts)?;
+            let batch = cluster(*table, &concat_batches(&table.schema(), parts)?)?;
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -607,7 +623,7 @@ impl Warehouse {
                 next - 1
             );
             let path = self.dir.join(&relative);
-            write_parquet(&path, std::slice::from_ref(&batch), self.config.compression)?;
+            write_parquet(&path, std::slice::from_ref(&batch), &self.config)?;
             dirs.insert(path.parent().expect("has parent").to_path_buf());
             dirs.insert(self.dir.join(table.name()));
             files.push(DataFile {
@@ -693,12 +709,8 @@ impl Warehouse {
                 rows::day_name(day)
             );
             let path = self.dir.join(&relative);
-            let merged = concat_batches(&table.schema(), &batches)?;
-            write_parquet(
-                &path,
-                std::slice::from_ref(&merged),
-                self.config.compression,
-            )?;
+            let merged = cluster(table, &concat_batches(&table.schema(), &batches)?)?;
+            write_parquet(&path, std::slice::from_ref(&merged), &self.config)?;
             manifest::sync_dir(path.parent().expect("has parent"))?;
             replaced.extend(files.iter().map(|f| f.path.clone()));
             added.push(DataFile {
@@ -789,7 +801,7 @@ enum FlushMode {
 fn write_parquet(
     path: &Path,
     batches: &[RecordBatch],
-    compression: ParquetCompression,
+    config: &WarehouseConfig,
 ) -> Result<(), WarehouseError> {
     let Some(first) = batches.first() else {
         return Ok(());
@@ -798,7 +810,8 @@ fn write_parquet(
     std::fs::create_dir_all(parent).map_err(|e| WarehouseError::io(parent, e))?;
     let file = File::create(path).map_err(|e| WarehouseError::io(path, e))?;
     let properties = WriterProperties::builder()
-        .set_compression(compression.codec()?)
+        .set_compression(config.compression.codec()?)
+        .set_data_page_row_count_limit(config.page_rows.max(1))
         .build();
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(properties))?;
     for batch in batches {
@@ -806,6 +819,33 @@ fn write_parquet(
     }
     let file = writer.into_inner()?;
     file.sync_all().map_err(|e| WarehouseError::io(path, e))
+}
+
+/// Default most rows in one Parquet data page: small enough that the page index can skip most of a
+/// day for a selective filter, large enough that page headers and statistics stay a small
+/// fraction of the file.
+pub const PAGE_ROWS: usize = 4096;
+
+/// The rows of `batch` ordered by [`Table::cluster_columns`] (nulls last).
+fn cluster(table: Table, batch: &RecordBatch) -> Result<RecordBatch, WarehouseError> {
+    use datafusion::arrow::compute::{
+        SortColumn, SortOptions, lexsort_to_indices, take_record_batch,
+    };
+    let columns = table
+        .cluster_columns()
+        .iter()
+        .map(|name| {
+            Ok(SortColumn {
+                values: batch.column(batch.schema().index_of(name)?).clone(),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    let order = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &order)?)
 }
 
 fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, WarehouseError> {

@@ -255,7 +255,7 @@ impl Warehouse {
                     crate::write_parquet(
                         &out.join(format!("{name}.parquet")),
                         std::slice::from_ref(batch),
-                        self.config.compression,
+                        &self.config,
                     )?;
                 }
             }

@@ -47,6 +47,15 @@ impl Table {
         }
     }
 
+    /// The columns compaction orders a day's rows by (see the crate's "Layout"): those that
+    /// selective reads filter on, most selective grouping first, time last.
+    pub fn cluster_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Events => &["type", "event", "campaign_source", "timestamp"],
+            Table::Orders | Table::OrderLines => &["event", "timestamp"],
+        }
+    }
+
     pub fn schema(self) -> SchemaRef {
         let fields: Vec<Field> = self
             .columns()
@@ -405,7 +414,7 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
 }
 
 /// The e-commerce spec v2 order events (and their legacy spellings), as a status word.
-pub(crate) fn order_status(event_name: &str) -> Option<&'static str> {
+pub fn order_status(event_name: &str) -> Option<&'static str> {
     match event_name {
         "Order Completed" | "Completed Order" => Some("completed"),
         "Order Updated" | "Updated Order" => Some("updated"),

@@ -1,7 +1,7 @@
 use atrium_log::EventLog;
 use std::collections::BTreeSet;
 
-use atrium_warehouse::datafusion::arrow::array::AsArray;
+use atrium_warehouse::datafusion::arrow::array::{Array, AsArray};
 use atrium_warehouse::{ExportFormat, MANIFEST_FILE, WarehouseConfig};
 use serde_json::Value;
 
@@ -220,6 +220,122 @@ fn compaction_merges_small_files_without_changing_results() {
         .map(|f| f.path.clone())
         .collect();
     assert_eq!(parquet_files(&harness.dir.path().join("warehouse")), listed);
+    assert_matches_log(&harness, &warehouse);
+}
+
+#[test]
+fn compaction_clusters_a_day_by_event_in_small_pages() {
+    use atrium_warehouse::datafusion::parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    };
+    use atrium_warehouse::datafusion::parquet::file::metadata::PageIndexPolicy;
+    let harness = Harness::create();
+    let names = ["Product Viewed", "Order Completed", "Product Added"];
+    // Interleaved names, some campaign touches, timestamps running backwards.
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let context = if i % 4 == 0 {
+                serde_json::json!({"campaign": {"source": format!("s{}", i % 3)}})
+            } else {
+                serde_json::json!({})
+            };
+            serde_json::json!({"type": "track", "event": names[i % 3], "anonymousId": format!("a{}", i % 5),
+                "context": context, "timestamp": format!("2026-01-01T10:{:02}:00Z", 59 - i)})
+        })
+        .collect();
+    harness.ingest("web", atrium_types::Channel::Web, &events);
+    let config = WarehouseConfig {
+        compact_files: 2,
+        read_batch: 10,
+        page_rows: 4,
+        ..manual_config()
+    };
+    let warehouse = harness.warehouse(config);
+    while warehouse.step().unwrap() > 0 {
+        warehouse.flush().unwrap();
+    }
+    assert!(warehouse.compact().unwrap() > 0);
+    assert_matches_log(&harness, &warehouse);
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT count(*) FROM events WHERE event = 'Order Completed'"
+        ),
+        13
+    );
+
+    let manifest = warehouse.manifest();
+    let files: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|f| f.table == "events")
+        .collect();
+    assert_eq!(files.len(), 1, "one compacted file for the day");
+    let path = harness.dir.path().join("warehouse").join(&files[0].path);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        std::fs::File::open(&path).unwrap(),
+        options,
+    )
+    .unwrap();
+    let schema = builder.schema().clone();
+    let event_column = schema.index_of("event").unwrap();
+    let offsets = builder
+        .metadata()
+        .offset_index()
+        .expect("page index written");
+    assert_eq!(
+        offsets[0][event_column].page_locations().len(),
+        10,
+        "40 rows, 4 per page"
+    );
+    let mut keys = Vec::new();
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let text = |name: &str| {
+            batch
+                .column(schema.index_of(name).unwrap())
+                .as_string::<i32>()
+                .clone()
+        };
+        let (kinds, names, sources) = (text("type"), text("event"), text("campaign_source"));
+        let times = batch.column(schema.index_of("timestamp").unwrap()).as_primitive::<
+            atrium_warehouse::datafusion::arrow::datatypes::TimestampMillisecondType,
+        >();
+        for row in 0..batch.num_rows() {
+            let source = sources.is_valid(row).then(|| sources.value(row).to_owned());
+            keys.push((
+                kinds.value(row).to_owned(),
+                names.value(row).to_owned(),
+                source.is_none(),
+                source,
+                times.value(row),
+            ));
+        }
+    }
+    assert_eq!(keys.len(), 40);
+    assert!(
+        keys.is_sorted(),
+        "rows clustered by type, event, campaign source (nulls last), time"
+    );
+}
+
+#[test]
+fn catch_up_flushes_a_long_backlog_as_it_goes() {
+    let harness = Harness::create();
+    harness.ingest_generated(4, 400);
+    let config = WarehouseConfig {
+        flush_rows: 100,
+        read_batch: 50,
+        ..manual_config()
+    };
+    let warehouse = harness.warehouse(config);
+    warehouse.catch_up().unwrap();
+    let hot: usize = warehouse.hot_rows().values().sum();
+    assert!(
+        warehouse.committed_offset() > 0 && hot < 100 + 50 * 3,
+        "the backlog went to files as it was read (hot tier: {hot} rows)"
+    );
     assert_matches_log(&harness, &warehouse);
 }
 
