@@ -657,7 +657,11 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Merges the files of each day partition that has at least `compact_files` of them.
+    /// Merges the files of each day partition that has at least `compact_files` of them, and
+    /// of up to [`SETTLED_MERGES`] *settled* partitions with two or more: days at least
+    /// [`SETTLED_DAYS`] older than the newest day the table holds, which new events rarely reach
+    /// any more, so one file per day is where a backlog ends up (fewer files, less per-file work
+    /// for every query). Settledness follows event time in the log, not the clock.
     pub fn compact(&self) -> Result<usize, WarehouseError> {
         let mut retired = self.writer.lock();
         self.compact_locked(&mut retired)
@@ -687,11 +691,21 @@ impl Warehouse {
                 .or_default()
                 .push(file);
         }
+        let mut newest: BTreeMap<String, i32> = BTreeMap::new();
+        for (table, day) in partitions.keys() {
+            let entry = newest.entry(table.clone()).or_insert(*day);
+            *entry = (*entry).max(*day);
+        }
+        let mut settled_merges = 0;
         let mut replaced: BTreeSet<String> = BTreeSet::new();
         let mut added = Vec::new();
         for ((table_name, day), files) in partitions {
             if files.len() < self.config.compact_files {
-                continue;
+                let settled = day + SETTLED_DAYS <= newest[&table_name];
+                if files.len() < 2 || !settled || settled_merges >= SETTLED_MERGES {
+                    continue;
+                }
+                settled_merges += 1;
             }
             let table = Table::parse(&table_name).ok_or_else(|| WarehouseError::Corrupt {
                 path: self.dir.join(MANIFEST_FILE),
@@ -820,6 +834,13 @@ fn write_parquet(
     let file = writer.into_inner()?;
     file.sync_all().map_err(|e| WarehouseError::io(path, e))
 }
+
+/// A day partition is settled once the table holds a day this many days newer (see
+/// [`Warehouse::compact`]).
+pub const SETTLED_DAYS: i32 = 2;
+
+/// Most settled partitions one compaction merges (bounds the work a burst of late events causes).
+pub const SETTLED_MERGES: usize = 4;
 
 /// Default most rows in one Parquet data page: small enough that the page index can skip most of a
 /// day for a selective filter, large enough that page headers and statistics stay a small

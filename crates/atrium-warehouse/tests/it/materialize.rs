@@ -183,6 +183,51 @@ fn a_crash_between_parquet_write_and_manifest_commit_loses_and_duplicates_nothin
 }
 
 #[test]
+fn compaction_merges_settled_days_down_to_one_file() {
+    let harness = Harness::create();
+    // Seven days, each flushed in two halves: two files per day partition.
+    let config = WarehouseConfig {
+        compact_files: 8,
+        ..manual_config()
+    };
+    let warehouse = harness.warehouse(config);
+    for day in 1..=7 {
+        for hour in [9, 15] {
+            let events: Vec<Value> = (0..3)
+                .map(|i| {
+                    serde_json::json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("a{i}"),
+                        "timestamp": format!("2026-01-{day:02}T{hour:02}:0{i}:00Z")})
+                })
+                .collect();
+            harness.ingest("web", atrium_types::Channel::Web, &events);
+            warehouse.catch_up().unwrap();
+            warehouse.flush().unwrap();
+        }
+    }
+    let files_per_day = |warehouse: &atrium_warehouse::Warehouse| {
+        let mut counts = std::collections::BTreeMap::new();
+        for file in warehouse
+            .manifest()
+            .files
+            .iter()
+            .filter(|f| f.table == "events")
+        {
+            *counts.entry(file.day).or_insert(0) += 1;
+        }
+        counts.into_values().collect::<Vec<usize>>()
+    };
+    assert_eq!(files_per_day(&warehouse), vec![2; 7]);
+    // One pass merges at most SETTLED_MERGES settled days; the two newest days are not settled.
+    warehouse.compact().unwrap();
+    assert_eq!(files_per_day(&warehouse), vec![1, 1, 1, 1, 2, 2, 2]);
+    warehouse.compact().unwrap();
+    assert_eq!(files_per_day(&warehouse), vec![1, 1, 1, 1, 1, 2, 2]);
+    assert_eq!(atrium_warehouse::SETTLED_DAYS, 2);
+    assert_eq!(atrium_warehouse::SETTLED_MERGES, 4);
+    assert_matches_log(&harness, &warehouse);
+}
+
+#[test]
 fn compaction_merges_small_files_without_changing_results() {
     let harness = Harness::create();
     let events: Vec<Value> = (0..30)
