@@ -369,20 +369,28 @@ impl Warehouse {
     }
 
     /// Reads the whole log, flushing (and compacting) whenever the hot tier is due like
-    /// [`Warehouse::step`] does, so a long backlog never sits in memory; the tail stays in the
-    /// hot tier. Returns the visible offset.
+    /// [`Warehouse::step`] does, so a long backlog never sits in memory. A short tail stays in
+    /// the hot tier; a backlog that needed flushes is flushed to the end and compacted until
+    /// every settled day is one file (a bulk load spreads over every day at once, faster than
+    /// the per-pass bound of settled merges). Returns the visible offset.
     pub fn catch_up(&self) -> Result<u64, WarehouseError> {
         let mut retired = self.writer.lock();
+        let mut flushed = false;
         while self.visible_offset() < self.log.end_offset() {
             if self.read_batch(&mut retired)? == 0 {
                 break;
             }
-            self.flush_if_due(&mut retired)?;
+            flushed |= self.flush_if_due(&mut retired)?;
+        }
+        if flushed {
+            self.flush_locked(FlushMode::Commit)?;
+            while self.compact_locked(&mut retired)? > 0 {}
         }
         Ok(self.visible_offset())
     }
 
-    fn flush_if_due(&self, retired: &mut Vec<Retired>) -> Result<(), WarehouseError> {
+    /// Flushes and compacts when the hot tier is large or old enough; returns whether it did.
+    fn flush_if_due(&self, retired: &mut Vec<Retired>) -> Result<bool, WarehouseError> {
         let flush_due = {
             let state = self.state.lock();
             state.hot.event_rows >= self.config.flush_rows
@@ -395,7 +403,7 @@ impl Warehouse {
             self.flush_locked(FlushMode::Commit)?;
             self.compact_locked(retired)?;
         }
-        Ok(())
+        Ok(flush_due)
     }
 
     /// Reads up to `read_batch` records; an erase record ends the batch: the records before it

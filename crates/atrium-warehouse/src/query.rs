@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::MemTable;
 use datafusion::catalog::memory::MemorySchemaProvider;
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::SchemaError;
 use datafusion::config::Dialect;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::{
     CacheManagerConfig, CachedFileMetadata, CachedFileMetadataEntry,
@@ -27,6 +28,7 @@ use datafusion::execution::cache::cache_manager::{
 };
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -154,7 +156,7 @@ impl Warehouse {
                 .filter(|f| f.table == table.name())
                 .map(|f| f.path.as_str())
                 .collect();
-            let cold: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
+            let cold: Arc<dyn TableProvider> = if files.is_empty() {
                 Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?)
             } else {
                 let urls = files
@@ -173,10 +175,28 @@ impl Warehouse {
                 .filter(|((t, _), _)| *t == table)
                 .flat_map(|(_, batches)| batches.iter().cloned())
                 .collect();
-            let hot_table = MemTable::try_new(schema, vec![hot_batches])?;
+            let hot: Arc<dyn TableProvider> =
+                Arc::new(MemTable::try_new(schema, vec![hot_batches])?);
             let name = table.name();
-            ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_files"), cold)?;
-            ctx.register_table(format!("{INTERNAL_SCHEMA}.{name}_hot"), Arc::new(hot_table))?;
+            let files_name = format!("{INTERNAL_SCHEMA}.{name}_files");
+            let hot_name = format!("{INTERNAL_SCHEMA}.{name}_hot");
+            // The user-facing table: files and hot tier as one view, its plan built directly
+            // (planning it from SQL took a millisecond per view and query).
+            let union = LogicalPlanBuilder::scan(
+                files_name.clone(),
+                provider_as_source(cold.clone()),
+                None,
+            )?
+            .union(
+                LogicalPlanBuilder::scan(hot_name.clone(), provider_as_source(hot.clone()), None)?
+                    .build()?,
+            )?
+            .build()?;
+            let definition =
+                format!("SELECT * FROM {files_name} UNION ALL SELECT * FROM {hot_name}");
+            ctx.register_table(files_name, cold)?;
+            ctx.register_table(hot_name, hot)?;
+            ctx.register_table(name, Arc::new(ViewTable::new(union, Some(definition))))?;
         }
         let graph = self.graph_snapshot()?;
         ctx.register_batch("identities", graph.identities.clone())?;
@@ -352,14 +372,6 @@ impl Warehouse {
 /// The user-facing views: each materialized table as its files plus its hot tier, and the
 /// identity-resolved views.
 async fn add_views(ctx: &SessionContext) -> Result<(), DataFusionError> {
-    for table in Table::ALL {
-        let name = table.name();
-        ctx.sql(&format!(
-            "CREATE VIEW {name} AS SELECT * FROM {INTERNAL_SCHEMA}.{name}_files \
-             UNION ALL SELECT * FROM {INTERNAL_SCHEMA}.{name}_hot"
-        ))
-        .await?;
-    }
     for (view, base) in RESOLVED_VIEWS {
         ctx.sql(&format!(
             "CREATE VIEW {view} AS SELECT b.*, COALESCE(u.profile_id, a.profile_id) AS profile_id \
