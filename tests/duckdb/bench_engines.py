@@ -184,7 +184,7 @@ def main():
         selected = [q for q in args.queries.split(",") if q]
         for name, work in queries.items():
             # A query's other forms (`<query>_<form>`) run with it.
-            if selected and name not in selected and name.rsplit("_", 1)[0] not in selected:
+            if selected and not any(name == q or name.startswith(q + "_") for q in selected):
                 continue
             try:
                 seconds = timed(args.runs, work)

@@ -264,15 +264,13 @@ fn tally_grouped(
         }
     }
     let calendar = Calendar::new(scope.tz, scope.granularity, scope.from_ms, scope.to_ms);
-    let names = vec![ORDER_COMPLETED.to_owned(), ORDER_REFUNDED.to_owned()];
     let groups = load_grouped(
         warehouse,
         limits.timeout,
         GroupedSpec {
             from_ms: scope.from_ms,
             to_ms: scope.to_ms,
-            orders: GroupedSpec::orders_hold(&names, &columns),
-            names,
+            names: vec![ORDER_COMPLETED.to_owned(), ORDER_REFUNDED.to_owned()],
             columns: columns.clone(),
             calendar,
         },

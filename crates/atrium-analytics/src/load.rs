@@ -60,10 +60,6 @@ impl Dict {
         id
     }
 
-    pub fn get(&self, text: &str) -> Option<u32> {
-        self.map.get(text).copied()
-    }
-
     /// The text of `id`, `None` for 0.
     pub fn text(&self, id: u32) -> Option<&str> {
         if id == 0 {
@@ -191,13 +187,17 @@ impl People {
         !self.trait_filters.is_empty() || self.trait_breakdown.is_some()
     }
 
-    /// The number of the profile an identifier key outside the graph stands for.
+    /// The number of a profile key outside the graph (interned on first sight).
+    fn extra_number(&mut self, key: &str) -> u32 {
+        self.graph.profiles as u32 + self.extra.intern(key) - 1
+    }
+
+    /// The number of the profile an identifier key outside the graph stands for, with its
+    /// trait flags computed on first sight.
     fn profile_index(&mut self, key: &str, labels: &mut Dict) -> u32 {
-        if let Some(id) = self.extra.get(key) {
-            return (self.graph.profiles as u32) + id - 1;
-        }
-        let number = (self.graph.profiles as u32) + self.extra.intern(key) - 1;
-        if self.uses_traits() {
+        let known = self.extra.values.len();
+        let number = self.extra_number(key);
+        if self.extra.values.len() > known && self.uses_traits() {
             self.flag(number, labels);
         }
         number
@@ -350,7 +350,7 @@ async fn read_all(
                 };
                 let number = match numbers.get(id) {
                     Some(&number) => number,
-                    None => graph.profiles as u32 + people.extra.intern(id) - 1,
+                    None => people.extra_number(id),
                 };
                 let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
                 people.traits.insert(number, value);
@@ -423,20 +423,21 @@ pub(crate) struct GroupedSpec {
     /// Further text columns of `events` to group by (never `type` or `event`).
     pub columns: Vec<&'static str>,
     pub calendar: Calendar,
-    /// Read the `orders` table instead of `events`: every name is an order event and every
-    /// column one of `orders`' (see [`GroupedSpec::orders_hold`]). Same rows, a fraction of the
-    /// bytes: `orders` holds nothing but the order events.
-    pub orders: bool,
 }
 
 impl GroupedSpec {
-    /// Whether `orders` holds every row and column this load reads.
-    pub fn orders_hold(names: &[String], columns: &[&str]) -> bool {
+    /// Whether the `orders` table holds every row and column this load reads (every name an
+    /// order event, every column one of `orders`'): then it is read instead of `events`, the
+    /// same rows in a fraction of the bytes.
+    fn reads_orders(&self) -> bool {
         let schema = atrium_warehouse::Table::Orders.schema();
-        names
+        self.names
             .iter()
             .all(|name| atrium_warehouse::order_status(name).is_some())
-            && columns.iter().all(|column| schema.index_of(column).is_ok())
+            && self
+                .columns
+                .iter()
+                .all(|column| schema.index_of(column).is_ok())
     }
 }
 
@@ -516,7 +517,7 @@ fn grouped_sql(spec: &GroupedSpec) -> String {
     keys.extend(spec.columns.iter().map(|column| format!("\"{column}\"")));
     let names: Vec<&str> = spec.names.iter().map(String::as_str).collect();
     // `orders` rows are all `track` events.
-    let (table, kind, condition) = if spec.orders {
+    let (table, kind, condition) = if spec.reads_orders() {
         let quoted: Vec<String> = names.iter().map(|name| quote(name)).collect();
         (
             "orders",

@@ -290,6 +290,11 @@ pub fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
     if !output.status.success() {
         eprintln!("the reference engines exited with {}", output.status);
     }
+    let seconds_median = |value: &Value| -> Option<f64> {
+        let list = value["seconds"].as_array()?;
+        let mut values: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
+        Some(median(&mut values))
+    };
     // An engine's time for a query is its fastest form's (`<query>` or `<query>_<form>`).
     let engine_median = |engine: &str, query: &str| -> Option<f64> {
         reference
@@ -303,21 +308,12 @@ pub fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
                                 .is_some_and(|rest| rest.starts_with('_'))
                     })
             })
-            .filter_map(|v| v["seconds"].as_array())
-            .map(|list| {
-                let mut values: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
-                median(&mut values)
-            })
+            .filter_map(seconds_median)
             .min_by(f64::total_cmp)
     };
     for value in &reference {
-        if let (Some(query), Some(list)) = (value["query"].as_str(), value["seconds"].as_array()) {
-            let mut values: Vec<f64> = list.iter().filter_map(Value::as_f64).collect();
-            eprintln!(
-                "{} {query}: {:.3} s (median)",
-                value["engine"],
-                median(&mut values)
-            );
+        if let (Some(query), Some(seconds)) = (value["query"].as_str(), seconds_median(value)) {
+            eprintln!("{} {query}: {seconds:.3} s (median)", value["engine"]);
         }
     }
     for value in &reference {
