@@ -64,6 +64,7 @@
 //! first read by scanning record headers only.
 
 mod format;
+pub mod priority;
 mod segment;
 mod writer;
 

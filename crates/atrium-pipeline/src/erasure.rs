@@ -135,6 +135,8 @@ pub(crate) fn complete(pipeline: &Pipeline, erasures: Vec<Pending>) -> Result<()
             Ok(LogRecord::Control(_)) | Err(_) => true,
         }
     };
+    // The erasure is durable in the state before its events leave the log.
+    pipeline.sync()?;
     let dropped = pipeline.log.rewrite(&keep)?;
     pipeline.store.vacuum()?;
     tracing::info!(dropped, "erased events removed from the event log");

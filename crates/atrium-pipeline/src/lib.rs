@@ -9,6 +9,7 @@
 //! log segments are rewritten without its events, and the state file is vacuumed.
 
 mod erasure;
+mod readahead;
 pub mod segments;
 mod slim;
 
@@ -75,6 +76,8 @@ pub struct SegmentServices {
 
 /// Longest time between two durable state commits while the pipeline is busy.
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the log stays quiet before the pipeline makes its last commits durable.
+const IDLE_SYNC_AFTER: Duration = Duration::from_millis(50);
 
 pub struct PipelineConfig {
     /// Most records applied in one state-store transaction.
@@ -91,6 +94,8 @@ pub struct Pipeline {
     pub metrics: PipelineMetrics,
     applied: AtomicU64,
     last_durable: Mutex<std::time::Instant>,
+    /// Some commit since the last durable one was crash-consistent only.
+    undurable: AtomicBool,
     /// The last hour whose `hour:` index entry is known to exist (saves a lookup per event).
     last_hour_indexed: AtomicI64,
     applied_lock: Mutex<()>,
@@ -105,6 +110,12 @@ pub struct Pipeline {
     next_timer_ms: AtomicI64,
     /// Wakes the segment services thread after a commit.
     services_wake: (Mutex<bool>, Condvar),
+    /// What events keep when decoded for the current definitions (the read-ahead decodes with
+    /// it; the apply side decodes again if it changed meanwhile).
+    decode_filter: Mutex<Arc<slim::DecodeFilter>>,
+    /// Bumped when what the read-ahead has read may be stale (the log was rewritten, a batch
+    /// failed): it starts again from the applied offset.
+    read_epoch: AtomicU64,
 }
 
 /// Called (on the pipeline thread) after definitions changed, with the new definitions offset.
@@ -133,10 +144,13 @@ impl Pipeline {
             applied: AtomicU64::new(applied),
             last_hour_indexed: AtomicI64::new(i64::MIN),
             last_durable: Mutex::new(std::time::Instant::now()),
+            undurable: AtomicBool::new(false),
             applied_lock: Mutex::new(()),
             applied_changed: Condvar::new(),
             definitions_offset: AtomicU64::new(definitions_offset),
             definitions_listener: Mutex::new(None),
+            decode_filter: Mutex::new(catalog.filter().clone()),
+            read_epoch: AtomicU64::new(0),
             segments: Mutex::new(SegmentEngine::new(catalog)),
             next_timer_ms: AtomicI64::new(next_timer_ms),
             services_wake: (Mutex::new(false), Condvar::new()),
@@ -193,26 +207,52 @@ impl Pipeline {
         true
     }
 
-    /// Applies everything currently in the log. Returns the new applied offset.
+    /// Applies everything currently in the log and makes it durable. Returns the new applied
+    /// offset.
     pub fn run_until_caught_up(&self) -> Result<u64, PipelineError> {
         loop {
             let end = self.log.end_offset();
             if self.applied_offset() >= end {
+                self.sync()?;
                 return Ok(self.applied_offset());
             }
             self.step()?;
         }
     }
 
-    /// Reads and applies one batch. Returns how many records it read.
-    pub fn step(&self) -> Result<usize, PipelineError> {
-        let from = self.applied_offset();
-        let records = self.log.read(from, self.config.batch_records)?;
-        if records.is_empty() {
-            return Ok(0);
+    /// Makes the crash-consistent commits since the last durable one durable (no-op if none).
+    pub fn sync(&self) -> Result<(), PipelineError> {
+        if self.undurable.swap(false, Ordering::AcqRel) {
+            if let Err(error) = self.store.sync() {
+                self.undurable.store(true, Ordering::Release);
+                return Err(error.into());
+            }
+            *self.last_durable.lock() = std::time::Instant::now();
         }
-        let next_offset = records.last().map_or(from, |record| record.offset + 1);
-        let (erasures, definitions_offset) = self.apply_batch(&records, next_offset)?;
+        Ok(())
+    }
+
+    /// Reads, decodes and applies one batch on this thread. Returns how many records it read.
+    pub fn step(&self) -> Result<usize, PipelineError> {
+        let records = self
+            .log
+            .read(self.applied_offset(), self.config.batch_records)?;
+        self.apply_records(&records, None)?;
+        Ok(records.len())
+    }
+
+    /// Applies records read from the applied offset on, with their decoding if the read-ahead
+    /// made one, and publishes the new applied offset.
+    fn apply_records(
+        &self,
+        records: &[Record],
+        decoded: Option<readahead::Decoded>,
+    ) -> Result<(), PipelineError> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let next_offset = last.offset + 1;
+        let (erasures, definitions_offset) = self.apply_batch(records, decoded, next_offset)?;
         self.publish_applied(next_offset);
         if let Some(offset) = definitions_offset {
             self.definitions_offset.store(offset, Ordering::Release);
@@ -222,8 +262,10 @@ impl Pipeline {
         }
         if !erasures.is_empty() {
             erasure::complete(self, erasures)?;
+            // What was read ahead may hold records the rewrite dropped.
+            self.read_epoch.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(records.len())
+        Ok(())
     }
 
     fn publish_applied(&self, offset: u64) {
@@ -235,21 +277,28 @@ impl Pipeline {
     fn apply_batch(
         &self,
         records: &[Record],
+        decoded: Option<readahead::Decoded>,
         next_offset: u64,
     ) -> Result<(Vec<erasure::Pending>, Option<u64>), PipelineError> {
         let now_ms = self.clock.now_ms();
         let mut erasures = Vec::new();
         let mut definitions_offset = None;
-        // Fsync at most once a second while catching up, and whenever the pipeline is idle.
-        let caught_up = records.len() < self.config.batch_records;
-        let durability =
-            if caught_up || self.last_durable.lock().elapsed() >= DURABLE_COMMIT_INTERVAL {
-                Durability::Durable
-            } else {
-                Durability::CrashConsistent
-            };
+        // Fsync at most once a second while busy, and once the log has gone quiet
+        // ([`Pipeline::spawn`], [`Pipeline::run_until_caught_up`]): the log is the durable
+        // source, so a crash only means applying the records since the last durable commit again.
+        let durability = if self.last_durable.lock().elapsed() >= DURABLE_COMMIT_INTERVAL {
+            Durability::Durable
+        } else {
+            Durability::CrashConsistent
+        };
         let mut engine = self.segments.lock();
-        let mut decoded_records = decode_batch(records, engine.catalog.keep()).into_iter();
+        let decoded = match decoded {
+            Some(decoded) if Arc::ptr_eq(&decoded.filter, engine.catalog.filter()) => {
+                decoded.records
+            }
+            _ => readahead::decode_all(records, engine.catalog.keep()),
+        };
+        let mut decoded_records = decoded.into_iter();
         // A definition in this batch changes which events keep their properties: the records
         // after it are decoded again with the new catalog.
         let mut definitions_changed = false;
@@ -304,14 +353,22 @@ impl Pipeline {
             // segment states and definitions the engine cached.
             self.last_hour_indexed.store(i64::MIN, Ordering::Relaxed);
             engine.reset(self.store.read(SegmentCatalog::load)?);
+            *self.decode_filter.lock() = engine.catalog.filter().clone();
             return Err(error);
+        }
+        if definitions_changed {
+            *self.decode_filter.lock() = engine.catalog.filter().clone();
         }
         drop(engine);
         self.next_timer_ms
             .store(next_timer.unwrap_or(i64::MAX), Ordering::Release);
         self.wake_services();
-        if durability == Durability::Durable {
-            *self.last_durable.lock() = std::time::Instant::now();
+        match durability {
+            Durability::Durable => {
+                self.undurable.store(false, Ordering::Release);
+                *self.last_durable.lock() = std::time::Instant::now();
+            }
+            Durability::CrashConsistent => self.undurable.store(true, Ordering::Release),
         }
         self.metrics.batches.add(1);
         Ok((erasures, definitions_offset))
@@ -620,63 +677,23 @@ impl Pipeline {
         Ok(worked)
     }
 
-    /// Runs the pipeline on a background thread until `stop` is set.
+    /// Runs the pipeline on a background thread until `stop` is set: a second thread reads and
+    /// decodes the log ahead while this one applies ([`readahead`]).
     pub fn spawn(self: Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
         std::thread::Builder::new()
             .name("atrium-pipeline".into())
             .spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    match self.step() {
-                        Ok(0) => {
-                            self.log.wait_for(self.applied_offset(), Duration::from_millis(100));
-                        }
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::error!(%error, offset = self.applied_offset(), "pipeline step failed, retrying in 1s");
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                    }
+                if let Err(error) =
+                    self.run_with_read_ahead(&stop, readahead::Until::Stopped, &mut |_| {})
+                {
+                    tracing::error!(%error, "the pipeline stopped");
+                }
+                if let Err(error) = self.sync() {
+                    tracing::error!(%error, "final pipeline sync failed");
                 }
             })
             .expect("spawning the pipeline thread")
     }
-}
-
-/// Batches at least this long are decoded on two threads.
-const PARALLEL_DECODE_RECORDS: usize = 256;
-
-/// Decodes a batch's records in order. Decoding is pure, so the second half is decoded on a
-/// helper thread while this one decodes the first; the records are still applied in log order
-/// on the pipeline thread.
-fn decode_batch(
-    records: &[Record],
-    keep: slim::Keep<'_>,
-) -> Vec<Result<LogRecord, atrium_types::RecordError>> {
-    let decode_all = |records: &[Record]| -> Vec<_> {
-        records
-            .iter()
-            .map(|record| slim::decode(&record.payload, keep))
-            .collect()
-    };
-    if records.len() < PARALLEL_DECODE_RECORDS {
-        return decode_all(records);
-    }
-    let (first, second) = records.split_at(records.len() / 2);
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("atrium-pipeline-decode".into())
-            .spawn_scoped(scope, || decode_all(second));
-        let mut decoded = decode_all(first);
-        match helper {
-            Ok(helper) => match helper.join() {
-                Ok(rest) => decoded.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            // No thread to be had: decode the rest here.
-            Err(_) => decoded.extend(decode_all(second)),
-        }
-        decoded
-    })
 }
 
 /// Deletes all derived state and replays the log from offset 0.
@@ -696,12 +713,10 @@ pub fn rebuild(
     let store = Arc::new(Store::open(store_path)?);
     let pipeline = Pipeline::new(log.clone(), store.clone(), config, clock)?;
     let end = log.end_offset();
-    while pipeline.applied_offset() < log.end_offset() {
-        if pipeline.step()? == 0 {
-            break;
-        }
-        progress(pipeline.applied_offset(), end);
-    }
+    let stop = AtomicBool::new(false);
+    pipeline.run_with_read_ahead(&stop, readahead::Until::CaughtUp, &mut |applied| {
+        progress(applied, end)
+    })?;
     store.sync()?;
     Ok(store)
 }

@@ -42,6 +42,7 @@ use serde_json::{Map, Value};
 
 use self::backfill::{EventNames, Replay};
 use crate::PipelineError;
+use crate::slim::DecodeFilter;
 
 mod backfill;
 
@@ -225,9 +226,8 @@ pub struct SegmentCatalog {
     by_event: HashMap<String, Relevant>,
     /// Whether some segment reads profile traits.
     reads_traits: bool,
-    /// The top-level event property keys some definition reads, sorted: events keep only
-    /// these properties (`slim::decode`).
-    property_keys: Vec<String>,
+    /// What the decoder keeps of events for these definitions; a new one whenever they change.
+    filter: Arc<DecodeFilter>,
 }
 
 /// The definitions one event name is relevant to.
@@ -323,30 +323,25 @@ impl SegmentCatalog {
         for compiled in self.traits.values() {
             compiled.property_roots(&mut roots);
         }
-        self.property_keys = roots.into_iter().map(str::to_owned).collect();
+        self.filter = Arc::new(DecodeFilter {
+            active: !self.is_empty(),
+            events: self.by_event.keys().cloned().collect(),
+            property_keys: roots.into_iter().map(str::to_owned).collect(),
+        });
     }
 
-    /// The top-level event property keys some definition reads, sorted.
-    pub(crate) fn property_keys(&self) -> &[String] {
-        &self.property_keys
+    /// What the decoder keeps of events for these definitions (shared with the read-ahead).
+    pub(crate) fn filter(&self) -> &Arc<DecodeFilter> {
+        &self.filter
     }
 
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty() && self.traits.is_empty()
     }
 
-    /// Whether some definition reads events named `name`.
-    pub(crate) fn reads_event(&self, name: &str) -> bool {
-        self.by_event.contains_key(name)
-    }
-
     /// Which events the pipeline decodes with their properties for this catalog.
     pub(crate) fn keep(&self) -> crate::slim::Keep<'_> {
-        if self.is_empty() {
-            crate::slim::Keep::Needed
-        } else {
-            crate::slim::Keep::ReadBy(self)
-        }
+        self.filter.keep()
     }
 
     /// Where the engine keeps the state of the segment `id` (compiled).

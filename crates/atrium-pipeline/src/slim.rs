@@ -3,12 +3,12 @@
 //! time; here one pass over the payload builds values only for those fields and skips the rest
 //! (`properties` and `name` are kept as raw text until it is known whether they are needed).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use atrium_profiles::{CONTEXT_FIELDS, EVENT_FIELDS, is_order_event};
 use atrium_types::{LogRecord, RecordError};
 
-use crate::segments::SegmentCatalog;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -24,11 +24,35 @@ pub(crate) enum Keep<'a> {
     Needed,
     /// Events the segment engine reads: those whose name (a track event's `event`, a page or
     /// screen's `name`) the catalog's definitions mention. Page and screen events keep `name`.
-    ReadBy(&'a SegmentCatalog),
+    ReadBy(&'a DecodeFilter),
     /// Every event; page and screen events keep `name` (what the two-pass reference of the
     /// tests decodes).
     #[cfg(test)]
     All,
+}
+
+/// What the definitions of a segment catalog read of events, as the decoder needs it. The catalog
+/// builds a new one whenever its definitions change, so a batch decoded ahead of time can tell
+/// whether it was decoded for the current definitions (`Arc::ptr_eq`).
+#[derive(Debug, Default)]
+pub(crate) struct DecodeFilter {
+    /// Some segment or computed trait is defined.
+    pub(crate) active: bool,
+    /// The event names some definition reads.
+    pub(crate) events: HashSet<String>,
+    /// The top-level event property keys some definition reads, sorted: events keep only these
+    /// properties.
+    pub(crate) property_keys: Vec<String>,
+}
+
+impl DecodeFilter {
+    pub(crate) fn keep(&self) -> Keep<'_> {
+        if self.active {
+            Keep::ReadBy(self)
+        } else {
+            Keep::Needed
+        }
+    }
 }
 
 /// Decodes a stored record, events down to the fields the pipeline reads and, per `keep`, their
@@ -79,15 +103,16 @@ pub(crate) fn decode(payload: &[u8], keep: Keep<'_>) -> Result<LogRecord, Record
         _ if kind == Some("track") && track_name.is_some_and(needed) => Some(None),
         Keep::Needed => None,
         // The name as the segment engine reads it (`segments::event_view`).
-        Keep::ReadBy(catalog) => {
+        Keep::ReadBy(filter) => {
             let name = match kind.unwrap_or("track") {
                 "track" => track_name,
                 "page" | "screen" => event.get("name").and_then(Value::as_str),
                 _ => None,
             };
-            catalog
-                .reads_event(name.unwrap_or(""))
-                .then_some(Some(catalog.property_keys()))
+            filter
+                .events
+                .contains(name.unwrap_or(""))
+                .then_some(Some(filter.property_keys.as_slice()))
         }
     };
     if let (Some(keys), Some(raw)) = (keep_properties, scan.properties) {

@@ -392,12 +392,18 @@ impl RecService {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("atrium-recs".into())
-                .spawn(move || service.consume(&stop))
+                .spawn(move || {
+                    atrium_log::priority::run_in_background();
+                    service.consume(&stop);
+                })
                 .expect("spawning the recs consumer thread")
         };
         let trainer = std::thread::Builder::new()
             .name("atrium-recs-train".into())
-            .spawn(move || self.schedule_training(&stop))
+            .spawn(move || {
+                atrium_log::priority::run_in_background();
+                self.schedule_training(&stop);
+            })
             .expect("spawning the recs trainer thread");
         vec![consumer, trainer]
     }

@@ -200,7 +200,10 @@ impl Snapshots {
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name("atrium-graph-refresh".into())
-            .spawn(move || this.refresh());
+            .spawn(move || {
+                atrium_log::priority::run_in_background();
+                this.refresh();
+            });
         if let Err(error) = spawned {
             state.refreshing = false;
             tracing::warn!(%error, "could not start the identity graph refresh");

@@ -768,6 +768,7 @@ impl Warehouse {
         std::thread::Builder::new()
             .name("atrium-warehouse".into())
             .spawn(move || {
+                atrium_log::priority::run_in_background();
                 while !stop.load(Ordering::Acquire) {
                     match self.step() {
                         Ok(0) => {
