@@ -19,11 +19,6 @@ use atrium_server::{Config, Server};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Parsing and allocating per event dominate the consumers' CPU (BENCHMARKS.md, "Where the time
-/// goes"); mimalloc's thread-local free lists cost a fraction of glibc malloc's there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "atrium",
