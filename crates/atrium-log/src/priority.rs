@@ -27,17 +27,13 @@ pub fn run_in_background() {
     }
 }
 
-/// The calling thread's nice value (Linux).
-#[cfg(target_os = "linux")]
-pub fn current_nice() -> std::io::Result<i32> {
-    Ok(rustix::process::getpriority_process(Some(
-        rustix::thread::gettid(),
-    ))?)
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    fn current_nice() -> rustix::io::Result<i32> {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+    }
 
     #[test]
     fn background_threads_and_their_children_run_at_the_background_nice_value() {

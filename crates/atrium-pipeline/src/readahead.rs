@@ -71,18 +71,11 @@ impl Pipeline {
         let finished = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let (sender, receiver) = mpsc::sync_channel(READ_AHEAD_BATCHES);
-            let reader = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("atrium-pipeline-read".into())
-                .spawn_scoped(scope, || self.read_ahead(stop, &finished, until, sender));
-            let result = match reader {
-                Ok(_) => self.apply_prepared(stop, until, receiver, progress),
-                // No second thread to be had: read and apply on this one.
-                Err(error) => {
-                    tracing::warn!(%error, "no read-ahead thread; the pipeline reads as it applies");
-                    drop(receiver);
-                    self.apply_in_place(stop, until, progress)
-                }
-            };
+                .spawn_scoped(scope, || self.read_ahead(stop, &finished, until, sender))
+                .expect("spawning the pipeline read-ahead thread");
+            let result = self.apply_prepared(stop, until, receiver, progress);
             finished.store(true, Ordering::Release);
             result
         })
@@ -168,31 +161,6 @@ impl Pipeline {
                     self.read_epoch.fetch_add(1, Ordering::AcqRel);
                     self.failed(until, error)?;
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// The loop without a reader thread.
-    fn apply_in_place(
-        &self,
-        stop: &AtomicBool,
-        until: Until,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(), PipelineError> {
-        while !stop.load(Ordering::Acquire) {
-            match self.step() {
-                Ok(0) if until == Until::CaughtUp => return Ok(()),
-                Ok(0) => {
-                    if self.log.wait_for(self.applied_offset(), IDLE_SYNC_AFTER)
-                        <= self.applied_offset()
-                        && let Err(error) = self.sync()
-                    {
-                        self.failed(until, error)?;
-                    }
-                }
-                Ok(_) => progress(self.applied_offset()),
-                Err(error) => self.failed(until, error)?,
             }
         }
         Ok(())

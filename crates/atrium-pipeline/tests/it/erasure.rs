@@ -93,3 +93,81 @@ fn erased_profile_leaves_no_trace_under_the_data_directory() {
     }
     assert!(harness.profile("email:keep@example.org").is_some());
 }
+
+/// A replay reads the log ahead of what it applies. When it applies an erasure, the log is
+/// rewritten without the erased customer's events, including later ones it may already have
+/// read ahead; those must be dropped, not applied (they would re-create the profile).
+#[test]
+fn replay_does_not_apply_events_an_erasure_removed_from_the_log() {
+    let harness = Harness::new(1);
+    let customer =
+        |email: &str| json!({"type": "identify", "userId": "ua", "traits": {"email": email}});
+    let bystander =
+        |n: u32| json!({"type": "track", "userId": format!("b{n}"), "event": "Product Viewed"});
+    harness.ingest(
+        "web",
+        Channel::Web,
+        &[customer("ann@example.org"), bystander(0)],
+    );
+    harness.catch_up();
+    let profile = harness.profile("user_id:ua").expect("profile exists");
+    let graph = harness
+        .pipeline
+        .store()
+        .read(|tables| tables.graph(&atrium_identity::ProfileId(profile.id.clone())))
+        .unwrap()
+        .unwrap();
+    let erase = ControlRecord::Erase {
+        profile_id: profile.id.clone(),
+        identifier_hashes: graph
+            .identifiers
+            .iter()
+            .map(|record| harness.pipeline.hasher().hash(&record.id))
+            .collect(),
+        requested_at: "2026-01-01T00:00:00Z".into(),
+        // Not suppressed: only the rewrite keeps the later events out.
+        suppress: false,
+    };
+    harness
+        .log
+        .append(&[LogRecord::encode_control(&erase).as_slice()])
+        .unwrap();
+    // Right behind the erasure (within what the replay reads ahead), the erased customer
+    // again, then bystanders.
+    let later: Vec<_> = [customer("ann@example.org")]
+        .into_iter()
+        .chain((1..40).map(bystander))
+        .collect();
+    harness.ingest("web", Channel::Web, &later);
+    let end = harness.log.end_offset();
+
+    let replayed = atrium_pipeline::rebuild(
+        &harness.dir.path().join("replayed.redb"),
+        harness.log.clone(),
+        crate::config(1),
+        std::sync::Arc::new(atrium_types::SystemClock),
+        |_, _| {},
+    )
+    .unwrap();
+    let resolved = replayed
+        .read(|tables| tables.resolve("user_id:ua"))
+        .unwrap();
+    assert!(
+        resolved.is_none(),
+        "an event the rewrite dropped was applied"
+    );
+    assert_eq!(replayed.pipeline_offset().unwrap(), end);
+    let kept = harness.log.read(0, 1_000).unwrap();
+    assert_eq!(
+        kept.len() as u64,
+        end - 2,
+        "both of the customer's identify events are gone"
+    );
+
+    // The live pipeline (no read-ahead) reaches the same state.
+    harness.catch_up();
+    assert_eq!(
+        harness.pipeline.store().digest().unwrap(),
+        replayed.digest().unwrap()
+    );
+}
