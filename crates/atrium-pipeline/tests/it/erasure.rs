@@ -5,6 +5,40 @@ use serde_json::json;
 
 use crate::{Harness, all_bytes_under};
 
+/// The salted hashes of every identifier in the profile's graph (what an erasure request carries).
+fn identifier_hashes(harness: &Harness, profile_id: &str) -> Vec<String> {
+    let graph = harness
+        .pipeline
+        .store()
+        .read(|tables| tables.graph(&atrium_identity::ProfileId(profile_id.to_owned())))
+        .unwrap()
+        .unwrap();
+    graph
+        .identifiers
+        .iter()
+        .map(|record| harness.pipeline.hasher().hash(&record.id))
+        .collect()
+}
+
+/// Appends an erasure request for the profile, as the server does for `DELETE /v1/profiles/{id}`.
+fn append_erasure(
+    harness: &Harness,
+    profile_id: &str,
+    identifier_hashes: Vec<String>,
+    suppress: bool,
+) {
+    let erase = ControlRecord::Erase {
+        profile_id: profile_id.to_owned(),
+        identifier_hashes,
+        requested_at: "2026-01-01T00:00:00Z".into(),
+        suppress,
+    };
+    harness
+        .log
+        .append(&[LogRecord::encode_control(&erase).as_slice()])
+        .unwrap();
+}
+
 #[test]
 fn erased_profile_leaves_no_trace_under_the_data_directory() {
     let harness = Harness::new(10);
@@ -23,27 +57,12 @@ fn erased_profile_leaves_no_trace_under_the_data_directory() {
     let profile = harness
         .profile(&format!("email:{secret_email}"))
         .expect("profile exists");
-    let graph = harness
-        .pipeline
-        .store()
-        .read(|tables| tables.graph(&atrium_identity::ProfileId(profile.id.clone())))
-        .unwrap()
-        .unwrap();
-    let hashes: Vec<String> = graph
-        .identifiers
-        .iter()
-        .map(|record| harness.pipeline.hasher().hash(&record.id))
-        .collect();
-    let erase = ControlRecord::Erase {
-        profile_id: profile.id.clone(),
-        identifier_hashes: hashes,
-        requested_at: "2026-01-01T00:00:00Z".into(),
-        suppress: true,
-    };
-    harness
-        .log
-        .append(&[LogRecord::encode_control(&erase).as_slice()])
-        .unwrap();
+    append_erasure(
+        &harness,
+        &profile.id,
+        identifier_hashes(&harness, &profile.id),
+        true,
+    );
     harness.catch_up();
 
     assert!(harness.profile(&format!("email:{secret_email}")).is_none());
@@ -65,21 +84,11 @@ fn erased_profile_leaves_no_trace_under_the_data_directory() {
 
     // Nothing under the data directory holds the email, the name or the user id any more —
     // except the suppressed event that arrived after the rewrite, which the next rewrite removes.
-    let erase_again = ControlRecord::Erase {
-        profile_id: profile.id.clone(),
-        identifier_hashes: vec![
-            harness
-                .pipeline
-                .hasher()
-                .hash(&Identifier::new("user_id", "ue")),
-        ],
-        requested_at: "2026-01-01T00:00:00Z".into(),
-        suppress: true,
-    };
-    harness
-        .log
-        .append(&[LogRecord::encode_control(&erase_again).as_slice()])
-        .unwrap();
+    let user_id_hash = harness
+        .pipeline
+        .hasher()
+        .hash(&Identifier::new("user_id", "ue"));
+    append_erasure(&harness, &profile.id, vec![user_id_hash], true);
     harness.catch_up();
     for (path, bytes) in all_bytes_under(harness.dir.path()) {
         for needle in [secret_email.as_bytes(), b"Eve Erased".as_slice()] {
@@ -111,27 +120,9 @@ fn replay_does_not_apply_events_an_erasure_removed_from_the_log() {
     );
     harness.catch_up();
     let profile = harness.profile("user_id:ua").expect("profile exists");
-    let graph = harness
-        .pipeline
-        .store()
-        .read(|tables| tables.graph(&atrium_identity::ProfileId(profile.id.clone())))
-        .unwrap()
-        .unwrap();
-    let erase = ControlRecord::Erase {
-        profile_id: profile.id.clone(),
-        identifier_hashes: graph
-            .identifiers
-            .iter()
-            .map(|record| harness.pipeline.hasher().hash(&record.id))
-            .collect(),
-        requested_at: "2026-01-01T00:00:00Z".into(),
-        // Not suppressed: only the rewrite keeps the later events out.
-        suppress: false,
-    };
-    harness
-        .log
-        .append(&[LogRecord::encode_control(&erase).as_slice()])
-        .unwrap();
+    // Not suppressed: only the rewrite keeps the later events out.
+    let hashes = identifier_hashes(&harness, &profile.id);
+    append_erasure(&harness, &profile.id, hashes, false);
     // Right behind the erasure (within what the replay reads ahead), the erased customer
     // again, then bystanders.
     let later: Vec<_> = [customer("ann@example.org")]
