@@ -119,6 +119,9 @@ pub struct WarehouseSettings {
     pub flush_rows: usize,
     /// `zstd` or `none` (`ATRIUM_WAREHOUSE_COMPRESSION`).
     pub compression: atrium_warehouse::ParquetCompression,
+    /// MiB of decoded `orders` / `order_lines` files kept in memory for queries, 0 for none
+    /// (`ATRIUM_WAREHOUSE_MEMORY_FILES_MB`).
+    pub memory_files_mb: usize,
 }
 
 impl Default for WarehouseSettings {
@@ -128,6 +131,7 @@ impl Default for WarehouseSettings {
             flush_interval_ms: defaults.flush_interval.as_millis() as u64,
             flush_rows: defaults.flush_rows,
             compression: defaults.compression,
+            memory_files_mb: defaults.memory_files_bytes >> 20,
         }
     }
 }
@@ -139,6 +143,7 @@ impl WarehouseSettings {
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
             flush_rows: self.flush_rows.max(1),
             compression: self.compression,
+            memory_files_bytes: self.memory_files_mb.saturating_mul(1 << 20),
             ..atrium_warehouse::WarehouseConfig::default()
         }
     }
@@ -269,6 +274,11 @@ impl Config {
             self.warehouse.flush_rows = rows
                 .parse()
                 .map_err(|error| invalid("ATRIUM_WAREHOUSE_FLUSH_ROWS", format!("{error}")))?;
+        }
+        if let Some(megabytes) = get("ATRIUM_WAREHOUSE_MEMORY_FILES_MB") {
+            self.warehouse.memory_files_mb = megabytes
+                .parse()
+                .map_err(|error| invalid("ATRIUM_WAREHOUSE_MEMORY_FILES_MB", format!("{error}")))?;
         }
         if let Some(codec) = get("ATRIUM_WAREHOUSE_COMPRESSION") {
             self.warehouse.compression = match codec.trim().to_ascii_lowercase().as_str() {

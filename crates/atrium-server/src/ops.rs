@@ -159,6 +159,31 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "Log records not yet applied.",
         log.end_offset.saturating_sub(applied) as f64,
     );
+    let warehouse_offset = state.warehouse.visible_offset();
+    render_gauge(
+        &mut out,
+        "atrium_warehouse_visible_offset",
+        "One past the last log offset queryable in the warehouse.",
+        warehouse_offset as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_warehouse_lag_records",
+        "Log records not yet queryable in the warehouse.",
+        log.end_offset.saturating_sub(warehouse_offset) as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_warehouse_files",
+        "Parquet files the warehouse manifest lists.",
+        state.warehouse.manifest().files.len() as f64,
+    );
+    render_gauge(
+        &mut out,
+        "atrium_warehouse_memory_files_bytes",
+        "Decoded bytes of small-table files kept in memory for queries.",
+        state.warehouse.memory_files_bytes() as f64,
+    );
     if let Ok(profiles) = state.store.read(|tables| tables.profile_count()) {
         render_gauge(
             &mut out,

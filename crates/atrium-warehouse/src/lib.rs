@@ -50,6 +50,7 @@ mod erase;
 mod graph;
 mod json;
 mod manifest;
+mod memory;
 mod query;
 mod rows;
 #[cfg(test)]
@@ -181,6 +182,9 @@ pub struct WarehouseConfig {
     pub compression: ParquetCompression,
     /// Most rows per Parquet data page (see the crate's "Layout"; default [`PAGE_ROWS`]).
     pub page_rows: usize,
+    /// Most bytes of decoded `orders` / `order_lines` files kept in memory for queries (see
+    /// the `memory` module; 0 keeps none).
+    pub memory_files_bytes: usize,
     /// An identity graph whose snapshot takes longer than this to read is refreshed in the
     /// background instead of on the query path (see the `graph` module).
     pub graph_sync_rebuild: Duration,
@@ -190,7 +194,9 @@ pub struct WarehouseConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParquetCompression {
-    /// Zstandard, level 3 (the default).
+    /// Zstandard, level 3 (the default), for the files compaction and erasure write and for
+    /// exports; a flush, which the materializer waits for, writes Snappy (a fraction of the CPU
+    /// time, somewhat larger files) until compaction merges its day.
     #[default]
     Zstd,
     /// Uncompressed (bigger files; values are plain bytes on disk, which tests grep for).
@@ -198,13 +204,29 @@ pub enum ParquetCompression {
 }
 
 impl ParquetCompression {
-    fn codec(self) -> Result<Compression, ParquetError> {
-        Ok(match self {
-            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(3)?),
-            ParquetCompression::None => Compression::UNCOMPRESSED,
+    fn codec(self, file: FileKind) -> Result<Compression, ParquetError> {
+        Ok(match (self, file) {
+            (ParquetCompression::Zstd, FileKind::Flush) => Compression::SNAPPY,
+            (ParquetCompression::Zstd, FileKind::Settled) => {
+                Compression::ZSTD(ZstdLevel::try_new(3)?)
+            }
+            (ParquetCompression::None, _) => Compression::UNCOMPRESSED,
         })
     }
 }
+
+/// Who writes a Parquet file, which decides its codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileKind {
+    /// A flush of the hot tier: on the materializer's path, so fast to write.
+    Flush,
+    /// Compaction, erasure rewrites, exports: small on disk.
+    Settled,
+}
+
+/// Columns whose values rarely repeat within a file: dictionary encoding them only costs
+/// hashing (the writer falls back to plain encoding once the dictionary outgrows its page).
+const UNIQUE_COLUMNS: [&str; 4] = ["message_id", "properties", "traits", "context"];
 
 impl Default for WarehouseConfig {
     fn default() -> Self {
@@ -217,6 +239,7 @@ impl Default for WarehouseConfig {
             query_memory_bytes: 1 << 30,
             compression: ParquetCompression::Zstd,
             page_rows: PAGE_ROWS,
+            memory_files_bytes: 256 << 20,
             graph_sync_rebuild: Duration::from_millis(50),
         }
     }
@@ -257,6 +280,7 @@ pub struct Warehouse {
     writer: Mutex<Vec<Retired>>,
     graph: Arc<graph::Snapshots>,
     caches: query::FileCaches,
+    memory: memory::MemoryFiles,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -316,6 +340,7 @@ impl Warehouse {
             ..Hot::default()
         };
         let graph = Arc::new(graph::Snapshots::new(store, config.graph_sync_rebuild));
+        let memory = memory::MemoryFiles::new(config.memory_files_bytes);
         Ok(Warehouse {
             dir,
             log,
@@ -325,6 +350,7 @@ impl Warehouse {
             writer: Mutex::new(Vec::new()),
             graph,
             caches: query::FileCaches::new(),
+            memory,
             runtime: Some(runtime),
         })
     }
@@ -418,7 +444,7 @@ impl Warehouse {
         let mut next_offset = last.offset + 1;
         let mut erasure: Option<(u64, Vec<String>)> = None;
         let mut read = records.len();
-        let mut grouped: BTreeMap<(Table, i32), Vec<rows::Row>> = BTreeMap::new();
+        let mut grouped: BTreeMap<(Table, i32), Vec<rows::Row<'_>>> = BTreeMap::new();
         let mut event_rows = 0;
         for (index, record) in records.iter().enumerate() {
             let event = match stored::decode(&record.payload) {
@@ -497,7 +523,7 @@ impl Warehouse {
         let mut new_hot = hot.clone();
         let mut hot_events_removed = 0;
         let mut next_manifest = manifest.clone();
-        let mut written: Vec<PathBuf> = Vec::new();
+        let mut written: Vec<(Table, String, RecordBatch)> = Vec::new();
         let mut replaced: Vec<PathBuf> = Vec::new();
         let mut dirs = BTreeSet::new();
         for table in Table::ALL {
@@ -542,9 +568,14 @@ impl Warehouse {
                     file.last_offset,
                 );
                 let new_path = self.dir.join(&relative);
-                write_parquet(&new_path, std::slice::from_ref(&kept), &self.config)?;
+                write_parquet(
+                    &new_path,
+                    std::slice::from_ref(&kept),
+                    &self.config,
+                    FileKind::Settled,
+                )?;
                 dirs.insert(new_path.parent().expect("has parent").to_path_buf());
-                written.push(new_path);
+                written.push((table, relative.clone(), kept));
                 file.path = relative;
             }
         }
@@ -555,8 +586,11 @@ impl Warehouse {
         if !replaced.is_empty() {
             next_manifest.store(&self.dir)?;
         }
+        let rewritten = written.len();
         {
             let mut state = self.state.lock();
+            // Under the state lock, so no query can keep a decoded copy of a replaced file.
+            self.memory.retain_listed(&next_manifest);
             state.manifest = next_manifest;
             for (key, batches) in new_hot {
                 state.hot.batches.insert(key, batches);
@@ -582,10 +616,13 @@ impl Warehouse {
         for dir in &removed_dirs {
             manifest::sync_dir(dir)?;
         }
+        for (table, path, batch) in written {
+            self.memory.insert(table, &path, vec![batch]);
+        }
         tracing::info!(
             offset,
             events = eraser.erased_offsets.len(),
-            rewritten = written.len(),
+            rewritten,
             "erasure applied to the warehouse"
         );
         Ok(())
@@ -618,6 +655,7 @@ impl Warehouse {
             return Ok(());
         }
         let mut files = Vec::with_capacity(batches.len());
+        let mut written = Vec::with_capacity(batches.len());
         let mut dirs = BTreeSet::new();
         for ((table, day), parts) in &batches {
             let batch = cluster(*table, &concat_batches(&table.schema(), parts)?)?;
@@ -631,17 +669,23 @@ impl Warehouse {
                 next - 1
             );
             let path = self.dir.join(&relative);
-            write_parquet(&path, std::slice::from_ref(&batch), &self.config)?;
+            write_parquet(
+                &path,
+                std::slice::from_ref(&batch),
+                &self.config,
+                FileKind::Flush,
+            )?;
             dirs.insert(path.parent().expect("has parent").to_path_buf());
             dirs.insert(self.dir.join(table.name()));
             files.push(DataFile {
                 table: table.name().into(),
-                path: relative,
+                path: relative.clone(),
                 day: *day,
                 rows: batch.num_rows() as u64,
                 first_offset: first,
                 last_offset: next - 1,
             });
+            written.push((*table, relative, batch));
         }
         for dir in &dirs {
             manifest::sync_dir(dir)?;
@@ -662,6 +706,10 @@ impl Warehouse {
             next_offset: next,
             ..Hot::default()
         };
+        drop(state);
+        for (table, path, batch) in written {
+            self.memory.insert(table, &path, vec![batch]);
+        }
         Ok(())
     }
 
@@ -707,6 +755,7 @@ impl Warehouse {
         let mut settled_merges = 0;
         let mut replaced: BTreeSet<String> = BTreeSet::new();
         let mut added = Vec::new();
+        let mut written = Vec::new();
         for ((table_name, day), files) in partitions {
             if files.len() < self.config.compact_files {
                 let settled = day + SETTLED_DAYS <= newest[&table_name];
@@ -732,17 +781,23 @@ impl Warehouse {
             );
             let path = self.dir.join(&relative);
             let merged = cluster(table, &concat_batches(&table.schema(), &batches)?)?;
-            write_parquet(&path, std::slice::from_ref(&merged), &self.config)?;
+            write_parquet(
+                &path,
+                std::slice::from_ref(&merged),
+                &self.config,
+                FileKind::Settled,
+            )?;
             manifest::sync_dir(path.parent().expect("has parent"))?;
             replaced.extend(files.iter().map(|f| f.path.clone()));
             added.push(DataFile {
                 table: table_name,
-                path: relative,
+                path: relative.clone(),
                 day,
                 rows: merged.num_rows() as u64,
                 first_offset: first,
                 last_offset: last,
             });
+            written.push((table, relative, merged));
         }
         if added.is_empty() {
             return Ok(0);
@@ -753,8 +808,12 @@ impl Warehouse {
         next.files.retain(|f| !replaced.contains(&f.path));
         next.files.extend(added);
         next.store(&self.dir)?;
+        self.memory.retain_listed(&next);
         state.manifest = next;
         drop(state);
+        for (table, path, batch) in written {
+            self.memory.insert(table, &path, vec![batch]);
+        }
         let now = Instant::now();
         retired.extend(replaced.into_iter().map(|path| Retired {
             at: now,
@@ -787,6 +846,12 @@ impl Warehouse {
                 }
             })
             .expect("spawning the warehouse thread")
+    }
+
+    /// Decoded bytes of `orders` / `order_lines` files kept in memory for queries (see
+    /// [`WarehouseConfig::memory_files_bytes`]).
+    pub fn memory_files_bytes(&self) -> usize {
+        self.memory.bytes()
     }
 
     /// Waits until rows up to `offset` (exclusive) are queryable, or the timeout passes.
@@ -825,6 +890,7 @@ fn write_parquet(
     path: &Path,
     batches: &[RecordBatch],
     config: &WarehouseConfig,
+    kind: FileKind,
 ) -> Result<(), WarehouseError> {
     let Some(first) = batches.first() else {
         return Ok(());
@@ -832,10 +898,13 @@ fn write_parquet(
     let parent = path.parent().expect("data files live in a directory");
     std::fs::create_dir_all(parent).map_err(|e| WarehouseError::io(parent, e))?;
     let file = File::create(path).map_err(|e| WarehouseError::io(path, e))?;
-    let properties = WriterProperties::builder()
-        .set_compression(config.compression.codec()?)
-        .set_data_page_row_count_limit(config.page_rows.max(1))
-        .build();
+    let mut properties = WriterProperties::builder()
+        .set_compression(config.compression.codec(kind)?)
+        .set_data_page_row_count_limit(config.page_rows.max(1));
+    for column in UNIQUE_COLUMNS {
+        properties = properties.set_column_dictionary_enabled(column.into(), false);
+    }
+    let properties = properties.build();
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(properties))?;
     for batch in batches {
         writer.write(batch)?;

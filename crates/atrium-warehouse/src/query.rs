@@ -156,9 +156,12 @@ impl Warehouse {
                 .filter(|f| f.table == table.name())
                 .map(|f| f.path.as_str())
                 .collect();
-            let cold: Arc<dyn TableProvider> = if files.is_empty() {
-                Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?)
-            } else {
+            let (kept, files) = self.kept_files(table, files)?;
+            let name = table.name();
+            // The user-facing table is one view over its parts: Parquet files, decoded copies
+            // of files (small tables, see `memory`) and the hot tier.
+            let mut parts: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
+            if !files.is_empty() {
                 let urls = files
                     .iter()
                     .map(|path| ListingTableUrl::parse(self.dir.join(path).to_string_lossy()))
@@ -168,34 +171,49 @@ impl Warehouse {
                 let config = ListingTableConfig::new_with_multi_paths(urls)
                     .with_listing_options(options)
                     .with_schema(schema.clone());
-                Arc::new(ListingTable::try_new(config)?)
-            };
+                parts.push(("files".into(), Arc::new(ListingTable::try_new(config)?)));
+            }
+            if !kept.is_empty() {
+                let partitions = self.config.query_threads.max(1);
+                let mut split = vec![Vec::new(); partitions];
+                let batches = kept.iter().flat_map(|file| file.iter());
+                for (index, batch) in batches.enumerate() {
+                    split[index % partitions].push(batch.clone());
+                }
+                parts.push((
+                    "memory".into(),
+                    Arc::new(MemTable::try_new(schema.clone(), split)?),
+                ));
+            }
             let hot_batches: Vec<RecordBatch> = hot
                 .iter()
                 .filter(|((t, _), _)| *t == table)
                 .flat_map(|(_, batches)| batches.iter().cloned())
                 .collect();
-            let hot: Arc<dyn TableProvider> =
-                Arc::new(MemTable::try_new(schema, vec![hot_batches])?);
-            let name = table.name();
-            let files_name = format!("{INTERNAL_SCHEMA}.{name}_files");
-            let hot_name = format!("{INTERNAL_SCHEMA}.{name}_hot");
-            // The user-facing table: files and hot tier as one view, its plan built directly
-            // (planning it from SQL took a millisecond per view and query).
-            let union = LogicalPlanBuilder::scan(
-                files_name.clone(),
-                provider_as_source(cold.clone()),
-                None,
-            )?
-            .union(
-                LogicalPlanBuilder::scan(hot_name.clone(), provider_as_source(hot.clone()), None)?
-                    .build()?,
-            )?
-            .build()?;
-            let definition =
-                format!("SELECT * FROM {files_name} UNION ALL SELECT * FROM {hot_name}");
-            ctx.register_table(files_name, cold)?;
-            ctx.register_table(hot_name, hot)?;
+            parts.push((
+                "hot".into(),
+                Arc::new(MemTable::try_new(schema, vec![hot_batches])?),
+            ));
+            // Its plan is built directly (planning it from SQL took a millisecond per view and
+            // query); the text is what `information_schema` shows.
+            let mut plan: Option<LogicalPlanBuilder> = None;
+            let mut selects = Vec::with_capacity(parts.len());
+            for (part, provider) in parts {
+                let part_name = format!("{INTERNAL_SCHEMA}.{name}_{part}");
+                let scan = LogicalPlanBuilder::scan(
+                    part_name.clone(),
+                    provider_as_source(provider.clone()),
+                    None,
+                )?;
+                plan = Some(match plan {
+                    None => scan,
+                    Some(plan) => plan.union(scan.build()?)?,
+                });
+                selects.push(format!("SELECT * FROM {part_name}"));
+                ctx.register_table(part_name, provider)?;
+            }
+            let union = plan.expect("the hot tier is always a part").build()?;
+            let definition = selects.join(" UNION ALL ");
             ctx.register_table(name, Arc::new(ViewTable::new(union, Some(definition))))?;
         }
         let graph = self.graph_snapshot()?;
@@ -203,6 +221,39 @@ impl Warehouse {
         ctx.register_batch("profiles", graph.profiles.clone())?;
 
         Ok(ctx)
+    }
+
+    /// The decoded copies of `files` a query can use instead of reading them (decoding and
+    /// keeping those missing while the memory budget allows), and the files to read from disk.
+    fn kept_files<'f>(
+        &self,
+        table: Table,
+        files: Vec<&'f str>,
+    ) -> Result<(Vec<crate::memory::FileBatches>, Vec<&'f str>), WarehouseError> {
+        if !crate::memory::keeps(table) {
+            return Ok((Vec::new(), files));
+        }
+        let (mut kept, missing) = self.memory.split(&files);
+        let mut on_disk = Vec::new();
+        for path in missing {
+            if !self.memory.has_room() {
+                on_disk.push(path);
+                continue;
+            }
+            let batches: Vec<RecordBatch> = crate::read_parquet(&self.dir.join(path))?
+                .into_iter()
+                .map(|batch| batch.with_schema(table.schema()))
+                .collect::<Result<_, _>>()?;
+            // Kept only while the manifest still lists the file: an erasure rewrite or a
+            // compaction may have replaced it since this query's snapshot.
+            let state = self.state.lock();
+            if state.manifest.files.iter().any(|file| file.path == path) {
+                self.memory.insert(table, path, batches.clone());
+            }
+            drop(state);
+            kept.push(batches.into());
+        }
+        Ok((kept, on_disk))
     }
 
     /// Runs `work` on the warehouse's runtime and waits for it (never blocks an async worker of
@@ -276,6 +327,7 @@ impl Warehouse {
                         &out.join(format!("{name}.parquet")),
                         std::slice::from_ref(batch),
                         &self.config,
+                        crate::FileKind::Settled,
                     )?;
                 }
             }

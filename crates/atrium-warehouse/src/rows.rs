@@ -1,6 +1,7 @@
 //! From log records to table rows: the column lists of `events`, `orders` and `order_lines`,
 //! and the conversion of one stored Segment event into rows of those tables.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use atrium_types::parse_timestamp_ms;
@@ -220,30 +221,30 @@ const fn concat_columns<const A: usize, const B: usize, const C: usize>(
     out
 }
 
-/// One value of a row, in column order.
+/// One value of a row, in column order; text borrows from the log payload where it can.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Int(i64),
     UInt(u64),
     Float(f64),
 }
 
 /// Rows of one table that belong to one day partition.
-pub type Row = Vec<Cell>;
+pub type Row<'a> = Vec<Cell<'a>>;
 
 /// The rows one event contributes, with the day (days since the epoch) they are filed under.
 #[derive(Debug, Default, PartialEq)]
-pub struct EventRows {
+pub struct EventRows<'a> {
     pub day: i32,
-    pub event: Row,
-    pub order: Option<Row>,
-    pub lines: Vec<Row>,
+    pub event: Row<'a>,
+    pub order: Option<Row<'a>>,
+    pub lines: Vec<Row<'a>>,
 }
 
 /// Converts one stored (normalized) Segment event at `offset` into table rows.
-pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
+pub(crate) fn event_rows<'a>(offset: u64, event: &Stored<'a>) -> EventRows<'a> {
     let received_ms = event
         .received_at
         .text()
@@ -262,7 +263,7 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
         received_ms.map_or(Cell::Null, Cell::Int),
         Cell::Int(i64::from(day)),
     ];
-    let event_type = event.kind.text().unwrap_or_else(|| "track".into());
+    let event_type = event.kind.text().unwrap_or(Cow::Borrowed("track"));
     let event_name = event.event.text();
     let no_origin = Origin::default();
     let atrium = event.atrium.0.as_ref().unwrap_or(&no_origin);
@@ -270,12 +271,12 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
     let channel = cell(&atrium.channel);
     let anonymous_id = id_cell(&event.anonymous_id);
     let user_id = id_cell(&event.user_id);
-    let properties: Properties = stored::object(event.properties);
+    let properties: Properties<'a> = stored::object(event.properties);
     let context: Context<'_> = stored::object(event.context);
     let is_page = event_type == "page" || event_type == "screen";
     let no_page = Page::default();
     let context_page = context.page.0.as_ref().unwrap_or(&no_page);
-    let page = |in_context: &Scalar, in_properties: &Scalar| match in_context.text() {
+    let page = |in_context: &Scalar<'a>, in_properties: &Scalar<'a>| match in_context.text() {
         Some(value) => Cell::Text(value),
         None if is_page => cell(in_properties),
         None => Cell::Null,
@@ -286,7 +287,7 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
     let app = context.app.0.unwrap_or_default();
     let location = context.location.0.unwrap_or_default();
     let traits = event.traits.or(context.traits);
-    let either = |snake: &Scalar, camel: &Scalar| {
+    let either = |snake: &Scalar<'a>, camel: &Scalar<'a>| {
         snake
             .text()
             .or_else(|| camel.text())
@@ -334,9 +335,9 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
         cell(&properties.coupon),
         either(&properties.experiment_id, &properties.experiment_id_camel),
         either(&properties.variation_id, &properties.variation_id_camel),
-        stored::raw_text(event.properties).map_or(Cell::Null, Cell::Text),
-        stored::raw_text(traits).map_or(Cell::Null, Cell::Text),
-        stored::raw_text(event.context).map_or(Cell::Null, Cell::Text),
+        raw_cell(event.properties),
+        raw_cell(traits),
+        raw_cell(event.context),
     ]);
     debug_assert_eq!(row.len(), EVENT_COLUMNS.len());
 
@@ -390,7 +391,7 @@ pub(crate) fn event_rows(offset: u64, event: &Stored<'_>) -> EventRows {
     order.extend(origin);
     order.extend([
         Cell::Text(name),
-        Cell::Text(status.into()),
+        Cell::Text(Cow::Borrowed(status)),
         cell(&properties.order_id),
         cell(&properties.checkout_id),
         source,
@@ -424,24 +425,30 @@ pub fn order_status(event_name: &str) -> Option<&'static str> {
     }
 }
 
-fn cell(value: &Scalar) -> Cell {
+fn cell<'a>(value: &Scalar<'a>) -> Cell<'a> {
     value.text().map_or(Cell::Null, Cell::Text)
 }
 
-fn float_cell(value: &Scalar) -> Cell {
+fn float_cell<'a>(value: &Scalar<'a>) -> Cell<'a> {
     value.number().map_or(Cell::Null, Cell::Float)
 }
 
+/// The raw JSON text of an object column (`None` for absent or null).
+fn raw_cell(raw: Option<&serde_json::value::RawValue>) -> Cell<'_> {
+    stored::raw_text(raw).map_or(Cell::Null, |text| Cell::Text(Cow::Borrowed(text)))
+}
+
 /// `userId` / `anonymousId` as identity resolution keys them: scalars as text, trimmed.
-fn id_cell(value: &Scalar) -> Cell {
+fn id_cell<'a>(value: &Scalar<'a>) -> Cell<'a> {
     match value.text() {
-        Some(id) if !id.trim().is_empty() => Cell::Text(id.trim().to_owned()),
+        Some(Cow::Borrowed(id)) if !id.trim().is_empty() => Cell::Text(Cow::Borrowed(id.trim())),
+        Some(Cow::Owned(id)) if !id.trim().is_empty() => Cell::Text(Cow::Owned(id.trim().into())),
         _ => Cell::Null,
     }
 }
 
 /// Builds one Arrow batch of `table` from rows (each in the table's column order).
-pub fn build_batch(table: Table, rows: &[Row]) -> Result<RecordBatch, ArrowError> {
+pub fn build_batch(table: Table, rows: &[Row<'_>]) -> Result<RecordBatch, ArrowError> {
     let columns = table.columns();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (index, (_, kind)) in columns.iter().enumerate() {
@@ -451,7 +458,7 @@ pub fn build_batch(table: Table, rows: &[Row]) -> Result<RecordBatch, ArrowError
                 let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
                 for cell in cells {
                     match cell {
-                        Cell::Text(text) => builder.append_value(text),
+                        Cell::Text(text) => builder.append_value(text.as_ref()),
                         _ => builder.append_null(),
                     }
                 }
@@ -499,7 +506,7 @@ pub fn build_batch(table: Table, rows: &[Row]) -> Result<RecordBatch, ArrowError
     RecordBatch::try_new(table.schema(), arrays)
 }
 
-fn as_i64(cell: &Cell) -> Option<i64> {
+fn as_i64(cell: &Cell<'_>) -> Option<i64> {
     match cell {
         Cell::Int(value) => Some(*value),
         _ => None,

@@ -11,6 +11,7 @@
 //! object is absent, and a field that is an object or an array where a scalar is read is absent
 //! too.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -55,12 +56,13 @@ fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
 }
 
 /// A JSON value where a scalar is read: absent (also for null, objects and arrays) or the
-/// scalar, numbers as serde_json reads them.
+/// scalar, numbers as serde_json reads them. Strings borrow from the payload unless they hold
+/// escapes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) enum Scalar {
+pub(crate) enum Scalar<'a> {
     #[default]
     Absent,
-    Text(String),
+    Text(Cow<'a, str>),
     Bool(bool),
     /// A non-negative integer.
     UInt(u64),
@@ -69,16 +71,19 @@ pub(crate) enum Scalar {
     Float(f64),
 }
 
-impl Scalar {
-    /// Strings as they are, numbers and booleans as JSON writes them.
-    pub(crate) fn text(&self) -> Option<String> {
+impl<'a> Scalar<'a> {
+    /// Strings as they are (borrowed when the payload's text is), numbers and booleans as JSON
+    /// writes them.
+    pub(crate) fn text(&self) -> Option<Cow<'a, str>> {
         match self {
             Scalar::Absent => None,
             Scalar::Text(text) => Some(text.clone()),
-            Scalar::Bool(flag) => Some(flag.to_string()),
-            Scalar::UInt(number) => Some(number.to_string()),
-            Scalar::Int(number) => Some(number.to_string()),
-            Scalar::Float(number) => serde_json::Number::from_f64(*number).map(|n| n.to_string()),
+            Scalar::Bool(flag) => Some(Cow::Owned(flag.to_string())),
+            Scalar::UInt(number) => Some(Cow::Owned(number.to_string())),
+            Scalar::Int(number) => Some(Cow::Owned(number.to_string())),
+            Scalar::Float(number) => {
+                serde_json::Number::from_f64(*number).map(|n| Cow::Owned(n.to_string()))
+            }
         }
     }
 
@@ -107,50 +112,53 @@ impl Scalar {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar {
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = Scalar;
+        struct ScalarVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+            type Value = Scalar<'a>;
             fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
                 formatter.write_str("any JSON value")
             }
-            fn visit_bool<E>(self, value: bool) -> Result<Scalar, E> {
+            fn visit_bool<E>(self, value: bool) -> Result<Scalar<'a>, E> {
                 Ok(Scalar::Bool(value))
             }
-            fn visit_u64<E>(self, value: u64) -> Result<Scalar, E> {
+            fn visit_u64<E>(self, value: u64) -> Result<Scalar<'a>, E> {
                 Ok(Scalar::UInt(value))
             }
-            fn visit_i64<E>(self, value: i64) -> Result<Scalar, E> {
+            fn visit_i64<E>(self, value: i64) -> Result<Scalar<'a>, E> {
                 Ok(if value >= 0 {
                     Scalar::UInt(value as u64)
                 } else {
                     Scalar::Int(value)
                 })
             }
-            fn visit_f64<E>(self, value: f64) -> Result<Scalar, E> {
+            fn visit_f64<E>(self, value: f64) -> Result<Scalar<'a>, E> {
                 Ok(Scalar::Float(value))
             }
-            fn visit_str<E>(self, value: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(value.to_owned()))
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(value)))
             }
-            fn visit_string<E>(self, value: String) -> Result<Scalar, E> {
-                Ok(Scalar::Text(value))
+            fn visit_str<E>(self, value: &str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Owned(value.to_owned())))
             }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
+            fn visit_string<E>(self, value: String) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Owned(value)))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar<'a>, E> {
                 Ok(Scalar::Absent)
             }
-            fn visit_none<E>(self) -> Result<Scalar, E> {
+            fn visit_none<E>(self) -> Result<Scalar<'a>, E> {
                 Ok(Scalar::Absent)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar<'a>, A::Error> {
                 skip_seq(seq).map(|()| Scalar::Absent)
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'a>, A::Error> {
                 skip_map(map).map(|()| Scalar::Absent)
             }
         }
-        deserializer.deserialize_any(ScalarVisitor)
+        deserializer.deserialize_any(ScalarVisitor(PhantomData))
     }
 }
 
@@ -227,10 +235,8 @@ fn raw_present<'de, D: Deserializer<'de>>(
 }
 
 /// The raw text of a JSON value as a stored text cell: `None` for absent or null.
-pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<String> {
-    raw.map(RawValue::get)
-        .filter(|text| *text != "null")
-        .map(str::to_owned)
+pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<&str> {
+    raw.map(RawValue::get).filter(|text| *text != "null")
 }
 
 /// The top level of a stored event.
@@ -238,19 +244,28 @@ pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<String> {
 #[serde(default)]
 pub(crate) struct Stored<'a> {
     #[serde(rename = "type")]
-    pub kind: Scalar,
-    pub event: Scalar,
-    pub name: Scalar,
+    #[serde(borrow)]
+    pub kind: Scalar<'a>,
+    #[serde(borrow)]
+    pub event: Scalar<'a>,
+    #[serde(borrow)]
+    pub name: Scalar<'a>,
     #[serde(rename = "messageId")]
-    pub message_id: Scalar,
-    pub timestamp: Scalar,
+    #[serde(borrow)]
+    pub message_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub timestamp: Scalar<'a>,
     #[serde(rename = "receivedAt")]
-    pub received_at: Scalar,
+    #[serde(borrow)]
+    pub received_at: Scalar<'a>,
     #[serde(rename = "anonymousId")]
-    pub anonymous_id: Scalar,
+    #[serde(borrow)]
+    pub anonymous_id: Scalar<'a>,
     #[serde(rename = "userId")]
-    pub user_id: Scalar,
-    pub atrium: Obj<Origin>,
+    #[serde(borrow)]
+    pub user_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub atrium: Obj<Origin<'a>>,
     #[serde(borrow, deserialize_with = "raw_present")]
     pub properties: Option<&'a RawValue>,
     #[serde(borrow, deserialize_with = "raw_present")]
@@ -262,116 +277,175 @@ pub(crate) struct Stored<'a> {
 /// `atrium`: where the collector received the event.
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Origin {
-    pub source: Scalar,
-    pub channel: Scalar,
+pub(crate) struct Origin<'a> {
+    #[serde(borrow)]
+    pub source: Scalar<'a>,
+    #[serde(borrow)]
+    pub channel: Scalar<'a>,
 }
 
 /// The `context` fields that become columns.
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
 pub(crate) struct Context<'a> {
-    pub campaign: Obj<Campaign>,
-    pub page: Obj<Page>,
-    pub device: Obj<Device>,
-    pub os: Obj<NameVersion>,
-    pub app: Obj<NameVersion>,
-    pub locale: Scalar,
-    pub location: Obj<Location>,
-    pub ip: Scalar,
+    #[serde(borrow)]
+    pub campaign: Obj<Campaign<'a>>,
+    #[serde(borrow)]
+    pub page: Obj<Page<'a>>,
+    #[serde(borrow)]
+    pub device: Obj<Device<'a>>,
+    #[serde(borrow)]
+    pub os: Obj<NameVersion<'a>>,
+    #[serde(borrow)]
+    pub app: Obj<NameVersion<'a>>,
+    #[serde(borrow)]
+    pub locale: Scalar<'a>,
+    #[serde(borrow)]
+    pub location: Obj<Location<'a>>,
+    #[serde(borrow)]
+    pub ip: Scalar<'a>,
     #[serde(rename = "userAgent")]
-    pub user_agent: Scalar,
+    #[serde(borrow)]
+    pub user_agent: Scalar<'a>,
     #[serde(borrow, deserialize_with = "raw_present")]
     pub traits: Option<&'a RawValue>,
 }
 
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Campaign {
-    pub source: Scalar,
-    pub medium: Scalar,
-    pub name: Scalar,
-    pub term: Scalar,
-    pub content: Scalar,
+pub(crate) struct Campaign<'a> {
+    #[serde(borrow)]
+    pub source: Scalar<'a>,
+    #[serde(borrow)]
+    pub medium: Scalar<'a>,
+    #[serde(borrow)]
+    pub name: Scalar<'a>,
+    #[serde(borrow)]
+    pub term: Scalar<'a>,
+    #[serde(borrow)]
+    pub content: Scalar<'a>,
 }
 
 /// `context.page`, and the same keys of a page or screen event's properties.
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Page {
-    pub url: Scalar,
-    pub path: Scalar,
-    pub referrer: Scalar,
-    pub title: Scalar,
+pub(crate) struct Page<'a> {
+    #[serde(borrow)]
+    pub url: Scalar<'a>,
+    #[serde(borrow)]
+    pub path: Scalar<'a>,
+    #[serde(borrow)]
+    pub referrer: Scalar<'a>,
+    #[serde(borrow)]
+    pub title: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Device {
+pub(crate) struct Device<'a> {
     #[serde(rename = "type")]
-    pub kind: Scalar,
+    #[serde(borrow)]
+    pub kind: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct NameVersion {
-    pub name: Scalar,
-    pub version: Scalar,
+pub(crate) struct NameVersion<'a> {
+    #[serde(borrow)]
+    pub name: Scalar<'a>,
+    #[serde(borrow)]
+    pub version: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Location {
-    pub country: Scalar,
-    pub city: Scalar,
+pub(crate) struct Location<'a> {
+    #[serde(borrow)]
+    pub country: Scalar<'a>,
+    #[serde(borrow)]
+    pub city: Scalar<'a>,
 }
 
 /// The `properties` that become columns (e-commerce spec v2, exposures, page fields).
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Properties {
-    pub order_id: Scalar,
-    pub checkout_id: Scalar,
-    pub revenue: Scalar,
-    pub value: Scalar,
-    pub total: Scalar,
-    pub subtotal: Scalar,
-    pub shipping: Scalar,
-    pub tax: Scalar,
-    pub discount: Scalar,
-    pub currency: Scalar,
-    pub product_id: Scalar,
-    pub sku: Scalar,
-    pub category: Scalar,
-    pub price: Scalar,
-    pub quantity: Scalar,
-    pub coupon: Scalar,
-    pub experiment_id: Scalar,
+pub(crate) struct Properties<'a> {
+    #[serde(borrow)]
+    pub order_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub checkout_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub revenue: Scalar<'a>,
+    #[serde(borrow)]
+    pub value: Scalar<'a>,
+    #[serde(borrow)]
+    pub total: Scalar<'a>,
+    #[serde(borrow)]
+    pub subtotal: Scalar<'a>,
+    #[serde(borrow)]
+    pub shipping: Scalar<'a>,
+    #[serde(borrow)]
+    pub tax: Scalar<'a>,
+    #[serde(borrow)]
+    pub discount: Scalar<'a>,
+    #[serde(borrow)]
+    pub currency: Scalar<'a>,
+    #[serde(borrow)]
+    pub product_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub sku: Scalar<'a>,
+    #[serde(borrow)]
+    pub category: Scalar<'a>,
+    #[serde(borrow)]
+    pub price: Scalar<'a>,
+    #[serde(borrow)]
+    pub quantity: Scalar<'a>,
+    #[serde(borrow)]
+    pub coupon: Scalar<'a>,
+    #[serde(borrow)]
+    pub experiment_id: Scalar<'a>,
     #[serde(rename = "experimentId")]
-    pub experiment_id_camel: Scalar,
-    pub variation_id: Scalar,
+    #[serde(borrow)]
+    pub experiment_id_camel: Scalar<'a>,
+    #[serde(borrow)]
+    pub variation_id: Scalar<'a>,
     #[serde(rename = "variationId")]
-    pub variation_id_camel: Scalar,
-    pub url: Scalar,
-    pub path: Scalar,
-    pub referrer: Scalar,
-    pub title: Scalar,
-    pub products: Arr<Obj<Product>>,
+    #[serde(borrow)]
+    pub variation_id_camel: Scalar<'a>,
+    #[serde(borrow)]
+    pub url: Scalar<'a>,
+    #[serde(borrow)]
+    pub path: Scalar<'a>,
+    #[serde(borrow)]
+    pub referrer: Scalar<'a>,
+    #[serde(borrow)]
+    pub title: Scalar<'a>,
+    #[serde(borrow)]
+    pub products: Arr<Obj<Product<'a>>>,
 }
 
 /// One element of `properties.products`.
 #[derive(DeriveDeserialize, Default)]
 #[serde(default)]
-pub(crate) struct Product {
-    pub product_id: Scalar,
-    pub sku: Scalar,
-    pub name: Scalar,
-    pub category: Scalar,
-    pub brand: Scalar,
-    pub variant: Scalar,
-    pub price: Scalar,
-    pub quantity: Scalar,
-    pub coupon: Scalar,
+pub(crate) struct Product<'a> {
+    #[serde(borrow)]
+    pub product_id: Scalar<'a>,
+    #[serde(borrow)]
+    pub sku: Scalar<'a>,
+    #[serde(borrow)]
+    pub name: Scalar<'a>,
+    #[serde(borrow)]
+    pub category: Scalar<'a>,
+    #[serde(borrow)]
+    pub brand: Scalar<'a>,
+    #[serde(borrow)]
+    pub variant: Scalar<'a>,
+    #[serde(borrow)]
+    pub price: Scalar<'a>,
+    #[serde(borrow)]
+    pub quantity: Scalar<'a>,
+    #[serde(borrow)]
+    pub coupon: Scalar<'a>,
 }
 
 /// A log record as the materializer reads it.

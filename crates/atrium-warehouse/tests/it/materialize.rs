@@ -365,6 +365,69 @@ fn compaction_clusters_a_day_by_event_in_small_pages() {
     );
 }
 
+/// (codecs of every column chunk, encodings of `message_id`) of a data file.
+fn file_encoding(path: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    use atrium_warehouse::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut codecs = BTreeSet::new();
+    let mut message_id = BTreeSet::new();
+    for group in reader.metadata().row_groups() {
+        for column in group.columns() {
+            codecs.insert(format!("{:?}", column.compression()));
+            if column.column_path().string() == "message_id" {
+                message_id.extend(column.encodings().map(|e| format!("{e:?}")));
+            }
+        }
+    }
+    (codecs, message_id)
+}
+
+#[test]
+fn flushes_write_snappy_and_compaction_rewrites_them_as_zstd() {
+    let harness = Harness::create();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            serde_json::json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("a{i}"),
+                "properties": {"product_id": format!("p{i}")},
+                "timestamp": format!("2026-01-01T10:{i:02}:00Z")})
+        })
+        .collect();
+    harness.ingest("web", atrium_types::Channel::Web, &events);
+    let warehouse = harness.warehouse(WarehouseConfig {
+        compact_files: 2,
+        read_batch: 10,
+        ..manual_config()
+    });
+    let dir = harness.dir.path().join("warehouse");
+    let events_files = |warehouse: &atrium_warehouse::Warehouse| -> Vec<std::path::PathBuf> {
+        let manifest = warehouse.manifest();
+        let files = manifest.files.iter().filter(|f| f.table == "events");
+        files.map(|f| dir.join(&f.path)).collect()
+    };
+    while warehouse.step().unwrap() > 0 {
+        warehouse.flush().unwrap();
+    }
+    let flushed = events_files(&warehouse);
+    assert_eq!(flushed.len(), 2);
+    for path in &flushed {
+        let (codecs, message_id) = file_encoding(path);
+        assert_eq!(codecs, BTreeSet::from(["SNAPPY".to_owned()]), "{path:?}");
+        assert!(
+            !message_id.iter().any(|e| e.contains("DICTIONARY")),
+            "message ids are not dictionary-encoded: {message_id:?}"
+        );
+    }
+    assert_eq!(warehouse.compact().unwrap(), 1);
+    let compacted = events_files(&warehouse);
+    assert_eq!(compacted.len(), 1);
+    let (codecs, _) = file_encoding(&compacted[0]);
+    assert!(
+        codecs.iter().all(|codec| codec.starts_with("ZSTD")),
+        "{codecs:?}"
+    );
+    assert_matches_log(&harness, &warehouse);
+}
+
 #[test]
 fn catch_up_flushes_a_long_backlog_as_it_goes() {
     let harness = Harness::create();
@@ -382,6 +445,61 @@ fn catch_up_flushes_a_long_backlog_as_it_goes() {
         "the backlog went to files as it was read (hot tier: {hot} rows)"
     );
     assert_matches_log(&harness, &warehouse);
+}
+
+/// `orders` and `order_lines` as text, in log order, for comparing two warehouses.
+fn order_tables(warehouse: &atrium_warehouse::Warehouse) -> String {
+    let orders = query(warehouse, "SELECT * FROM orders ORDER BY \"offset\"");
+    let lines = query(
+        warehouse,
+        "SELECT * FROM order_lines ORDER BY \"offset\", line",
+    );
+    format!(
+        "{}\n{}",
+        orders.to_table().unwrap(),
+        lines.to_table().unwrap()
+    )
+}
+
+#[test]
+fn small_tables_answer_from_decoded_files_exactly_as_from_disk() {
+    let harness = Harness::create();
+    harness.ingest_generated(9, 3_000);
+    let config = WarehouseConfig {
+        flush_rows: 300,
+        read_batch: 100,
+        compact_files: 3,
+        ..manual_config()
+    };
+    let warehouse = harness.warehouse(config.clone());
+    warehouse.catch_up().unwrap();
+    warehouse.flush().unwrap();
+    let orders = scalar(&warehouse, "SELECT count(*) FROM orders");
+    assert!(orders > 20, "the shop has orders ({orders})");
+    assert!(
+        warehouse.memory_files_bytes() > 0,
+        "the files the materializer wrote are kept decoded"
+    );
+    let from_memory = order_tables(&warehouse);
+    drop(warehouse);
+
+    let on_disk = harness.warehouse(WarehouseConfig {
+        memory_files_bytes: 0,
+        ..config.clone()
+    });
+    assert_eq!(order_tables(&on_disk), from_memory);
+    assert_eq!(on_disk.memory_files_bytes(), 0);
+    drop(on_disk);
+
+    // After a restart, the first query decodes the files and later ones use the copies.
+    let reopened = harness.warehouse(config);
+    assert_eq!(reopened.memory_files_bytes(), 0);
+    assert_eq!(order_tables(&reopened), from_memory);
+    let kept = reopened.memory_files_bytes();
+    assert!(kept > 0);
+    assert_eq!(order_tables(&reopened), from_memory);
+    assert_eq!(reopened.memory_files_bytes(), kept);
+    assert_matches_log(&harness, &reopened);
 }
 
 #[test]
