@@ -241,30 +241,21 @@ pub(crate) fn raw_text(raw: Option<&RawValue>) -> Option<&str> {
 
 /// The top level of a stored event.
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Stored<'a> {
     #[serde(rename = "type")]
-    #[serde(borrow)]
     pub kind: Scalar<'a>,
-    #[serde(borrow)]
     pub event: Scalar<'a>,
-    #[serde(borrow)]
     pub name: Scalar<'a>,
     #[serde(rename = "messageId")]
-    #[serde(borrow)]
     pub message_id: Scalar<'a>,
-    #[serde(borrow)]
     pub timestamp: Scalar<'a>,
     #[serde(rename = "receivedAt")]
-    #[serde(borrow)]
     pub received_at: Scalar<'a>,
     #[serde(rename = "anonymousId")]
-    #[serde(borrow)]
     pub anonymous_id: Scalar<'a>,
     #[serde(rename = "userId")]
-    #[serde(borrow)]
     pub user_id: Scalar<'a>,
-    #[serde(borrow)]
     pub atrium: Obj<Origin<'a>>,
     #[serde(borrow, deserialize_with = "raw_present")]
     pub properties: Option<&'a RawValue>,
@@ -276,175 +267,116 @@ pub(crate) struct Stored<'a> {
 
 /// `atrium`: where the collector received the event.
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Origin<'a> {
-    #[serde(borrow)]
     pub source: Scalar<'a>,
-    #[serde(borrow)]
     pub channel: Scalar<'a>,
 }
 
 /// The `context` fields that become columns.
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Context<'a> {
-    #[serde(borrow)]
     pub campaign: Obj<Campaign<'a>>,
-    #[serde(borrow)]
     pub page: Obj<Page<'a>>,
-    #[serde(borrow)]
     pub device: Obj<Device<'a>>,
-    #[serde(borrow)]
     pub os: Obj<NameVersion<'a>>,
-    #[serde(borrow)]
     pub app: Obj<NameVersion<'a>>,
-    #[serde(borrow)]
     pub locale: Scalar<'a>,
-    #[serde(borrow)]
     pub location: Obj<Location<'a>>,
-    #[serde(borrow)]
     pub ip: Scalar<'a>,
     #[serde(rename = "userAgent")]
-    #[serde(borrow)]
     pub user_agent: Scalar<'a>,
     #[serde(borrow, deserialize_with = "raw_present")]
     pub traits: Option<&'a RawValue>,
 }
 
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Campaign<'a> {
-    #[serde(borrow)]
     pub source: Scalar<'a>,
-    #[serde(borrow)]
     pub medium: Scalar<'a>,
-    #[serde(borrow)]
     pub name: Scalar<'a>,
-    #[serde(borrow)]
     pub term: Scalar<'a>,
-    #[serde(borrow)]
     pub content: Scalar<'a>,
 }
 
 /// `context.page`, and the same keys of a page or screen event's properties.
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Page<'a> {
-    #[serde(borrow)]
     pub url: Scalar<'a>,
-    #[serde(borrow)]
     pub path: Scalar<'a>,
-    #[serde(borrow)]
     pub referrer: Scalar<'a>,
-    #[serde(borrow)]
     pub title: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Device<'a> {
     #[serde(rename = "type")]
-    #[serde(borrow)]
     pub kind: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct NameVersion<'a> {
-    #[serde(borrow)]
     pub name: Scalar<'a>,
-    #[serde(borrow)]
     pub version: Scalar<'a>,
 }
 
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Location<'a> {
-    #[serde(borrow)]
     pub country: Scalar<'a>,
-    #[serde(borrow)]
     pub city: Scalar<'a>,
 }
 
 /// The `properties` that become columns (e-commerce spec v2, exposures, page fields).
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Properties<'a> {
-    #[serde(borrow)]
     pub order_id: Scalar<'a>,
-    #[serde(borrow)]
     pub checkout_id: Scalar<'a>,
-    #[serde(borrow)]
     pub revenue: Scalar<'a>,
-    #[serde(borrow)]
     pub value: Scalar<'a>,
-    #[serde(borrow)]
     pub total: Scalar<'a>,
-    #[serde(borrow)]
     pub subtotal: Scalar<'a>,
-    #[serde(borrow)]
     pub shipping: Scalar<'a>,
-    #[serde(borrow)]
     pub tax: Scalar<'a>,
-    #[serde(borrow)]
     pub discount: Scalar<'a>,
-    #[serde(borrow)]
     pub currency: Scalar<'a>,
-    #[serde(borrow)]
     pub product_id: Scalar<'a>,
-    #[serde(borrow)]
     pub sku: Scalar<'a>,
-    #[serde(borrow)]
     pub category: Scalar<'a>,
-    #[serde(borrow)]
     pub price: Scalar<'a>,
-    #[serde(borrow)]
     pub quantity: Scalar<'a>,
-    #[serde(borrow)]
     pub coupon: Scalar<'a>,
-    #[serde(borrow)]
     pub experiment_id: Scalar<'a>,
     #[serde(rename = "experimentId")]
-    #[serde(borrow)]
     pub experiment_id_camel: Scalar<'a>,
-    #[serde(borrow)]
     pub variation_id: Scalar<'a>,
     #[serde(rename = "variationId")]
-    #[serde(borrow)]
     pub variation_id_camel: Scalar<'a>,
-    #[serde(borrow)]
     pub url: Scalar<'a>,
-    #[serde(borrow)]
     pub path: Scalar<'a>,
-    #[serde(borrow)]
     pub referrer: Scalar<'a>,
-    #[serde(borrow)]
     pub title: Scalar<'a>,
-    #[serde(borrow)]
     pub products: Arr<Obj<Product<'a>>>,
 }
 
 /// One element of `properties.products`.
 #[derive(DeriveDeserialize, Default)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub(crate) struct Product<'a> {
-    #[serde(borrow)]
     pub product_id: Scalar<'a>,
-    #[serde(borrow)]
     pub sku: Scalar<'a>,
-    #[serde(borrow)]
     pub name: Scalar<'a>,
-    #[serde(borrow)]
     pub category: Scalar<'a>,
-    #[serde(borrow)]
     pub brand: Scalar<'a>,
-    #[serde(borrow)]
     pub variant: Scalar<'a>,
-    #[serde(borrow)]
     pub price: Scalar<'a>,
-    #[serde(borrow)]
     pub quantity: Scalar<'a>,
-    #[serde(borrow)]
     pub coupon: Scalar<'a>,
 }
 
