@@ -292,6 +292,23 @@ async fn concurrent_batches_are_all_accepted_and_applied() {
         total as f64
     );
     assert_eq!(metric(&metrics, "atrium_pipeline_lag_records"), 0.0);
+    // The warehouse catches up too (in the background), and its gauges say so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = server.metrics().await;
+        if metric(&metrics, "atrium_warehouse_visible_offset") == total as f64 {
+            assert_eq!(metric(&metrics, "atrium_warehouse_lag_records"), 0.0);
+            // Present (`metric` panics otherwise); their values depend on flush timing.
+            metric(&metrics, "atrium_warehouse_files");
+            metric(&metrics, "atrium_warehouse_memory_files_bytes");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the warehouse did not catch up: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (_, list) = server.admin_get("/v1/profiles?limit=500").await;
     assert_eq!(list["total"], (TASKS * 4) as u64, "{list}");
     let counted: u64 = list["profiles"]
