@@ -117,7 +117,8 @@ pub struct WarehouseSettings {
     pub flush_interval_ms: u64,
     /// ... or once it holds this many events (`ATRIUM_WAREHOUSE_FLUSH_ROWS`).
     pub flush_rows: usize,
-    /// `zstd` or `none` (`ATRIUM_WAREHOUSE_COMPRESSION`).
+    /// `zstd` (flush files Snappy until compaction) or `none`
+    /// (`ATRIUM_WAREHOUSE_COMPRESSION`).
     pub compression: atrium_warehouse::ParquetCompression,
     /// MiB of decoded `orders` / `order_lines` files kept in memory for queries, 0 for none
     /// (`ATRIUM_WAREHOUSE_MEMORY_FILES_MB`).

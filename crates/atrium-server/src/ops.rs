@@ -176,7 +176,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         &mut out,
         "atrium_warehouse_files",
         "Parquet files the warehouse manifest lists.",
-        state.warehouse.manifest().files.len() as f64,
+        state.warehouse.file_count() as f64,
     );
     render_gauge(
         &mut out,

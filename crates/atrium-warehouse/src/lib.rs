@@ -848,6 +848,11 @@ impl Warehouse {
             .expect("spawning the warehouse thread")
     }
 
+    /// Parquet files the manifest lists now.
+    pub fn file_count(&self) -> usize {
+        self.state.lock().manifest.files.len()
+    }
+
     /// Decoded bytes of `orders` / `order_lines` files kept in memory for queries (see
     /// [`WarehouseConfig::memory_files_bytes`]).
     pub fn memory_files_bytes(&self) -> usize {

@@ -39,6 +39,9 @@ pub(crate) struct MemoryFiles {
 struct Inner {
     files: HashMap<String, FileBatches>,
     bytes: usize,
+    /// A file did not fit: queries read missing files from disk instead of decoding them
+    /// (again and again) until something is freed.
+    full: bool,
 }
 
 impl MemoryFiles {
@@ -57,7 +60,11 @@ impl MemoryFiles {
         }
         let bytes = size_of(&batches);
         let mut inner = self.inner.lock();
-        if inner.files.contains_key(path) || inner.bytes + bytes > self.budget {
+        if inner.files.contains_key(path) {
+            return;
+        }
+        if inner.bytes + bytes > self.budget {
+            inner.full = true;
             return;
         }
         inner.bytes += bytes;
@@ -78,9 +85,10 @@ impl MemoryFiles {
         (kept, missing)
     }
 
-    /// Whether more decoded files may be kept.
+    /// Whether a query should decode a missing file to keep it: no file was refused for the
+    /// budget since the last one was freed.
     pub(crate) fn has_room(&self) -> bool {
-        self.inner.lock().bytes < self.budget
+        !self.inner.lock().full
     }
 
     /// Forgets files `manifest` does not list (replaced by a compaction or an erasure rewrite).
@@ -96,6 +104,9 @@ impl MemoryFiles {
             keep
         });
         inner.bytes -= freed;
+        if freed > 0 {
+            inner.full = false;
+        }
     }
 
     /// Decoded bytes kept now.
@@ -106,4 +117,53 @@ impl MemoryFiles {
 
 fn size_of(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::get_array_memory_size).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::DataFile;
+
+    fn orders_batch(rows: usize) -> RecordBatch {
+        use crate::rows::Cell;
+        let mut row = vec![Cell::Null; Table::Orders.schema().fields().len()];
+        row[0] = Cell::UInt(7); // `offset`, the one non-nullable column
+        let rows = vec![row; rows];
+        crate::rows::build_batch(Table::Orders, &rows).expect("batch")
+    }
+
+    fn listing(paths: &[&str]) -> Manifest {
+        Manifest {
+            files: paths
+                .iter()
+                .map(|path| DataFile {
+                    table: "orders".into(),
+                    path: (*path).into(),
+                    day: 0,
+                    rows: 1,
+                    first_offset: 0,
+                    last_offset: 0,
+                })
+                .collect(),
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_budget_stops_decoding_until_something_is_freed() {
+        let small = orders_batch(10);
+        let budget = size_of(std::slice::from_ref(&small)) * 3 / 2;
+        let memory = MemoryFiles::new(budget);
+        memory.insert(Table::Events, "events/a", vec![small.clone()]);
+        assert_eq!(memory.bytes(), 0, "events files are never kept");
+        memory.insert(Table::Orders, "orders/a", vec![small.clone()]);
+        assert!(memory.bytes() > 0 && memory.has_room());
+        memory.insert(Table::Orders, "orders/b", vec![orders_batch(1_000)]);
+        assert!(!memory.has_room(), "a refused file marks the budget full");
+        let (kept, missing) = memory.split(&["orders/a", "orders/b"]);
+        assert_eq!((kept.len(), missing), (1, vec!["orders/b"]));
+        memory.retain_listed(&listing(&["orders/b"]));
+        assert_eq!(memory.bytes(), 0);
+        assert!(memory.has_room(), "freeing a file makes room again");
+    }
 }
