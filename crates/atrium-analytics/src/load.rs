@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atrium_warehouse::{IdentityIndex, Warehouse, WarehouseError};
+use atrium_warehouse::{IdMap, IdentityIndex, Warehouse, WarehouseError};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, StringViewArray,
     TimestampMillisecondArray, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Int32Type, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::execution::SendableRecordBatchStream;
@@ -229,22 +229,28 @@ impl People {
     }
 
     /// The profile an event belongs to now: its user id's, else its anonymous id's (like the
-    /// `events_resolved` view); `Err` with the key an identifier the graph does not know (yet)
-    /// stands for itself under.
-    fn resolve(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Result<u32, String> {
-        let user_id = user_id.filter(|text| !text.is_empty());
-        let anonymous_id = anonymous_id.filter(|text| !text.is_empty());
-        if let Some(id) = user_id.and_then(|text| self.graph.user_ids.get(text)) {
-            return Ok(*id);
-        }
-        if let Some(id) = anonymous_id.and_then(|text| self.graph.anonymous_ids.get(text)) {
-            return Ok(*id);
-        }
-        Err(match (user_id, anonymous_id) {
+    /// `events_resolved` view); `None` when the graph knows neither (yet). Each distinct id of
+    /// a dictionary is looked up once (`cache`).
+    fn resolve(&self, ids: &IdCols<'_>, row: usize, cache: &mut IdCache) -> Option<u32> {
+        cache
+            .user
+            .profile(&ids.user, row, &self.graph.user_ids)
+            .or_else(|| {
+                cache
+                    .anonymous
+                    .profile(&ids.anonymous, row, &self.graph.anonymous_ids)
+            })
+    }
+
+    /// The key a row's identifiers stand for themselves under when the graph knows neither.
+    fn unknown_key(ids: &IdCols<'_>, row: usize) -> String {
+        let user_id = ids.user.get(row).filter(|text| !text.is_empty());
+        let anonymous_id = ids.anonymous.get(row).filter(|text| !text.is_empty());
+        match (user_id, anonymous_id) {
             (Some(user), _) => format!("user_id:{user}"),
             (None, Some(anonymous)) => format!("anonymous_id:{anonymous}"),
             (None, None) => "unknown".to_owned(),
-        })
+        }
     }
 
     pub fn allowed(&self, profile: u32) -> bool {
@@ -728,6 +734,7 @@ impl Plan {
             names,
             labels,
             unknown,
+            ids: ids_cache,
         } = part;
         let offsets = batch
             .column(0)
@@ -741,8 +748,12 @@ impl Plan {
             .ok_or_else(|| engine("timestamp is not Timestamp(ms)"))?;
         let types = StrCol::new(batch.column(2))?;
         let events = StrCol::new(batch.column(3))?;
-        let user_ids = StrCol::new(batch.column(4))?;
-        let anonymous_ids = StrCol::new(batch.column(5))?;
+        let ids = IdCols {
+            user: IdCol::new(batch.column(4))?,
+            anonymous: IdCol::new(batch.column(5))?,
+        };
+        ids_cache.user.prepare(&ids.user);
+        ids_cache.anonymous.prepare(&ids.anonymous);
         let mut texts = Vec::with_capacity(self.columns.len());
         for index in 0..self.columns.len() {
             texts.push(StrCol::new(batch.column(6 + index))?);
@@ -832,10 +843,10 @@ impl Plan {
             if spec.only_matching && mask == 0 {
                 continue;
             }
-            let profile = match people.resolve(user_ids.get(row), anonymous_ids.get(row)) {
-                Ok(profile) if !people.allowed(profile) => continue,
-                Ok(profile) => profile,
-                Err(key) => UNKNOWN | unknown.intern(&key),
+            let profile = match people.resolve(&ids, row, ids_cache) {
+                Some(profile) if !people.allowed(profile) => continue,
+                Some(profile) => profile,
+                None => UNKNOWN | unknown.intern(&People::unknown_key(&ids, row)),
             };
             let group = match breakdown {
                 // Filled in by `merge`, once every profile has its global index.
@@ -890,6 +901,7 @@ struct Part {
     names: Dict,
     labels: Dict,
     unknown: Dict,
+    ids: IdCache,
 }
 
 /// What every partition's conversion of one load shares.
@@ -1005,5 +1017,213 @@ impl<'a> StrCol<'a> {
             StrCol::View(array) => (!array.is_null(row)).then(|| array.value(row)),
             StrCol::Large(array) => (!array.is_null(row)).then(|| array.value(row)),
         }
+    }
+}
+
+/// A row's two identifier columns.
+struct IdCols<'a> {
+    user: IdCol<'a>,
+    anonymous: IdCol<'a>,
+}
+
+/// An identifier column: dictionary-encoded as the warehouse stores it, or plain text.
+enum IdCol<'a> {
+    Dictionary {
+        keys: &'a datafusion::arrow::array::Int32Array,
+        values: StrCol<'a>,
+        array: &'a ArrayRef,
+    },
+    Text(StrCol<'a>),
+}
+
+impl<'a> IdCol<'a> {
+    fn new(array: &'a ArrayRef) -> Result<IdCol<'a>, WarehouseError> {
+        match array.data_type() {
+            DataType::Dictionary(key, _) if **key == DataType::Int32 => {
+                let dictionary = array.as_dictionary::<Int32Type>();
+                Ok(IdCol::Dictionary {
+                    keys: dictionary.keys(),
+                    values: StrCol::new(dictionary.values())?,
+                    array: dictionary.values(),
+                })
+            }
+            _ => Ok(IdCol::Text(StrCol::new(array)?)),
+        }
+    }
+
+    fn get(&self, row: usize) -> Option<&'a str> {
+        match self {
+            IdCol::Dictionary { keys, values, .. } => {
+                (!keys.is_null(row)).then(|| values.get(keys.value(row) as usize))?
+            }
+            IdCol::Text(text) => text.get(row),
+        }
+    }
+}
+
+/// The identity graph's profile of each distinct id of the dictionaries read last.
+#[derive(Default)]
+struct IdCache {
+    user: KeyCache,
+    anonymous: KeyCache,
+}
+
+/// Per key of one dictionary: the profile its id resolves to, [`NOT_FOUND`], or [`UNSEEN`].
+/// The dictionary's values are held, so their buffers (compared by address) cannot be reused
+/// by another dictionary while cached.
+#[derive(Default)]
+struct KeyCache {
+    values: Option<ArrayRef>,
+    profiles: Vec<u32>,
+    /// Whether the batch being read uses `profiles` (set by [`KeyCache::prepare`]).
+    active: bool,
+}
+
+const UNSEEN: u32 = u32::MAX;
+const NOT_FOUND: u32 = u32::MAX - 1;
+
+/// A dictionary much larger than the batch reading it (dictionaries merged across row groups)
+/// is looked up per row instead of being given a cache.
+const MAX_CACHED_VALUES_PER_ROW: usize = 8;
+
+impl KeyCache {
+    /// Readies the cache for a batch's column: kept when the batch shares the dictionary read
+    /// last (batches of one row group do), reset for a new one.
+    fn prepare(&mut self, ids: &IdCol<'_>) {
+        self.active = false;
+        let IdCol::Dictionary { keys, array, .. } = ids else {
+            return;
+        };
+        let same = self.values.as_ref().is_some_and(|held| {
+            held.len() == array.len() && held.to_data().ptr_eq(&array.to_data())
+        });
+        if !same {
+            if array.len() > keys.len().saturating_mul(MAX_CACHED_VALUES_PER_ROW) + 1024 {
+                return;
+            }
+            self.values = Some((*array).clone());
+            self.profiles.clear();
+            self.profiles.resize(array.len(), UNSEEN);
+        }
+        self.active = true;
+    }
+
+    fn profile(&mut self, ids: &IdCol<'_>, row: usize, graph: &IdMap) -> Option<u32> {
+        let lookup = |id: Option<&str>| {
+            id.filter(|text| !text.is_empty())
+                .and_then(|text| graph.get(text))
+        };
+        match ids {
+            IdCol::Dictionary { keys, values, .. } if self.active => {
+                if keys.is_null(row) {
+                    return None;
+                }
+                let key = keys.value(row) as usize;
+                let slot = &mut self.profiles[key];
+                if *slot == UNSEEN {
+                    *slot = lookup(values.get(key)).unwrap_or(NOT_FOUND);
+                }
+                (*slot != NOT_FOUND).then_some(*slot)
+            }
+            _ => lookup(ids.get(row)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::DictionaryArray;
+
+    fn ids(keys: Vec<Option<i32>>, values: Vec<&str>) -> ArrayRef {
+        let values: ArrayRef = Arc::new(StringArray::from(values));
+        let keys = datafusion::arrow::array::Int32Array::from(keys);
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).unwrap())
+    }
+
+    /// Resolves every row of (user ids, anonymous ids) batches through one cache, as a
+    /// partition's conversion does, each row also without a cache.
+    fn resolve_all(people: &People, batches: &[(ArrayRef, ArrayRef)]) -> Vec<Vec<Option<u32>>> {
+        let mut cache = IdCache::default();
+        let mut out = Vec::new();
+        for (users, anonymous) in batches {
+            let ids = IdCols {
+                user: IdCol::new(users).unwrap(),
+                anonymous: IdCol::new(anonymous).unwrap(),
+            };
+            cache.user.prepare(&ids.user);
+            cache.anonymous.prepare(&ids.anonymous);
+            let mut rows = Vec::new();
+            for row in 0..users.len() {
+                let cached = people.resolve(&ids, row, &mut cache);
+                let plain = people.resolve(&ids, row, &mut IdCache::default());
+                assert_eq!(cached, plain, "row {row}");
+                rows.push(cached);
+            }
+            out.push(rows);
+        }
+        out
+    }
+
+    #[test]
+    fn dictionary_ids_resolve_like_text_across_changing_dictionaries() {
+        let mut graph = IdentityIndex::default();
+        graph.user_ids.insert("u1", 0);
+        graph.anonymous_ids.insert("a1", 0);
+        graph.anonymous_ids.insert("a2", 1);
+        graph.profiles = 2;
+        let people = People {
+            graph: Arc::new(graph),
+            ..People::default()
+        };
+        let users = ids(vec![Some(0), None, Some(1), Some(2)], vec!["u1", "u9", ""]);
+        let anonymous = ids(
+            vec![Some(1), Some(0), Some(0), Some(2)],
+            vec!["a1", "a2", "a7"],
+        );
+        // The second batch shares the first's dictionaries (one row group); the third has new
+        // ones at the same keys, which must not reuse the first's answers.
+        let shared = (
+            ids_with_values(&users, vec![Some(2), Some(0)]),
+            ids_with_values(&anonymous, vec![Some(0), Some(1)]),
+        );
+        let swapped = (
+            ids(vec![Some(0), Some(1)], vec!["u9", "u1"]),
+            ids(vec![Some(0), Some(1)], vec!["a2", "a1"]),
+        );
+        let text_users: ArrayRef = Arc::new(StringArray::from(vec![Some("u1"), None]));
+        let text_anonymous: ArrayRef = Arc::new(StringArray::from(vec![Some("a9"), Some("a2")]));
+        let resolved = resolve_all(
+            &people,
+            &[
+                (users.clone(), anonymous.clone()),
+                shared,
+                swapped,
+                (text_users, text_anonymous),
+            ],
+        );
+        assert_eq!(
+            resolved,
+            vec![
+                vec![Some(0), Some(0), Some(0), None],
+                vec![Some(0), Some(0)],
+                vec![Some(1), Some(0)],
+                vec![Some(0), Some(1)],
+            ]
+        );
+        let plain = IdCols {
+            user: IdCol::new(&users).unwrap(),
+            anonymous: IdCol::new(&anonymous).unwrap(),
+        };
+        assert_eq!(People::unknown_key(&plain, 3), "anonymous_id:a7");
+        assert_eq!(People::unknown_key(&plain, 2), "user_id:u9");
+        assert_eq!(People::unknown_key(&plain, 0), "user_id:u1");
+    }
+
+    /// A dictionary array with `keys` over the values of `of` (the same buffers).
+    fn ids_with_values(of: &ArrayRef, keys: Vec<Option<i32>>) -> ArrayRef {
+        let values = of.as_dictionary::<Int32Type>().values().clone();
+        let keys = datafusion::arrow::array::Int32Array::from(keys);
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).unwrap())
     }
 }

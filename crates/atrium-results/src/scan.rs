@@ -288,10 +288,10 @@ impl Units {
     /// anonymous_id)` over `events_resolved`; `None` for a row without identifiers.
     fn resolve(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> Option<u32> {
         if let Some(unit) = user_id.and_then(|id| self.graph.user_ids.get(id)) {
-            return Some(*unit);
+            return Some(unit);
         }
         if let Some(unit) = anonymous_id.and_then(|id| self.graph.anonymous_ids.get(id)) {
-            return Some(*unit);
+            return Some(unit);
         }
         match (user_id, anonymous_id) {
             (Some(id), _) => Some(self.raw_user_ids.unit(id, &self.next)),
@@ -587,9 +587,9 @@ mod tests {
     fn units() -> Units {
         // Profiles p0 (unit 0: user u0, anonymous a2) and p1 (unit 1: anonymous a1).
         let mut graph = IdentityIndex::default();
-        graph.user_ids.insert("u0".into(), 0);
-        graph.anonymous_ids.insert("a1".into(), 1);
-        graph.anonymous_ids.insert("a2".into(), 0);
+        graph.user_ids.insert("u0", 0);
+        graph.anonymous_ids.insert("a1", 1);
+        graph.anonymous_ids.insert("a2", 0);
         graph.profiles = 2;
         Units::new(Arc::new(graph))
     }

@@ -14,8 +14,9 @@ use std::collections::HashSet;
 
 use atrium_identity::CompiledRules;
 use atrium_pipeline::{IdentifierHasher, event_identifier_hashes};
-use datafusion::arrow::array::{Array, BooleanArray, StringArray, UInt64Array};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, UInt64Array};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
@@ -77,8 +78,18 @@ impl<'a> Eraser<'a> {
     ) -> Result<Option<BooleanArray>, ArrowError> {
         let offsets = column::<UInt64Array>(batch, "offset")?;
         let text = |name: &str| column::<StringArray>(batch, name);
-        let user_ids = text("user_id")?;
-        let anonymous_ids = text("anonymous_id")?;
+        // Identifiers are dictionary-encoded (`rows::id_type`); their text is what matches.
+        let id_text = |name: &str| -> Result<ArrayRef, ArrowError> {
+            let ids = batch.column_by_name(name).ok_or_else(|| {
+                ArrowError::SchemaError(format!("warehouse column {name} missing"))
+            })?;
+            cast(ids, &DataType::Utf8)
+        };
+        let (user_ids, anonymous_ids) = (id_text("user_id")?, id_text("anonymous_id")?);
+        let (user_ids, anonymous_ids) = (
+            user_ids.as_string::<i32>(),
+            anonymous_ids.as_string::<i32>(),
+        );
         let (types, traits, contexts) = match table {
             Table::Events => (
                 Some(text("type")?),

@@ -73,7 +73,9 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
@@ -82,7 +84,7 @@ use parking_lot::Mutex;
 
 pub use datafusion;
 pub use erase::ErasureKeys;
-pub use graph::{GraphSnapshot, IdentityIndex};
+pub use graph::{GraphSnapshot, IdMap, IdentityIndex};
 pub use manifest::{DataFile, LAYOUT_VERSION, MANIFEST_FILE, Manifest};
 pub use query::{ExportFormat, QueryOutput, SqlLimits};
 pub use rows::{Table, order_status};
@@ -551,7 +553,7 @@ impl Warehouse {
                 let Some(mask) = eraser.keep_mask(table, &columns)? else {
                     continue;
                 };
-                let full = concat_batches(&table.schema(), &read_parquet(&path)?)?;
+                let full = concat_batches(&table.schema(), &read_parquet(&path, table)?)?;
                 let kept = filter_record_batch(&full, &mask)?;
                 tracing::info!(file = %file.path, removed = full.num_rows() - kept.num_rows(), "erasure rewrites warehouse file");
                 replaced.push(path);
@@ -770,7 +772,7 @@ impl Warehouse {
             })?;
             let mut batches = Vec::new();
             for file in &files {
-                batches.extend(read_parquet(&self.dir.join(&file.path))?);
+                batches.extend(read_parquet(&self.dir.join(&file.path), table)?);
             }
             let first = files.iter().map(|f| f.first_offset).min().unwrap_or(0);
             let last = files.iter().map(|f| f.last_offset).max().unwrap_or(0);
@@ -952,10 +954,26 @@ fn cluster(table: Table, batch: &RecordBatch) -> Result<RecordBatch, WarehouseEr
     Ok(take_record_batch(batch, &order)?)
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, WarehouseError> {
+/// Every row of a data file of `table`, in the table's Arrow types: a file written before a
+/// column became dictionary-encoded in Arrow (see [`rows::id_type`]) reads like a new one.
+fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, WarehouseError> {
+    let schema = table.schema();
+    let reader = table_reader(path, table)?.build()?;
+    Ok(reader
+        .map(|batch| batch.and_then(|batch| batch.with_schema(schema.clone())))
+        .collect::<Result<Vec<_>, ArrowError>>()?)
+}
+
+/// A reader of a data file of `table` that yields the table's Arrow types.
+fn table_reader(
+    path: &Path,
+    table: Table,
+) -> Result<ParquetRecordBatchReaderBuilder<File>, WarehouseError> {
     let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    Ok(reader.collect::<Result<Vec<_>, ArrowError>>()?)
+    let options = ArrowReaderOptions::new().with_schema(table.schema());
+    Ok(ParquetRecordBatchReaderBuilder::try_new_with_options(
+        file, options,
+    )?)
 }
 
 /// The named columns of a data file of `table` (every row, in file order).
@@ -969,8 +987,7 @@ fn read_parquet_columns(
     for name in columns {
         indices.push(schema.index_of(name)?);
     }
-    let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let builder = table_reader(path, table)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let reader = builder.with_projection(mask).build()?;
     Ok(reader.collect::<Result<Vec<_>, ArrowError>>()?)

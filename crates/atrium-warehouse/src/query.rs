@@ -240,10 +240,7 @@ impl Warehouse {
                 on_disk.push(path);
                 continue;
             }
-            let batches: Vec<RecordBatch> = crate::read_parquet(&self.dir.join(path))?
-                .into_iter()
-                .map(|batch| batch.with_schema(table.schema()))
-                .collect::<Result<_, _>>()?;
+            let batches: Vec<RecordBatch> = crate::read_parquet(&self.dir.join(path), table)?;
             // Kept only while the manifest still lists the file: an erasure rewrite or a
             // compaction may have replaced it since this query's snapshot.
             let state = self.state.lock();

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use atrium_types::parse_timestamp_ms;
 use datafusion::arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayRef, Date32Builder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
     TimestampMillisecondBuilder, UInt64Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -70,6 +70,9 @@ impl Table {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Text,
+    /// An identifier (`user_id`, `anonymous_id`): text, dictionary-encoded in Arrow too, so a
+    /// reader sees each distinct id of a row group once (see [`id_type`]).
+    Id,
     Int,
     UInt,
     Float,
@@ -83,6 +86,7 @@ impl Kind {
     fn data_type(self) -> DataType {
         match self {
             Kind::Text => DataType::Utf8,
+            Kind::Id => id_type(),
             Kind::Int => DataType::Int64,
             Kind::UInt => DataType::UInt64,
             Kind::Float => DataType::Float64,
@@ -93,6 +97,14 @@ impl Kind {
 }
 
 use Kind::*;
+
+/// The Arrow type of `user_id` and `anonymous_id`: the Parquet column is dictionary-encoded
+/// anyway, and reading it as a dictionary keeps each row group's distinct ids once instead of
+/// copying the text into every row. Identity resolution in the analytics loader then resolves
+/// each distinct id once per row group rather than once per row.
+pub fn id_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
 
 /// Columns common to every row: where it came from and when.
 macro_rules! origin_columns {
@@ -115,8 +127,8 @@ const EVENT_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 41, 46>(
         ("name", Text),
         ("source", Text),
         ("channel", Text),
-        ("anonymous_id", Text),
-        ("user_id", Text),
+        ("anonymous_id", Id),
+        ("user_id", Id),
         ("campaign_source", Text),
         ("campaign_medium", Text),
         ("campaign_name", Text),
@@ -165,8 +177,8 @@ const ORDER_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 18, 23>(
         ("checkout_id", Text),
         ("source", Text),
         ("channel", Text),
-        ("anonymous_id", Text),
-        ("user_id", Text),
+        ("anonymous_id", Id),
+        ("user_id", Id),
         ("revenue", Float),
         ("total", Float),
         ("subtotal", Float),
@@ -198,8 +210,8 @@ const ORDER_LINE_COLUMNS: &[(&str, Kind)] = &concat_columns::<5, 17, 22>(
         ("currency", Text),
         ("source", Text),
         ("channel", Text),
-        ("anonymous_id", Text),
-        ("user_id", Text),
+        ("anonymous_id", Id),
+        ("user_id", Id),
     ],
 );
 
@@ -459,6 +471,22 @@ pub fn build_batch(table: Table, rows: &[Row<'_>]) -> Result<RecordBatch, ArrowE
                 for cell in cells {
                     match cell {
                         Cell::Text(text) => builder.append_value(text.as_ref()),
+                        _ => builder.append_null(),
+                    }
+                }
+                Arc::new(builder.finish())
+            }
+            Id => {
+                let mut builder = StringDictionaryBuilder::<Int32Type>::with_capacity(
+                    rows.len(),
+                    rows.len() / 4,
+                    rows.len() * 8,
+                );
+                for cell in cells {
+                    match cell {
+                        Cell::Text(text) => {
+                            builder.append_value(text.as_ref());
+                        }
                         _ => builder.append_null(),
                     }
                 }

@@ -550,3 +550,108 @@ fn parquet_files(dir: &std::path::Path) -> BTreeSet<String> {
     }
     found
 }
+
+/// The Arrow type of each identifier column as a data file stores it.
+fn stored_id_types(path: &std::path::Path) -> Vec<String> {
+    use atrium_warehouse::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    ["anonymous_id", "user_id"]
+        .iter()
+        .map(|name| {
+            reader
+                .schema()
+                .field_with_name(name)
+                .unwrap()
+                .data_type()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Rewrites a data file the way the warehouse wrote it before identifiers were dictionaries in
+/// Arrow: the same rows, `anonymous_id` and `user_id` as plain text.
+fn rewrite_with_text_ids(path: &std::path::Path) {
+    use atrium_warehouse::datafusion::arrow::compute::cast;
+    use atrium_warehouse::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use atrium_warehouse::datafusion::arrow::record_batch::RecordBatch;
+    use atrium_warehouse::datafusion::parquet::arrow::ArrowWriter;
+    use atrium_warehouse::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let old = batches[0].schema();
+    let fields: Vec<Field> = old
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            "anonymous_id" | "user_id" => field.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema.clone(), None).unwrap();
+    for batch in &batches {
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, column)| cast(column, field.data_type()).unwrap())
+            .collect();
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[test]
+fn files_written_with_text_identifiers_still_read_and_compact_to_dictionaries() {
+    let harness = Harness::create();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            serde_json::json!({"type": "track", "event": "Product Viewed",
+                "anonymousId": format!("a{}", i % 7), "userId": format!("u{}", i % 3),
+                "timestamp": format!("2026-01-01T10:{i:02}:00Z")})
+        })
+        .collect();
+    harness.ingest("web", atrium_types::Channel::Web, &events);
+    let warehouse = harness.warehouse(WarehouseConfig {
+        compact_files: 2,
+        read_batch: 10,
+        ..manual_config()
+    });
+    let dir = harness.dir.path().join("warehouse");
+    let events_files = |warehouse: &atrium_warehouse::Warehouse| -> Vec<std::path::PathBuf> {
+        let manifest = warehouse.manifest();
+        let files = manifest.files.iter().filter(|f| f.table == "events");
+        files.map(|f| dir.join(&f.path)).collect()
+    };
+    while warehouse.step().unwrap() > 0 {
+        warehouse.flush().unwrap();
+    }
+    let flushed = events_files(&warehouse);
+    assert_eq!(flushed.len(), 2);
+    let dictionary = "Dictionary(Int32, Utf8)".to_owned();
+    assert_eq!(stored_id_types(&flushed[0]), vec![dictionary.clone(); 2]);
+    rewrite_with_text_ids(&flushed[0]);
+    assert_eq!(stored_id_types(&flushed[0]), vec!["Utf8".to_owned(); 2]);
+
+    let distinct =
+        "SELECT count(DISTINCT anonymous_id) * 100 + count(DISTINCT user_id) FROM events";
+    let filtered = "SELECT count(*) FROM events WHERE anonymous_id = 'a3' AND user_id = 'u0'";
+    assert_eq!(scalar(&warehouse, distinct), 703);
+    assert_eq!(scalar(&warehouse, filtered), 1);
+    assert_matches_log(&harness, &warehouse);
+
+    assert_eq!(warehouse.compact().unwrap(), 1);
+    let compacted = events_files(&warehouse);
+    assert_eq!(compacted.len(), 1);
+    assert_eq!(stored_id_types(&compacted[0]), vec![dictionary; 2]);
+    assert_eq!(scalar(&warehouse, distinct), 703);
+    assert_eq!(scalar(&warehouse, filtered), 1);
+    assert_matches_log(&harness, &warehouse);
+}
