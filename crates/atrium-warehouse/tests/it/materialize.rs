@@ -367,19 +367,47 @@ fn compaction_clusters_a_day_by_event_in_small_pages() {
 
 /// (codecs of every column chunk, encodings of `message_id`) of a data file.
 fn file_encoding(path: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    (file_codecs(path), column_encodings(path, "message_id"))
+}
+
+/// The compression codecs of a data file's column chunks.
+fn file_codecs(path: &std::path::Path) -> BTreeSet<String> {
     use atrium_warehouse::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let mut codecs = BTreeSet::new();
-    let mut message_id = BTreeSet::new();
     for group in reader.metadata().row_groups() {
         for column in group.columns() {
             codecs.insert(format!("{:?}", column.compression()));
-            if column.column_path().string() == "message_id" {
-                message_id.extend(column.encodings().map(|e| format!("{e:?}")));
+        }
+    }
+    codecs
+}
+
+/// The encodings one column of a data file uses.
+fn column_encodings(path: &std::path::Path, name: &str) -> BTreeSet<String> {
+    use atrium_warehouse::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut encodings = BTreeSet::new();
+    for group in reader.metadata().row_groups() {
+        for column in group.columns() {
+            if column.column_path().string() == name {
+                encodings.extend(column.encodings().map(|e| format!("{e:?}")));
             }
         }
     }
-    (codecs, message_id)
+    encodings
+}
+
+/// Offsets and times are written as deltas, without a dictionary.
+fn assert_delta_encoded(path: &std::path::Path) {
+    for name in ["offset", "timestamp", "received_at"] {
+        let encodings = column_encodings(path, name);
+        assert!(
+            encodings.contains("DELTA_BINARY_PACKED")
+                && !encodings.iter().any(|e| e.contains("DICTIONARY")),
+            "{name} in {path:?}: {encodings:?}"
+        );
+    }
 }
 
 #[test]
@@ -416,15 +444,17 @@ fn flushes_write_snappy_and_compaction_rewrites_them_as_zstd() {
             !message_id.iter().any(|e| e.contains("DICTIONARY")),
             "message ids are not dictionary-encoded: {message_id:?}"
         );
+        assert_delta_encoded(path);
     }
     assert_eq!(warehouse.compact().unwrap(), 1);
     let compacted = events_files(&warehouse);
     assert_eq!(compacted.len(), 1);
-    let (codecs, _) = file_encoding(&compacted[0]);
+    let codecs = file_codecs(&compacted[0]);
     assert!(
         codecs.iter().all(|codec| codec.starts_with("ZSTD")),
         "{codecs:?}"
     );
+    assert_delta_encoded(&compacted[0]);
     assert_matches_log(&harness, &warehouse);
 }
 
