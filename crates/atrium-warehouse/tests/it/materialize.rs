@@ -366,6 +366,40 @@ fn compaction_clusters_a_day_by_event_in_small_pages() {
 }
 
 /// (codecs of every column chunk, encodings of `message_id`) of a data file.
+/// The `events` data files the manifest lists.
+fn events_files(
+    harness: &Harness,
+    warehouse: &atrium_warehouse::Warehouse,
+) -> Vec<std::path::PathBuf> {
+    let dir = harness.dir.path().join("warehouse");
+    let manifest = warehouse.manifest();
+    let files = manifest.files.iter().filter(|f| f.table == "events");
+    files.map(|f| dir.join(&f.path)).collect()
+}
+
+/// A warehouse that flushed 20 `events` as two files of 10 rows, and compacts any two files.
+fn flushed_in_two_files(
+    events: &[Value],
+) -> (
+    Harness,
+    atrium_warehouse::Warehouse,
+    Vec<std::path::PathBuf>,
+) {
+    let harness = Harness::create();
+    harness.ingest("web", atrium_types::Channel::Web, events);
+    let warehouse = harness.warehouse(WarehouseConfig {
+        compact_files: 2,
+        read_batch: 10,
+        ..manual_config()
+    });
+    while warehouse.step().unwrap() > 0 {
+        warehouse.flush().unwrap();
+    }
+    let flushed = events_files(&harness, &warehouse);
+    assert_eq!(flushed.len(), 2);
+    (harness, warehouse, flushed)
+}
+
 fn file_encoding(path: &std::path::Path) -> (BTreeSet<String>, BTreeSet<String>) {
     (file_codecs(path), column_encodings(path, "message_id"))
 }
@@ -412,7 +446,6 @@ fn assert_delta_encoded(path: &std::path::Path) {
 
 #[test]
 fn flushes_write_snappy_and_compaction_rewrites_them_as_zstd() {
-    let harness = Harness::create();
     let events: Vec<Value> = (0..20)
         .map(|i| {
             serde_json::json!({"type": "track", "event": "Product Viewed", "anonymousId": format!("a{i}"),
@@ -420,23 +453,7 @@ fn flushes_write_snappy_and_compaction_rewrites_them_as_zstd() {
                 "timestamp": format!("2026-01-01T10:{i:02}:00Z")})
         })
         .collect();
-    harness.ingest("web", atrium_types::Channel::Web, &events);
-    let warehouse = harness.warehouse(WarehouseConfig {
-        compact_files: 2,
-        read_batch: 10,
-        ..manual_config()
-    });
-    let dir = harness.dir.path().join("warehouse");
-    let events_files = |warehouse: &atrium_warehouse::Warehouse| -> Vec<std::path::PathBuf> {
-        let manifest = warehouse.manifest();
-        let files = manifest.files.iter().filter(|f| f.table == "events");
-        files.map(|f| dir.join(&f.path)).collect()
-    };
-    while warehouse.step().unwrap() > 0 {
-        warehouse.flush().unwrap();
-    }
-    let flushed = events_files(&warehouse);
-    assert_eq!(flushed.len(), 2);
+    let (harness, warehouse, flushed) = flushed_in_two_files(&events);
     for path in &flushed {
         let (codecs, message_id) = file_encoding(path);
         assert_eq!(codecs, BTreeSet::from(["SNAPPY".to_owned()]), "{path:?}");
@@ -447,7 +464,7 @@ fn flushes_write_snappy_and_compaction_rewrites_them_as_zstd() {
         assert_delta_encoded(path);
     }
     assert_eq!(warehouse.compact().unwrap(), 1);
-    let compacted = events_files(&warehouse);
+    let compacted = events_files(&harness, &warehouse);
     assert_eq!(compacted.len(), 1);
     let codecs = file_codecs(&compacted[0]);
     assert!(
@@ -640,7 +657,6 @@ fn rewrite_with_text_ids(path: &std::path::Path) {
 
 #[test]
 fn files_written_with_text_identifiers_still_read_and_compact_to_dictionaries() {
-    let harness = Harness::create();
     let events: Vec<Value> = (0..20)
         .map(|i| {
             serde_json::json!({"type": "track", "event": "Product Viewed",
@@ -648,23 +664,7 @@ fn files_written_with_text_identifiers_still_read_and_compact_to_dictionaries() 
                 "timestamp": format!("2026-01-01T10:{i:02}:00Z")})
         })
         .collect();
-    harness.ingest("web", atrium_types::Channel::Web, &events);
-    let warehouse = harness.warehouse(WarehouseConfig {
-        compact_files: 2,
-        read_batch: 10,
-        ..manual_config()
-    });
-    let dir = harness.dir.path().join("warehouse");
-    let events_files = |warehouse: &atrium_warehouse::Warehouse| -> Vec<std::path::PathBuf> {
-        let manifest = warehouse.manifest();
-        let files = manifest.files.iter().filter(|f| f.table == "events");
-        files.map(|f| dir.join(&f.path)).collect()
-    };
-    while warehouse.step().unwrap() > 0 {
-        warehouse.flush().unwrap();
-    }
-    let flushed = events_files(&warehouse);
-    assert_eq!(flushed.len(), 2);
+    let (harness, warehouse, flushed) = flushed_in_two_files(&events);
     let dictionary = "Dictionary(Int32, Utf8)".to_owned();
     assert_eq!(stored_id_types(&flushed[0]), vec![dictionary.clone(); 2]);
     rewrite_with_text_ids(&flushed[0]);
@@ -678,7 +678,7 @@ fn files_written_with_text_identifiers_still_read_and_compact_to_dictionaries() 
     assert_matches_log(&harness, &warehouse);
 
     assert_eq!(warehouse.compact().unwrap(), 1);
-    let compacted = events_files(&warehouse);
+    let compacted = events_files(&harness, &warehouse);
     assert_eq!(compacted.len(), 1);
     assert_eq!(stored_id_types(&compacted[0]), vec![dictionary; 2]);
     assert_eq!(scalar(&warehouse, distinct), 703);
