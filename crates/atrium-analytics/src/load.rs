@@ -424,9 +424,9 @@ async fn read_all(
 /// Whether the Parquet scan applies the load's filter itself, decoding the other columns only
 /// for the rows it keeps, and hands batches over uncoalesced (with their row group's
 /// dictionaries, see [`KeyCache`]). It pays for a selective filter that is not only on names
-/// (attribution keeps ~9 % of the rows: 10–15 % faster at 10M events) and costs time for a
+/// (attribution keeps ~9 % of the rows: 8–15 % faster at 10M events) and costs time for a
 /// funnel's event-name filter, which keeps more (10–15 % slower), so only loads with their
-/// own `pushdown` condition use it.
+/// own `pushdown` condition use it (see BENCHMARKS.md, analytics).
 fn late_materialization(ctx: &SessionContext, on: bool) {
     let state = ctx.state_ref();
     let mut state = state.write();
