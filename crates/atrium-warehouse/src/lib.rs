@@ -531,7 +531,9 @@ impl Warehouse {
         let mut new_hot = hot.clone();
         let mut hot_events_removed = 0;
         let mut next_manifest = manifest.clone();
+        // Rewritten files of the tables `memory` keeps, to insert once the manifest is live.
         let mut written: Vec<(Table, String, RecordBatch)> = Vec::new();
+        let mut rewritten = 0;
         let mut replaced: Vec<PathBuf> = Vec::new();
         let mut dirs = BTreeSet::new();
         for table in Table::ALL {
@@ -583,7 +585,10 @@ impl Warehouse {
                     FileKind::Settled,
                 )?;
                 dirs.insert(new_path.parent().expect("has parent").to_path_buf());
-                written.push((table, relative.clone(), kept));
+                rewritten += 1;
+                if memory::keeps(table) {
+                    written.push((table, relative.clone(), kept));
+                }
                 file.path = relative;
             }
         }
@@ -594,7 +599,6 @@ impl Warehouse {
         if !replaced.is_empty() {
             next_manifest.store(&self.dir)?;
         }
-        let rewritten = written.len();
         {
             let mut state = self.state.lock();
             // Under the state lock, so no query can keep a decoded copy of a replaced file.
@@ -693,7 +697,11 @@ impl Warehouse {
                 first_offset: first,
                 last_offset: next - 1,
             });
-            written.push((*table, relative, batch));
+            // Only files `memory` keeps are held until the manifest commits (an `events` flush
+            // is the bulk of the rows).
+            if memory::keeps(*table) {
+                written.push((*table, relative, batch));
+            }
         }
         for dir in &dirs {
             manifest::sync_dir(dir)?;
@@ -805,7 +813,9 @@ impl Warehouse {
                 first_offset: first,
                 last_offset: last,
             });
-            written.push((table, relative, merged));
+            if memory::keeps(table) {
+                written.push((table, relative, merged));
+            }
         }
         if added.is_empty() {
             return Ok(0);
